@@ -1,0 +1,89 @@
+//! The agent-core face (protocol.md §6): a delegated task `{thread_id, handoff_id, text}` yields
+//! messages and then one end; new text for a running task steers it. Backends implement
+//! [`AgentCore`]; `embedded` is the offline default.
+
+pub mod embedded;
+
+use crate::engine::TaskOutcome;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentTask {
+    pub thread_id: String,
+    pub handoff_id: String,
+    pub text: String,
+}
+
+/// What a running task reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentUpdate {
+    Message(String),
+    End(TaskOutcome),
+}
+
+/// The backend's side of a task: read steers, watch for cancel, send updates.
+pub struct TaskIo {
+    pub steer: mpsc::UnboundedReceiver<String>,
+    pub cancel: oneshot::Receiver<()>,
+    pub updates: mpsc::Sender<AgentUpdate>,
+}
+
+/// The session's side of a task.
+pub struct TaskHandle {
+    pub handoff_id: String,
+    steer: mpsc::UnboundedSender<String>,
+    cancel: Option<oneshot::Sender<()>>,
+    updates: mpsc::Receiver<AgentUpdate>,
+}
+
+impl TaskHandle {
+    /// A connected handle/io pair for a backend to run.
+    pub fn pair(handoff_id: String) -> (TaskHandle, TaskIo) {
+        let (steer_tx, steer_rx) = mpsc::unbounded_channel();
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let (upd_tx, upd_rx) = mpsc::channel(64);
+        (
+            TaskHandle { handoff_id, steer: steer_tx, cancel: Some(cancel_tx), updates: upd_rx },
+            TaskIo { steer: steer_rx, cancel: cancel_rx, updates: upd_tx },
+        )
+    }
+
+    pub fn steer(&self, text: String) {
+        let _ = self.steer.send(text);
+    }
+
+    pub fn cancel(&mut self) {
+        if let Some(c) = self.cancel.take() {
+            let _ = c.send(());
+        }
+    }
+
+    /// Next update; a backend that vanished without an end counts as failed.
+    pub async fn next(&mut self) -> AgentUpdate {
+        self.updates.recv().await.unwrap_or_else(|| {
+            AgentUpdate::End(TaskOutcome::Failed("the agent backend stopped without finishing".into()))
+        })
+    }
+}
+
+impl Drop for TaskHandle {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// A place delegated tasks run.
+pub trait AgentCore: Send + Sync + 'static {
+    /// Start `task`; the backend spawns its own work and reports through the returned handle.
+    fn start(&self, task: AgentTask) -> TaskHandle;
+}
+
+/// The `<input>` text of a delegation, unescaped (for backends that want the plain request).
+pub fn delegation_input(text: &str) -> String {
+    let inner = text
+        .split_once("<input>")
+        .and_then(|(_, rest)| rest.split_once("</input>"))
+        .map(|(input, _)| input)
+        .unwrap_or(text);
+    inner.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}

@@ -1,0 +1,130 @@
+//! The command line: `serve`, `simulate`, `rpc --stdio`. Loads and validates the config, sets up
+//! logging, and runs the chosen face.
+
+use crate::app::AppState;
+use crate::config::{Config, LogFormat};
+use crate::simulator::Simulator;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "voxgate", version, about = "A realtime voice gateway")]
+pub struct Cli {
+    /// Config file (TOML); every key is optional.
+    #[arg(long, global = true, env = "VOXGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines instead of pretty text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (HTTP + websocket faces).
+    Serve {
+        /// Listen address, overriding `[server] listen`.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run the embedded realtime model simulator on its own.
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// Echo input audio straight back (latency measurement).
+        #[arg(long)]
+        echo: bool,
+    },
+    /// Speak JSON-RPC on stdin/stdout.
+    Rpc {
+        /// Use stdio (the only transport of this command).
+        #[arg(long)]
+        stdio: bool,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut cfg = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if cli.log_json {
+        cfg.server.log_format = LogFormat::Json;
+    }
+    init_logging(cfg.server.log_format);
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(l) = listen {
+                cfg.server.listen = l;
+                cfg.validate()?;
+            }
+            serve(cfg).await
+        }
+        Command::Simulate { listen, echo } => {
+            let mut sim_cfg = cfg.simulator.clone();
+            sim_cfg.echo |= echo;
+            let sim = Simulator::start(listen, sim_cfg).await.with_context(|| format!("binding {listen}"))?;
+            tracing::info!(addr = %sim.addr, "simulator listening; base_url = {}", sim.base_url());
+            println!("simulator listening on {}", sim.addr);
+            shutdown_signal().await;
+            Ok(())
+        }
+        Command::Rpc { stdio } => {
+            if !stdio {
+                anyhow::bail!("`voxgate rpc` needs --stdio (websocket JSON-RPC is served by `voxgate serve` at /rpc)");
+            }
+            let app = AppState::build(cfg).await?;
+            crate::rpc::stdio::serve(app).await?;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let listen: SocketAddr = cfg.server.listen.parse().context("server.listen")?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    let app = AppState::build(cfg).await?;
+    tracing::info!(%addr, upstream = ?app.cfg.upstream.kind, "voxgate listening");
+    // A machine-readable line for scripts and tests that bind port 0.
+    println!("voxgate listening on {addr}");
+    let sessions = app.sessions.clone();
+    crate::http::serve(listener, app, async move {
+        shutdown_signal().await;
+        sessions.stop_all();
+    })
+    .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,406 @@
+//! The one typed `Config`: loaded from a TOML file (every key optional, defaults for the rest),
+//! overridden by `VOXGATE_<SECTION>__<KEY>` environment variables, and validated at start with
+//! messages that name the offending key. Unknown keys are errors.
+
+use crate::engine::Acks;
+use crate::protocol::ModelVersion;
+use crate::protocol::session_config::{self, SessionMode};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub session: SessionConfig,
+    pub agent: AgentConfig,
+    pub simulator: SimulatorConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub log_format: LogFormat,
+    /// Largest JSON-RPC message accepted; larger ones get a clear error (connection survives).
+    pub max_message_bytes: usize,
+    /// Largest websocket frame read at all; larger ones close the connection (code 1009).
+    pub max_frame_bytes: usize,
+    /// Per-connection outbound queue (messages). Audio notifications drop when full; a
+    /// connection whose queue is full for control messages is closed as too slow.
+    pub outbound_queue: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            log_format: LogFormat::Pretty,
+            max_message_bytes: 1 << 20,
+            max_frame_bytes: 16 << 20,
+            outbound_queue: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamKind {
+    /// The embedded simulator, started in-process on a loopback port.
+    #[default]
+    Simulator,
+    /// A real realtime model service at `base_url` (needs an API key).
+    Openai,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    pub kind: UpstreamKind,
+    pub base_url: String,
+    /// API key; prefer `api_key_env`. Never logged.
+    pub api_key: Option<String>,
+    pub api_key_env: String,
+    pub model: String,
+    pub version: ModelVersion,
+    pub voice: Option<String>,
+    /// Extra query pairs appended to the websocket URL, e.g. "foo=1&bar=2".
+    pub extra_query: String,
+    pub connect_timeout_ms: u64,
+    /// Outbound audio frames buffered per session before audio drops (counted).
+    pub audio_queue_frames: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            kind: UpstreamKind::Simulator,
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: None,
+            api_key_env: "OPENAI_API_KEY".into(),
+            model: session_config::DEFAULT_MODEL.into(),
+            version: ModelVersion::V2,
+            voice: None,
+            extra_query: String::new(),
+            connect_timeout_ms: 10_000,
+            audio_queue_frames: 256,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// The API key from config, else from the configured environment variable.
+    pub fn resolve_api_key(&self) -> Option<String> {
+        self.api_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .or_else(|| std::env::var(&self.api_key_env).ok().filter(|k| !k.is_empty()))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Replaces whatever prompt a start request carries.
+    pub prompt_override: Option<String>,
+    /// Appended to the instructions as `<startup_context>…</startup_context>`.
+    pub startup_context: Option<String>,
+    /// File whose text replaces the built-in default prompt template.
+    pub prompt_template_file: Option<PathBuf>,
+    pub mode: SessionMode,
+    pub acks: AckConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AckConfig {
+    pub completed: Option<String>,
+    pub steering: Option<String>,
+    pub no_message: Option<String>,
+    pub failed: Option<String>,
+    pub cancelled: Option<String>,
+    pub nothing_to_delegate: Option<String>,
+}
+
+impl AckConfig {
+    pub fn to_acks(&self) -> Acks {
+        let d = Acks::default();
+        let pick = |o: &Option<String>, d: String| o.clone().unwrap_or(d);
+        Acks {
+            completed: pick(&self.completed, d.completed),
+            steering: pick(&self.steering, d.steering),
+            no_message: pick(&self.no_message, d.no_message),
+            failed: pick(&self.failed, d.failed),
+            cancelled: pick(&self.cancelled, d.cancelled),
+            nothing_to_delegate: pick(&self.nothing_to_delegate, d.nothing_to_delegate),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    #[default]
+    Embedded,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub kind: AgentKind,
+    /// A task still running after this long ends as failed.
+    pub task_timeout_secs: u64,
+    pub embedded: EmbeddedAgentConfig,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self { kind: AgentKind::Embedded, task_timeout_secs: 300, embedded: Default::default() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedAgentConfig {
+    /// Delay before each message.
+    pub delay_ms: u64,
+    /// Progress messages before the final reply.
+    pub progress_messages: u32,
+    /// Final reply; `{input}` is replaced by the task's `<input>` text.
+    pub reply: String,
+}
+
+impl Default for EmbeddedAgentConfig {
+    fn default() -> Self {
+        Self { delay_ms: 200, progress_messages: 1, reply: "Done: {input}".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    /// Echo mode: input audio comes straight back as output audio (latency measurement).
+    pub echo: bool,
+    /// RMS (PCM16 units) above which input counts as speech.
+    pub vad_threshold: u32,
+    /// Silence that ends a speech turn.
+    pub silence_ms: u64,
+    /// Transcript the simulator reports for any spoken turn.
+    pub audio_transcript: String,
+    /// Duration of each audio delta it sends.
+    pub chunk_ms: u64,
+    /// Pace audio deltas in real time instead of sending them as fast as possible.
+    pub realtime: bool,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            echo: false,
+            vad_threshold: 600,
+            silence_ms: 500,
+            audio_transcript: "hello from the microphone".into(),
+            chunk_ms: 100,
+            realtime: false,
+        }
+    }
+}
+
+impl Config {
+    /// Load `path` (or defaults when `None`), apply env overrides from `env`, validate.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|source| ConfigError::Read { path: p.to_owned(), source })?,
+            None => String::new(),
+        };
+        Self::from_toml_str(&text, env)
+    }
+
+    pub fn from_toml_str(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            ConfigError::Parse(e.to_string().trim_end().to_owned())
+        })?;
+        for (name, value) in env {
+            apply_env_override(&mut table, &name, &value)?;
+        }
+        let cfg: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+            ConfigError::Parse(e.to_string().trim_end().to_owned())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.listen.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
+            key: "server.listen",
+            message: format!("`{}` is not an address like 127.0.0.1:8080 ({e})", self.server.listen),
+        })?;
+        if self.server.max_message_bytes == 0 || self.server.max_frame_bytes < self.server.max_message_bytes {
+            return Err(ConfigError::Invalid {
+                key: "server.max_frame_bytes",
+                message: "must be at least server.max_message_bytes, which must be > 0".into(),
+            });
+        }
+        if self.server.outbound_queue == 0 {
+            return Err(ConfigError::Invalid { key: "server.outbound_queue", message: "must be > 0".into() });
+        }
+        crate::upstream::url::realtime_ws_url(&self.upstream.base_url, self.upstream.version, Some("m"), None, "")
+            .map_err(|message| ConfigError::Invalid { key: "upstream.base_url", message })?;
+        if self.upstream.model.trim().is_empty() {
+            return Err(ConfigError::Invalid { key: "upstream.model", message: "must not be empty".into() });
+        }
+        if let Some(v) = &self.upstream.voice {
+            session_config::resolve_voice(self.upstream.version, None, Some(v))
+                .map_err(|message| ConfigError::Invalid { key: "upstream.voice", message })?;
+        }
+        if self.upstream.connect_timeout_ms == 0 || self.upstream.audio_queue_frames == 0 {
+            return Err(ConfigError::Invalid {
+                key: "upstream.connect_timeout_ms",
+                message: "connect_timeout_ms and audio_queue_frames must be > 0".into(),
+            });
+        }
+        if let Some(p) = &self.session.prompt_template_file {
+            std::fs::metadata(p).map_err(|e| ConfigError::Invalid {
+                key: "session.prompt_template_file",
+                message: format!("{}: {e}", p.display()),
+            })?;
+        }
+        if self.agent.task_timeout_secs == 0 {
+            return Err(ConfigError::Invalid { key: "agent.task_timeout_secs", message: "must be > 0".into() });
+        }
+        if self.simulator.chunk_ms == 0 || self.simulator.chunk_ms > 1000 {
+            return Err(ConfigError::Invalid {
+                key: "simulator.chunk_ms",
+                message: "must be between 1 and 1000".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The default prompt template: the configured file, else the built-in one.
+    pub fn prompt_template(&self) -> String {
+        self.session
+            .prompt_template_file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_else(|| session_config::DEFAULT_PROMPT.to_owned())
+    }
+}
+
+/// `VOXGATE_UPSTREAM__BASE_URL=…` sets `upstream.base_url`; nested tables use more `__`.
+/// Variables without `__` (like `VOXGATE_CONFIG`) are not config keys and are ignored.
+fn apply_env_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let Some(rest) = name.strip_prefix("VOXGATE_") else { return Ok(()) };
+    if !rest.contains("__") {
+        return Ok(());
+    }
+    let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    if path.iter().any(String::is_empty) {
+        return Err(ConfigError::Parse(format!("environment variable {name} is not a valid key path")));
+    }
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let (last, parents) = path.split_last().ok_or_else(|| ConfigError::Parse(name.to_owned()))?;
+    let mut cur = table;
+    for seg in parents {
+        let entry = cur.entry(seg.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| {
+            ConfigError::Parse(format!("environment variable {name}: `{seg}` is not a table"))
+        })?;
+    }
+    cur.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let cfg = Config::from_toml_str("", none()).expect("defaults are valid");
+        assert_eq!(cfg.upstream.kind, UpstreamKind::Simulator);
+        assert_eq!(cfg.upstream.version, ModelVersion::V2);
+        assert_eq!(cfg.upstream.model, "gpt-realtime-1.5");
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let cfg = Config::from_toml_str("[upstream]\nversion = \"v1\"\n", none()).expect("valid");
+        assert_eq!(cfg.upstream.version, ModelVersion::V1);
+        assert_eq!(cfg.server.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let err = Config::from_toml_str("[upstream]\nbase_ulr = \"x\"\n", none()).expect_err("unknown key");
+        assert!(err.to_string().contains("base_ulr"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_parses_types() {
+        let env = vec![
+            ("VOXGATE_UPSTREAM__MODEL".to_owned(), "other-model".to_owned()),
+            ("VOXGATE_AGENT__EMBEDDED__DELAY_MS".to_owned(), "5".to_owned()),
+            ("VOXGATE_CONFIG".to_owned(), "ignored.toml".to_owned()),
+        ];
+        let cfg = Config::from_toml_str("[upstream]\nmodel = \"m\"\n", env).expect("valid");
+        assert_eq!(cfg.upstream.model, "other-model");
+        assert_eq!(cfg.agent.embedded.delay_ms, 5);
+    }
+
+    #[test]
+    fn unknown_env_key_is_an_error_naming_it() {
+        let env = vec![("VOXGATE_UPSTREAM__NOPE".to_owned(), "1".to_owned())];
+        let err = Config::from_toml_str("", env).expect_err("unknown env key");
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let err = Config::from_toml_str("[server]\nlisten = \"nowhere\"\n", none()).expect_err("bad");
+        assert!(err.to_string().contains("server.listen"), "{err}");
+        let err = Config::from_toml_str("[upstream]\nvoice = \"cove\"\n", none()).expect_err("bad");
+        assert!(err.to_string().contains("upstream.voice"), "{err}");
+    }
+
+    #[test]
+    fn shipped_config_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/voxgate.toml");
+        Config::load(Some(&path), none()).expect("config/voxgate.toml loads");
+    }
+}

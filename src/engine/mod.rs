@@ -1,0 +1,460 @@
+//! The conversation engine: a sans-IO state machine (str0m style) that owns every behaviour of
+//! protocol.md §3 — transcripts, delegation and steering, the `response.create` queue, barge-in,
+//! stop/close reasons. Adapters feed [`Input`]s through [`Engine::handle_input`] and carry out the
+//! [`Output`]s drained with [`Engine::poll_output`]. No tokio, no sockets, no clock.
+
+pub mod delegation;
+pub mod playout;
+pub mod response_queue;
+pub mod transcript;
+
+use crate::protocol::model::ACTIVE_RESPONSE_RACE_PREFIX;
+use crate::protocol::rpc::{CloseReason, Notification, TranscriptRole};
+use crate::protocol::{AudioChunk, ModelEvent, ModelFrame, ModelVersion, TextRole};
+use playout::PlayoutTracker;
+use response_queue::ResponseQueue;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use transcript::TranscriptLog;
+
+pub const USER_PREFIX: &str = "[USER] ";
+pub const BACKEND_PREFIX: &str = "[BACKEND] ";
+pub const AGENT_FINAL_MESSAGE_PREFIX: &str = "\"Agent Final Message\":\n\n";
+/// v1 handoff id used when no handoff is active.
+pub const STANDALONE_HANDOFF_ID: &str = "codex";
+
+/// voxgate's own acknowledgement sentences (configurable wording).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acks {
+    pub completed: String,
+    pub steering: String,
+    pub no_message: String,
+    /// `{reason}` is replaced by the failure text.
+    pub failed: String,
+    pub cancelled: String,
+    pub nothing_to_delegate: String,
+}
+
+impl Default for Acks {
+    fn default() -> Self {
+        Self {
+            completed: "The background agent finished the task; its messages above are the result."
+                .into(),
+            steering: "Passed on to the background agent, which is already working on the task."
+                .into(),
+            no_message: "The background agent finished without reporting anything.".into(),
+            failed: "The background agent could not finish the task: {reason}".into(),
+            cancelled: "The background task was cancelled before it finished.".into(),
+            nothing_to_delegate: "There was nothing to hand to the background agent.".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub version: ModelVersion,
+    /// Realtime session id announced in `started` (default: the thread id).
+    pub realtime_session_id: String,
+    /// The first frame, built by `protocol::session_config`.
+    pub session_update: Value,
+    pub acks: Acks,
+}
+
+/// Commands from the client face.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientCommand {
+    AppendAudio(AudioChunk),
+    AppendText { text: String, role: TextRole },
+    Stop,
+}
+
+/// How a delegated task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOutcome {
+    Completed,
+    Failed(String),
+    Cancelled,
+}
+
+/// Events from the agent core, tagged with the handoff that started the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    Message { handoff_id: String, text: String },
+    Ended { handoff_id: String, outcome: TaskOutcome },
+}
+
+/// Requests to the agent core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentCommand {
+    Start { handoff_id: String, text: String },
+    Steer { text: String },
+    Cancel,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The upstream transport is connected; the engine sends `session.update` and announces
+    /// `started`, then flushes what was queued before.
+    Connected,
+    Model(ModelEvent),
+    Client(ClientCommand),
+    Agent(AgentEvent),
+    /// The media layer played `played_ms` of output item `item_id` (WebRTC relay).
+    AudioPlayed { item_id: String, played_ms: u64 },
+    /// Upstream socket closed or reached EOF.
+    UpstreamClosed,
+    /// Upstream send/read failure or protocol violation (e.g. a binary frame).
+    UpstreamFailed(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    ToModel(ModelFrame),
+    ToClient(Notification),
+    ToAgent(AgentCommand),
+    /// The conversation is over; the driver tears the session down.
+    Close(CloseReason),
+}
+
+/// The delegated task, if one runs.
+#[derive(Debug, Default)]
+struct HandoffState {
+    /// v2: call id owed a `function_call_output`; v1: the handoff id appends go to.
+    active: Option<String>,
+    /// The handoff whose task is running (events for others are stale).
+    task: Option<String>,
+    messages_sent: usize,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    connected: bool,
+    closed: bool,
+    /// Frames asked for before the upstream was connected.
+    before_connect: Vec<ModelFrame>,
+    transcript: TranscriptLog,
+    responses: ResponseQueue,
+    playout: PlayoutTracker,
+    handoff: HandoffState,
+    out: VecDeque<Output>,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Self {
+        Self {
+            cfg,
+            connected: false,
+            closed: false,
+            before_connect: Vec::new(),
+            transcript: TranscriptLog::default(),
+            responses: ResponseQueue::default(),
+            playout: PlayoutTracker::default(),
+            handoff: HandoffState::default(),
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn version(&self) -> ModelVersion {
+        self.cfg.version
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn transcript(&self) -> &TranscriptLog {
+        &self.transcript
+    }
+
+    pub fn response_queue(&self) -> &ResponseQueue {
+        &self.responses
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn handle_input(&mut self, input: Input) {
+        if self.closed {
+            return;
+        }
+        match input {
+            Input::Connected => self.on_connected(),
+            Input::Model(ev) => self.on_model(ev),
+            Input::Client(cmd) => self.on_client(cmd),
+            Input::Agent(ev) => self.on_agent(ev),
+            Input::AudioPlayed { item_id, played_ms } => self.playout.on_played(&item_id, played_ms),
+            Input::UpstreamClosed => self.close(CloseReason::TransportClosed),
+            Input::UpstreamFailed(message) => self.fail(message),
+        }
+    }
+
+    fn to_model(&mut self, frame: ModelFrame) {
+        if self.connected {
+            self.out.push_back(Output::ToModel(frame));
+        } else {
+            self.before_connect.push(frame);
+        }
+    }
+
+    fn notify(&mut self, n: Notification) {
+        self.out.push_back(Output::ToClient(n));
+    }
+
+    fn request_response(&mut self) {
+        if self.cfg.version == ModelVersion::V2 && self.responses.request() {
+            self.to_model(ModelFrame::ResponseCreate);
+        }
+    }
+
+    fn on_connected(&mut self) {
+        if self.connected {
+            return;
+        }
+        self.connected = true;
+        self.out.push_back(Output::ToModel(ModelFrame::SessionUpdate(self.cfg.session_update.clone())));
+        self.notify(Notification::Started {
+            realtime_session_id: self.cfg.realtime_session_id.clone(),
+            version: self.cfg.version,
+        });
+        for frame in std::mem::take(&mut self.before_connect) {
+            self.out.push_back(Output::ToModel(frame));
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.handoff.task.take().is_some() {
+            self.out.push_back(Output::ToAgent(AgentCommand::Cancel));
+        }
+        self.notify(Notification::Closed { reason });
+        self.out.push_back(Output::Close(reason));
+        self.closed = true;
+    }
+
+    fn fail(&mut self, message: String) {
+        self.notify(Notification::Error { message });
+        self.close(CloseReason::Error);
+    }
+
+    fn on_client(&mut self, cmd: ClientCommand) {
+        match cmd {
+            ClientCommand::AppendAudio(chunk) => {
+                self.to_model(ModelFrame::AudioAppend { audio: chunk.data });
+            }
+            ClientCommand::AppendText { text, role } => {
+                let text = if self.cfg.version == ModelVersion::V2
+                    && role == TextRole::User
+                    && !text.is_empty()
+                    && !text.starts_with(USER_PREFIX.trim_end())
+                {
+                    format!("{USER_PREFIX}{text}")
+                } else {
+                    text
+                };
+                self.to_model(ModelFrame::Text { role, text });
+            }
+            ClientCommand::Stop => self.close(CloseReason::Requested),
+        }
+    }
+
+    fn on_model(&mut self, ev: ModelEvent) {
+        match ev {
+            ModelEvent::SessionUpdated { .. } | ModelEvent::ItemDone { .. } => {}
+            ModelEvent::AudioOut(chunk) => {
+                if self.cfg.version == ModelVersion::V2 {
+                    self.playout.on_audio(&chunk);
+                }
+                self.notify(Notification::OutputAudioDelta(chunk));
+            }
+            ModelEvent::InputTranscriptDelta { delta } => {
+                self.transcript.push_delta(TranscriptRole::User, &delta);
+                self.notify(Notification::TranscriptDelta { role: TranscriptRole::User, delta });
+            }
+            ModelEvent::InputTranscriptDone { text } => {
+                self.transcript.push_done(TranscriptRole::User, &text);
+                self.notify(Notification::TranscriptDone { role: TranscriptRole::User, text });
+            }
+            ModelEvent::OutputTranscriptDelta { delta } => {
+                self.transcript.push_delta(TranscriptRole::Assistant, &delta);
+                self.notify(Notification::TranscriptDelta { role: TranscriptRole::Assistant, delta });
+            }
+            ModelEvent::OutputTranscriptDone { text } => {
+                self.transcript.push_done(TranscriptRole::Assistant, &text);
+                self.notify(Notification::TranscriptDone { role: TranscriptRole::Assistant, text });
+            }
+            ModelEvent::SpeechStarted { item_id } => {
+                self.transcript.force_new(TranscriptRole::User);
+                if self.cfg.version == ModelVersion::V2 {
+                    if let Some(t) = self.playout.on_speech_started(item_id.as_deref()) {
+                        self.to_model(ModelFrame::Truncate {
+                            item_id: t.item_id,
+                            audio_end_ms: t.audio_end_ms,
+                        });
+                    }
+                }
+                let mut item = serde_json::Map::new();
+                item.insert("type".into(), "input_audio_buffer.speech_started".into());
+                if let Some(id) = item_id {
+                    item.insert("item_id".into(), id.into());
+                }
+                self.notify(Notification::ItemAdded(Value::Object(item)));
+            }
+            ModelEvent::ItemAdded { item } => self.notify(Notification::ItemAdded(item)),
+            ModelEvent::HandoffRequested { handoff_id, item_id, input_transcript } => {
+                self.on_handoff(handoff_id, item_id, input_transcript);
+            }
+            ModelEvent::NoopRequested { call_id } => {
+                self.playout.clear();
+                self.to_model(ModelFrame::FunctionOutput { call_id, output: String::new() });
+            }
+            ModelEvent::ResponseCreated { .. } => {
+                self.transcript.force_new(TranscriptRole::Assistant);
+                self.responses.on_created();
+            }
+            ModelEvent::ResponseCancelled { response_id } => {
+                self.playout.clear();
+                self.notify(Notification::ItemAdded(
+                    json!({"type": "response.cancelled", "response_id": response_id}),
+                ));
+                self.response_finished();
+            }
+            ModelEvent::ResponseDone { .. } => {
+                self.playout.clear();
+                self.response_finished();
+            }
+            ModelEvent::Error { message } => {
+                if message.starts_with(ACTIVE_RESPONSE_RACE_PREFIX) {
+                    self.responses.on_race_error();
+                } else {
+                    self.fail(message);
+                }
+            }
+        }
+    }
+
+    fn response_finished(&mut self) {
+        if self.responses.on_finished() {
+            self.to_model(ModelFrame::ResponseCreate);
+        }
+    }
+
+    fn on_handoff(&mut self, handoff_id: String, item_id: String, input_transcript: String) {
+        let active = self.transcript.take_for_handoff(&input_transcript);
+        self.playout.clear();
+        self.notify(Notification::ItemAdded(json!({
+            "type": "handoff_request",
+            "handoff_id": handoff_id,
+            "item_id": item_id,
+            "input_transcript": input_transcript,
+            "active_transcript": active
+                .iter()
+                .map(|e| json!({"role": e.role.as_str(), "text": e.text}))
+                .collect::<Vec<_>>(),
+        })));
+        let Some(text) = delegation::delegation_text(&input_transcript, &active) else {
+            let ack = self.cfg.acks.nothing_to_delegate.clone();
+            self.resolve_call(handoff_id, ack);
+            return;
+        };
+        match self.cfg.version {
+            ModelVersion::V2 => {
+                if self.handoff.task.is_some() {
+                    self.out.push_back(Output::ToAgent(AgentCommand::Steer { text }));
+                    let ack = self.cfg.acks.steering.clone();
+                    self.resolve_call(handoff_id, ack);
+                } else {
+                    self.start_task(handoff_id, text);
+                }
+            }
+            ModelVersion::V1 => {
+                self.handoff.active = Some(handoff_id.clone());
+                if self.handoff.task.is_some() {
+                    self.out.push_back(Output::ToAgent(AgentCommand::Steer { text }));
+                } else {
+                    self.start_task(handoff_id, text);
+                }
+            }
+        }
+    }
+
+    fn start_task(&mut self, handoff_id: String, text: String) {
+        self.handoff.active = Some(handoff_id.clone());
+        self.handoff.task = Some(handoff_id.clone());
+        self.handoff.messages_sent = 0;
+        self.out.push_back(Output::ToAgent(AgentCommand::Start { handoff_id, text }));
+    }
+
+    /// Answer a call with a final output and let the model speak (v2), or append it (v1).
+    fn resolve_call(&mut self, call_id: String, output: String) {
+        match self.cfg.version {
+            ModelVersion::V2 => {
+                self.to_model(ModelFrame::FunctionOutput { call_id, output });
+                self.request_response();
+            }
+            ModelVersion::V1 => {
+                self.to_model(ModelFrame::HandoffAppend {
+                    handoff_id: call_id,
+                    output_text: format!("{AGENT_FINAL_MESSAGE_PREFIX}{output}"),
+                });
+            }
+        }
+    }
+
+    fn on_agent(&mut self, ev: AgentEvent) {
+        match ev {
+            AgentEvent::Message { handoff_id, text } => {
+                if self.handoff.task.as_deref() != Some(handoff_id.as_str()) {
+                    return;
+                }
+                self.handoff.messages_sent += 1;
+                match self.cfg.version {
+                    ModelVersion::V2 => {
+                        if self.handoff.active.as_deref() == Some(handoff_id.as_str()) {
+                            self.to_model(ModelFrame::Text {
+                                role: TextRole::User,
+                                text: format!("{BACKEND_PREFIX}{text}"),
+                            });
+                        }
+                    }
+                    ModelVersion::V1 => {
+                        let target = self
+                            .handoff
+                            .active
+                            .clone()
+                            .unwrap_or_else(|| STANDALONE_HANDOFF_ID.to_owned());
+                        self.to_model(ModelFrame::HandoffAppend {
+                            handoff_id: target,
+                            output_text: format!("{AGENT_FINAL_MESSAGE_PREFIX}{text}"),
+                        });
+                    }
+                }
+            }
+            AgentEvent::Ended { handoff_id, outcome } => {
+                if self.handoff.task.as_deref() != Some(handoff_id.as_str()) {
+                    return;
+                }
+                self.handoff.task = None;
+                let sent = std::mem::take(&mut self.handoff.messages_sent);
+                let output = match outcome {
+                    TaskOutcome::Completed if sent > 0 => match self.cfg.version {
+                        ModelVersion::V2 => Some(self.cfg.acks.completed.clone()),
+                        // v1: every message was already appended; nothing more owed.
+                        ModelVersion::V1 => None,
+                    },
+                    TaskOutcome::Completed => Some(self.cfg.acks.no_message.clone()),
+                    TaskOutcome::Failed(reason) => {
+                        Some(self.cfg.acks.failed.replace("{reason}", &reason))
+                    }
+                    TaskOutcome::Cancelled => Some(self.cfg.acks.cancelled.clone()),
+                };
+                let active = self.handoff.active.take();
+                if let (Some(call_id), Some(output)) = (active, output) {
+                    self.resolve_call(call_id, output);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

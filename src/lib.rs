@@ -1,0 +1,17 @@
+//! voxgate: a realtime voice gateway. Layers, top to bottom: `cli`/`config` (app), `http` + `rpc`
+//! (faces), `runtime` (session registry and the one task per session), `engine` (sans-IO
+//! conversation state machine), `protocol` (pure wire types), and the adapters `upstream`,
+//! `agent` and `simulator`.
+
+pub mod agent;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod metrics;
+pub mod protocol;
+pub mod rpc;
+pub mod runtime;
+pub mod simulator;
+pub mod upstream;

@@ -1,0 +1,11 @@
+//! Pure protocol types and serde for every face voxgate speaks: JSON-RPC `thread/realtime/*`
+//! (`rpc`), the realtime model's two wire versions (`model_v1`, `model_v2`, normalized in `model`)
+//! and the per-version session configuration. No tokio, no I/O.
+
+pub mod model;
+pub mod model_v1;
+pub mod model_v2;
+pub mod rpc;
+pub mod session_config;
+
+pub use model::{AudioChunk, ModelEvent, ModelFrame, ModelVersion, SkipReason, TextRole};

@@ -1,0 +1,225 @@
+//! Version-independent model-face types: the normalized inbound [`ModelEvent`] every wire version
+//! parses into, and the outbound [`ModelFrame`] the engine asks to send. Pure data; the per-version
+//! modules (`model_v1`, `model_v2`) own the byte-level JSON.
+
+use serde_json::Value;
+
+/// Wire version spoken to the realtime model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelVersion {
+    /// The "quicksilver" protocol (`intent=quicksilver`).
+    V1,
+    /// The GA realtime protocol.
+    V2,
+}
+
+impl ModelVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelVersion::V1 => "v1",
+            ModelVersion::V2 => "v2",
+        }
+    }
+
+    /// Parse an inbound text frame with this version's rules (protocol.md §2.3).
+    pub fn parse(self, text: &str) -> Result<ModelEvent, SkipReason> {
+        match self {
+            ModelVersion::V1 => super::model_v1::parse(text),
+            ModelVersion::V2 => super::model_v2::parse(text),
+        }
+    }
+
+    /// Serialize an outbound frame with this version's rules (protocol.md §2.2).
+    pub fn build(self, frame: &ModelFrame) -> Option<String> {
+        match self {
+            ModelVersion::V1 => super::model_v1::build(frame),
+            ModelVersion::V2 => super::model_v2::build(frame),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an inbound frame was skipped (debug-logged and counted, never an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    BadJson,
+    MissingType,
+    UnknownType(String),
+    MissingField { event: String, field: &'static str },
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::BadJson => f.write_str("frame is not a JSON object"),
+            SkipReason::MissingType => f.write_str("frame has no string `type`"),
+            SkipReason::UnknownType(t) => write!(f, "unknown event type `{t}`"),
+            SkipReason::MissingField { event, field } => {
+                write!(f, "`{event}` is missing required field `{field}`")
+            }
+        }
+    }
+}
+
+/// One chunk of PCM16LE audio, still base64 as on the wire (no re-encoding on the hot path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioChunk {
+    pub data: String,
+    pub sample_rate: u32,
+    pub num_channels: u16,
+    pub samples_per_channel: Option<u32>,
+    pub item_id: Option<String>,
+}
+
+impl AudioChunk {
+    /// Samples per channel: the explicit count, else derived from the decoded byte length.
+    pub fn samples(&self) -> u64 {
+        if let Some(n) = self.samples_per_channel {
+            return u64::from(n);
+        }
+        let bytes = base64_decoded_len(&self.data);
+        bytes / 2 / u64::from(self.num_channels.max(1))
+    }
+
+    /// Duration of this chunk in microseconds.
+    pub fn duration_us(&self) -> u64 {
+        if self.sample_rate == 0 {
+            return 0;
+        }
+        self.samples() * 1_000_000 / u64::from(self.sample_rate)
+    }
+}
+
+/// Length of the bytes a standard base64 string decodes to, without decoding it.
+pub fn base64_decoded_len(b64: &str) -> u64 {
+    let s = b64.trim_end();
+    let len = s.len() as u64;
+    let pad = s.bytes().rev().take_while(|b| *b == b'=').count() as u64;
+    (len / 4) * 3 + match len % 4 {
+        2 => 1,
+        3 => 2,
+        _ => 0,
+    } - pad.min(2)
+}
+
+/// The normalized inbound event (protocol.md §2.3, right-hand column).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelEvent {
+    SessionUpdated { session_id: String },
+    AudioOut(AudioChunk),
+    InputTranscriptDelta { delta: String },
+    InputTranscriptDone { text: String },
+    OutputTranscriptDelta { delta: String },
+    OutputTranscriptDone { text: String },
+    SpeechStarted { item_id: Option<String> },
+    ItemAdded { item: Value },
+    ItemDone { item: Value },
+    HandoffRequested { handoff_id: String, item_id: String, input_transcript: String },
+    NoopRequested { call_id: String },
+    ResponseCreated { response_id: Option<String> },
+    ResponseCancelled { response_id: Option<String> },
+    ResponseDone { response_id: Option<String> },
+    Error { message: String },
+}
+
+/// Role of a text item sent to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TextRole {
+    #[default]
+    User,
+    Developer,
+    Assistant,
+}
+
+impl TextRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TextRole::User => "user",
+            TextRole::Developer => "developer",
+            TextRole::Assistant => "assistant",
+        }
+    }
+}
+
+/// What the engine asks to send upstream (protocol.md §2.2).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelFrame {
+    /// A full `session.update` frame, already built by `session_config`.
+    SessionUpdate(Value),
+    AudioAppend { audio: String },
+    Text { role: TextRole, text: String },
+    FunctionOutput { call_id: String, output: String },
+    HandoffAppend { handoff_id: String, output_text: String },
+    ResponseCreate,
+    Truncate { item_id: String, audio_end_ms: u64 },
+}
+
+/// The race the response queue absorbs (protocol.md §3.3).
+pub const ACTIVE_RESPONSE_RACE_PREFIX: &str = "Conversation already has an active response in progress:";
+
+// Shared parsing helpers for the per-version modules.
+pub(crate) mod fields {
+    use super::SkipReason;
+    use serde_json::{Map, Value};
+
+    pub fn object(text: &str) -> Result<(Map<String, Value>, String), SkipReason> {
+        let value: Value = serde_json::from_str(text).map_err(|_| SkipReason::BadJson)?;
+        let Value::Object(map) = value else {
+            return Err(SkipReason::BadJson);
+        };
+        let ty = match map.get("type") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(SkipReason::MissingType),
+        };
+        Ok((map, ty))
+    }
+
+    pub fn str_field(
+        map: &Map<String, Value>,
+        ty: &str,
+        field: &'static str,
+    ) -> Result<String, SkipReason> {
+        map.get(field).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
+            SkipReason::MissingField { event: ty.to_owned(), field }
+        })
+    }
+
+    pub fn opt_str(map: &Map<String, Value>, field: &str) -> Option<String> {
+        map.get(field).and_then(Value::as_str).map(str::to_owned)
+    }
+
+    pub fn response_id(map: &Map<String, Value>) -> Option<String> {
+        map.get("response")
+            .and_then(|r| r.get("id"))
+            .and_then(Value::as_str)
+            .or_else(|| map.get("response_id").and_then(Value::as_str))
+            .map(str::to_owned)
+    }
+
+    pub fn error_message(map: &Map<String, Value>) -> String {
+        if let Some(m) = map.get("message").and_then(Value::as_str) {
+            return m.to_owned();
+        }
+        match map.get("error") {
+            Some(err) => match err.get("message").and_then(Value::as_str) {
+                Some(m) => m.to_owned(),
+                None => err.to_string(),
+            },
+            None => "realtime model reported an error".to_owned(),
+        }
+    }
+
+    pub fn item(map: &mut Map<String, Value>, ty: &str) -> Result<Value, SkipReason> {
+        match map.remove("item") {
+            Some(item @ Value::Object(_)) => Ok(item),
+            _ => Err(SkipReason::MissingField { event: ty.to_owned(), field: "item" }),
+        }
+    }
+}

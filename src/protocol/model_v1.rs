@@ -1,0 +1,108 @@
+//! Model wire version v1 ("quicksilver"): inbound JSON → [`ModelEvent`], [`ModelFrame`] → exact
+//! outbound JSON. v1 has no response lifecycle, no function calls and no truncation: handoffs
+//! arrive as `conversation.handoff.requested` and are answered with `conversation.handoff.append`.
+
+use super::model::{AudioChunk, ModelEvent, ModelFrame, SkipReason, TextRole, fields};
+use serde_json::{Value, json};
+
+pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
+    let (mut map, ty) = fields::object(text)?;
+    let ev = match ty.as_str() {
+        "session.updated" => {
+            let id = map
+                .get("session")
+                .and_then(|s| s.get("id"))
+                .and_then(Value::as_str)
+                .ok_or(SkipReason::MissingField { event: ty.clone(), field: "session.id" })?;
+            ModelEvent::SessionUpdated { session_id: id.to_owned() }
+        }
+        "conversation.output_audio.delta" => {
+            let data = fields::opt_str(&map, "delta")
+                .or_else(|| fields::opt_str(&map, "data"))
+                .ok_or(SkipReason::MissingField { event: ty.clone(), field: "delta" })?;
+            let sample_rate = map
+                .get("sample_rate")
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or(SkipReason::MissingField { event: ty.clone(), field: "sample_rate" })?;
+            let channels = map
+                .get("channels")
+                .or_else(|| map.get("num_channels"))
+                .and_then(Value::as_u64)
+                .and_then(|v| u16::try_from(v).ok())
+                .ok_or(SkipReason::MissingField { event: ty.clone(), field: "channels" })?;
+            let samples_per_channel = map
+                .get("samples_per_channel")
+                .and_then(Value::as_u64)
+                .and_then(|v| u32::try_from(v).ok());
+            ModelEvent::AudioOut(AudioChunk {
+                data,
+                sample_rate,
+                num_channels: channels,
+                samples_per_channel,
+                item_id: fields::opt_str(&map, "item_id"),
+            })
+        }
+        "conversation.input_transcript.delta"
+        | "conversation.item.input_audio_transcription.delta" => {
+            ModelEvent::InputTranscriptDelta { delta: fields::str_field(&map, &ty, "delta")? }
+        }
+        "conversation.item.input_audio_transcription.completed"
+        | "conversation.input_transcript.turn_marked" => {
+            ModelEvent::InputTranscriptDone { text: fields::str_field(&map, &ty, "transcript")? }
+        }
+        "conversation.output_transcript.delta"
+        | "response.output_text.delta"
+        | "response.output_audio_transcript.delta" => {
+            ModelEvent::OutputTranscriptDelta { delta: fields::str_field(&map, &ty, "delta")? }
+        }
+        "response.output_audio_transcript.done" => {
+            ModelEvent::OutputTranscriptDone { text: fields::str_field(&map, &ty, "transcript")? }
+        }
+        "conversation.item.added" => ModelEvent::ItemAdded { item: fields::item(&mut map, &ty)? },
+        "conversation.item.done" => ModelEvent::ItemDone { item: fields::item(&mut map, &ty)? },
+        "conversation.handoff.requested" => ModelEvent::HandoffRequested {
+            handoff_id: fields::str_field(&map, &ty, "handoff_id")?,
+            item_id: fields::str_field(&map, &ty, "item_id")?,
+            input_transcript: fields::str_field(&map, &ty, "input_transcript")?,
+        },
+        "error" => ModelEvent::Error { message: fields::error_message(&map) },
+        _ => return Err(SkipReason::UnknownType(ty)),
+    };
+    Ok(ev)
+}
+
+/// `conversation.item.create` carrying one text message (shared by both versions).
+pub(crate) fn message_item(role: TextRole, text: &str) -> Value {
+    let content_type = match role {
+        TextRole::Assistant => "output_text",
+        TextRole::User | TextRole::Developer => "input_text",
+    };
+    json!({
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": role.as_str(),
+            "content": [{"type": content_type, "text": text}]
+        }
+    })
+}
+
+pub fn build(frame: &ModelFrame) -> Option<String> {
+    let value = match frame {
+        ModelFrame::SessionUpdate(v) => return Some(v.to_string()),
+        ModelFrame::AudioAppend { audio } => {
+            json!({"type": "input_audio_buffer.append", "audio": audio})
+        }
+        ModelFrame::Text { role, text } => message_item(*role, text),
+        ModelFrame::HandoffAppend { handoff_id, output_text } => json!({
+            "type": "conversation.handoff.append",
+            "handoff_id": handoff_id,
+            "output_text": output_text
+        }),
+        ModelFrame::FunctionOutput { .. }
+        | ModelFrame::ResponseCreate
+        | ModelFrame::Truncate { .. } => return None,
+    };
+    Some(value.to_string())
+}

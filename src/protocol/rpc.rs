@@ -1,0 +1,323 @@
+//! JSON-RPC types of the app-server face (protocol.md §1): the envelope (without the
+//! `"jsonrpc"` field), error codes, typed `thread/realtime/*` params and the notifications voxgate
+//! emits. Transport-free: `rpc/` frames these over websocket and stdio.
+
+use super::model::{AudioChunk, ModelVersion, TextRole};
+use super::session_config::{OutputModality, PromptParam, SessionMode};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value, json};
+
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INTERNAL_ERROR: i64 = -32603;
+
+pub const METHOD_INITIALIZE: &str = "initialize";
+pub const METHOD_START: &str = "thread/realtime/start";
+pub const METHOD_APPEND_AUDIO: &str = "thread/realtime/appendAudio";
+pub const METHOD_APPEND_TEXT: &str = "thread/realtime/appendText";
+pub const METHOD_STOP: &str = "thread/realtime/stop";
+pub const METHOD_LIST_VOICES: &str = "thread/realtime/listVoices";
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+}
+
+impl RpcError {
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+    pub fn invalid_params(detail: impl std::fmt::Display) -> Self {
+        Self::new(INVALID_REQUEST, format!("Invalid request: {detail}"))
+    }
+}
+
+/// W3C trace context carried in the optional top-level `trace` field.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TraceContext {
+    pub traceparent: String,
+    #[serde(default)]
+    pub tracestate: Option<String>,
+}
+
+/// One inbound message after envelope parsing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    Request { id: Value, method: String, params: Value, trace: Option<TraceContext> },
+    Notification { method: String, params: Value },
+    /// A response to something we never ask; ignored.
+    Response,
+}
+
+/// Parse one message; errors carry the id to answer with (`null` when unknown).
+pub fn parse_incoming(text: &str) -> Result<Incoming, (Value, RpcError)> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| (Value::Null, RpcError::new(PARSE_ERROR, format!("Parse error: {e}"))))?;
+    let Value::Object(mut map) = value else {
+        return Err((
+            Value::Null,
+            RpcError::invalid_params("message must be a JSON object"),
+        ));
+    };
+    let id = map.remove("id");
+    let method = match map.remove("method") {
+        Some(Value::String(m)) => Some(m),
+        Some(_) => {
+            return Err((
+                id.unwrap_or(Value::Null),
+                RpcError::invalid_params("`method` must be a string"),
+            ));
+        }
+        None => None,
+    };
+    let params = map.remove("params").unwrap_or(Value::Null);
+    let trace = match map.remove("trace") {
+        None | Some(Value::Null) => None,
+        Some(t) => serde_json::from_value::<TraceContext>(t).ok(),
+    };
+    match (id, method) {
+        (Some(id), Some(method)) => Ok(Incoming::Request { id, method, params, trace }),
+        (None, Some(method)) => Ok(Incoming::Notification { method, params }),
+        (Some(_), None) if map.contains_key("result") || map.contains_key("error") => {
+            Ok(Incoming::Response)
+        }
+        (id, None) => Err((id.unwrap_or(Value::Null), RpcError::invalid_params("missing `method`"))),
+    }
+}
+
+pub fn response_ok(id: &Value, result: Value) -> String {
+    json!({"id": id, "result": result}).to_string()
+}
+
+pub fn response_err(id: &Value, err: &RpcError) -> String {
+    json!({"id": id, "error": {"code": err.code, "message": err.message}}).to_string()
+}
+
+/// Deserialize typed params, mapping serde errors to `-32600 "Invalid request: <detail>"`.
+pub fn parse_params<T: for<'de> Deserialize<'de>>(params: Value) -> Result<T, RpcError> {
+    let params = if params.is_null() { Value::Object(Map::new()) } else { params };
+    serde_json::from_value(params).map_err(RpcError::invalid_params)
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    #[serde(default)]
+    pub experimental_api: bool,
+    #[serde(default)]
+    pub opt_out_notification_methods: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeParams {
+    #[serde(default)]
+    pub client_info: ClientInfo,
+    #[serde(default)]
+    pub capabilities: Option<Capabilities>,
+}
+
+/// `transport` of `thread/realtime/start`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Websocket,
+    Webrtc { sdp: String },
+}
+
+fn tri_state_prompt<'de, D: Deserializer<'de>>(d: D) -> Result<PromptParam, D::Error> {
+    Ok(match Option::<String>::deserialize(d)? {
+        None => PromptParam::Null,
+        Some(s) => PromptParam::Text(s),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartParams {
+    pub thread_id: String,
+    pub output_modality: OutputModality,
+    #[serde(default, deserialize_with = "tri_state_prompt")]
+    pub prompt: PromptParam,
+    #[serde(default, alias = "sessionId")]
+    pub realtime_session_id: Option<String>,
+    #[serde(default)]
+    pub transport: Option<Transport>,
+    #[serde(default)]
+    pub voice: Option<String>,
+    /// voxgate extension: model wire version.
+    #[serde(default)]
+    pub version: Option<ModelVersion>,
+    /// voxgate extension: model name.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// voxgate extension: `conversational` (default) or `transcription` (v2 only).
+    #[serde(default)]
+    pub mode: Option<SessionMode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioParam {
+    pub data: String,
+    pub sample_rate: u32,
+    pub num_channels: u16,
+    #[serde(default)]
+    pub samples_per_channel: Option<u32>,
+    #[serde(default)]
+    pub item_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendAudioParams {
+    pub thread_id: String,
+    pub audio: AudioParam,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendTextParams {
+    pub thread_id: String,
+    pub text: String,
+    #[serde(default)]
+    pub role: Option<TextRole>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadParams {
+    pub thread_id: String,
+}
+
+/// Role of a transcript notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TranscriptRole {
+    User,
+    Assistant,
+}
+
+impl TranscriptRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TranscriptRole::User => "user",
+            TranscriptRole::Assistant => "assistant",
+        }
+    }
+}
+
+/// Why a conversation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    Requested,
+    TransportClosed,
+    Error,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Requested => "requested",
+            CloseReason::TransportClosed => "transport_closed",
+            CloseReason::Error => "error",
+        }
+    }
+}
+
+/// A `thread/realtime/*` notification, before the thread id is attached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notification {
+    Started { realtime_session_id: String, version: ModelVersion },
+    Sdp { sdp: String },
+    TranscriptDelta { role: TranscriptRole, delta: String },
+    TranscriptDone { role: TranscriptRole, text: String },
+    OutputAudioDelta(AudioChunk),
+    ItemAdded(Value),
+    Error { message: String },
+    Closed { reason: CloseReason },
+}
+
+impl Notification {
+    pub fn method(&self) -> &'static str {
+        match self {
+            Notification::Started { .. } => "thread/realtime/started",
+            Notification::Sdp { .. } => "thread/realtime/sdp",
+            Notification::TranscriptDelta { .. } => "thread/realtime/transcript/delta",
+            Notification::TranscriptDone { .. } => "thread/realtime/transcript/done",
+            Notification::OutputAudioDelta(_) => "thread/realtime/outputAudio/delta",
+            Notification::ItemAdded(_) => "thread/realtime/itemAdded",
+            Notification::Error { .. } => "thread/realtime/error",
+            Notification::Closed { .. } => "thread/realtime/closed",
+        }
+    }
+
+    /// Audio may be dropped under back-pressure; everything else must be delivered.
+    pub fn is_droppable(&self) -> bool {
+        matches!(self, Notification::OutputAudioDelta(_))
+    }
+
+    /// The exact wire message `{"method":…,"params":{"threadId":…,…}}`.
+    pub fn to_json(&self, thread_id: &str) -> String {
+        let mut p = Map::new();
+        p.insert("threadId".into(), thread_id.into());
+        match self {
+            Notification::Started { realtime_session_id, version } => {
+                p.insert("realtimeSessionId".into(), realtime_session_id.as_str().into());
+                p.insert("sessionId".into(), realtime_session_id.as_str().into());
+                p.insert("version".into(), version.as_str().into());
+            }
+            Notification::Sdp { sdp } => {
+                p.insert("sdp".into(), sdp.as_str().into());
+            }
+            Notification::TranscriptDelta { role, delta } => {
+                p.insert("role".into(), role.as_str().into());
+                p.insert("delta".into(), delta.as_str().into());
+            }
+            Notification::TranscriptDone { role, text } => {
+                p.insert("role".into(), role.as_str().into());
+                p.insert("text".into(), text.as_str().into());
+            }
+            Notification::OutputAudioDelta(chunk) => {
+                p.insert("audio".into(), audio_json(chunk));
+            }
+            Notification::ItemAdded(item) => {
+                p.insert("item".into(), item.clone());
+            }
+            Notification::Error { message } => {
+                p.insert("message".into(), message.as_str().into());
+            }
+            Notification::Closed { reason } => {
+                p.insert("reason".into(), reason.as_str().into());
+            }
+        }
+        json!({"method": self.method(), "params": p}).to_string()
+    }
+}
+
+/// The `audio` object shared by appendAudio and outputAudio/delta.
+pub fn audio_json(chunk: &AudioChunk) -> Value {
+    let mut a = Map::new();
+    a.insert("data".into(), chunk.data.as_str().into());
+    a.insert("sampleRate".into(), chunk.sample_rate.into());
+    a.insert("numChannels".into(), chunk.num_channels.into());
+    if let Some(n) = chunk.samples_per_channel {
+        a.insert("samplesPerChannel".into(), n.into());
+    }
+    if let Some(id) = &chunk.item_id {
+        a.insert("itemId".into(), id.as_str().into());
+    }
+    Value::Object(a)
+}

@@ -1,0 +1,207 @@
+//! Session configuration per model version: the first `session.update` frame (v1 quicksilver,
+//! v2 conversational, v2 transcription), voice palettes and validation, and how the instructions
+//! are assembled from the prompt parameter, the override prompt and the startup context.
+
+use super::model::ModelVersion;
+use serde_json::{Value, json};
+
+pub const V1_VOICES: &[&str] =
+    &["juniper", "maple", "spruce", "ember", "vale", "breeze", "arbor", "sol", "cove"];
+pub const V2_VOICES: &[&str] =
+    &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];
+pub const DEFAULT_V1_VOICE: &str = "cove";
+pub const DEFAULT_V2_VOICE: &str = "marin";
+pub const DEFAULT_MODEL: &str = "gpt-realtime-1.5";
+pub const TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
+
+/// voxgate's default prompt template (its own wording), readable in `default_prompt.md`.
+pub const DEFAULT_PROMPT: &str = include_str!("default_prompt.md");
+
+pub const BACKGROUND_AGENT_DESCRIPTION: &str = "Hand a task to a capable background agent that can \
+research, read and change files, run tools and take multi-step actions. Use it whenever the user \
+asks for something you cannot answer from the conversation alone. Progress arrives later as \
+[BACKEND] messages.";
+pub const BACKGROUND_AGENT_PROMPT_DESCRIPTION: &str =
+    "The task for the agent, self-contained, in the user's own terms.";
+pub const REMAIN_SILENT_DESCRIPTION: &str = "Say nothing this turn: use when the user is not \
+addressing you or no reply is needed.";
+
+pub fn voices(version: ModelVersion) -> &'static [&'static str] {
+    match version {
+        ModelVersion::V1 => V1_VOICES,
+        ModelVersion::V2 => V2_VOICES,
+    }
+}
+
+pub fn default_voice(version: ModelVersion) -> &'static str {
+    match version {
+        ModelVersion::V1 => DEFAULT_V1_VOICE,
+        ModelVersion::V2 => DEFAULT_V2_VOICE,
+    }
+}
+
+/// Resolve the voice (start param → config → version default) and check it against the palette.
+pub fn resolve_voice(
+    version: ModelVersion,
+    requested: Option<&str>,
+    configured: Option<&str>,
+) -> Result<String, String> {
+    let voice = requested
+        .filter(|v| !v.is_empty())
+        .or(configured.filter(|v| !v.is_empty()))
+        .unwrap_or(default_voice(version));
+    let palette = voices(version);
+    if palette.contains(&voice) {
+        Ok(voice.to_owned())
+    } else {
+        Err(format!(
+            "realtime voice `{voice}` is not supported for {version}; supported voices: {}",
+            palette.join(", ")
+        ))
+    }
+}
+
+/// The tri-state `prompt` start parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PromptParam {
+    /// Field absent: use the default prompt template.
+    #[default]
+    Absent,
+    /// Explicit `null`: empty instructions.
+    Null,
+    /// A string: exactly it (`""` means empty instructions).
+    Text(String),
+}
+
+/// Instructions for the first `session.update` (protocol.md §1 "Prompt").
+pub fn resolve_instructions(
+    prompt: &PromptParam,
+    override_prompt: Option<&str>,
+    default_template: &str,
+    startup_context: Option<&str>,
+) -> String {
+    let prompt = match (override_prompt, prompt) {
+        (Some(o), _) => o.to_owned(),
+        (None, PromptParam::Absent) => default_template.to_owned(),
+        (None, PromptParam::Null) => String::new(),
+        (None, PromptParam::Text(s)) => s.clone(),
+    };
+    let context = startup_context
+        .filter(|c| !c.is_empty())
+        .map(|body| format!("<startup_context>\n{body}\n</startup_context>"))
+        .unwrap_or_default();
+    match (prompt.is_empty(), context.is_empty()) {
+        (false, false) => format!("{prompt}\n\n{context}"),
+        (false, true) => prompt,
+        (true, _) => context,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputModality {
+    #[default]
+    Audio,
+    Text,
+}
+
+impl OutputModality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputModality::Audio => "audio",
+            OutputModality::Text => "text",
+        }
+    }
+}
+
+/// Conversational (speech-to-speech with tools) or transcription-only (v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionMode {
+    #[default]
+    Conversational,
+    Transcription,
+}
+
+/// Everything needed to build the first `session.update`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSettings {
+    pub version: ModelVersion,
+    pub mode: SessionMode,
+    pub output_modality: OutputModality,
+    pub instructions: String,
+    pub voice: String,
+}
+
+fn pcm_format() -> Value {
+    json!({"type": "audio/pcm", "rate": 24000})
+}
+
+/// The `session` object of the first `session.update` (also the `session` part of a call offer).
+pub fn session_object(s: &SessionSettings) -> Value {
+    match (s.version, s.mode) {
+        (ModelVersion::V1, _) => json!({
+            "type": "quicksilver",
+            "instructions": s.instructions,
+            "audio": {"input": {"format": pcm_format()}, "output": {"voice": s.voice}}
+        }),
+        (ModelVersion::V2, SessionMode::Transcription) => json!({
+            "type": "transcription",
+            "audio": {"input": {
+                "format": pcm_format(),
+                "transcription": {"model": TRANSCRIPTION_MODEL}
+            }}
+        }),
+        (ModelVersion::V2, SessionMode::Conversational) => json!({
+            "type": "realtime",
+            "instructions": s.instructions,
+            "output_modalities": [s.output_modality.as_str()],
+            "audio": {
+                "input": {
+                    "format": pcm_format(),
+                    "noise_reduction": {"type": "near_field"},
+                    "transcription": {"model": TRANSCRIPTION_MODEL},
+                    "turn_detection": {
+                        "type": "server_vad",
+                        "interrupt_response": true,
+                        "create_response": true,
+                        "silence_duration_ms": 500
+                    }
+                },
+                "output": {"format": pcm_format(), "voice": s.voice}
+            },
+            "tools": delegation_tools(),
+            "tool_choice": "auto"
+        }),
+    }
+}
+
+/// voxgate's two delegation tools in the v2 function-tool shape.
+pub fn delegation_tools() -> Value {
+    json!([
+        {
+            "type": "function",
+            "name": "background_agent",
+            "description": BACKGROUND_AGENT_DESCRIPTION,
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "prompt": {"type": "string", "description": BACKGROUND_AGENT_PROMPT_DESCRIPTION}
+                },
+                "required": ["prompt"],
+                "additionalProperties": false
+            }
+        },
+        {
+            "type": "function",
+            "name": "remain_silent",
+            "description": REMAIN_SILENT_DESCRIPTION,
+            "parameters": {"type": "object", "properties": {}, "additionalProperties": false}
+        }
+    ])
+}
+
+/// The full first frame: `{"type":"session.update","session":{…}}`.
+pub fn session_update(s: &SessionSettings) -> Value {
+    json!({"type": "session.update", "session": session_object(s)})
+}

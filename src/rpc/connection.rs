@@ -1,0 +1,235 @@
+//! `RpcConnection`: one JSON-RPC connection's state (initialized, capabilities, opt-outs) and the
+//! dispatch of its requests. Responses go through the connection's bounded outbound queue;
+//! thread notifications reach it as a subscriber. Transport-free.
+
+use super::trace;
+use crate::app::AppState;
+use crate::engine::ClientCommand;
+use crate::protocol::rpc::{self as p, Incoming, Notification, RpcError};
+use crate::protocol::session_config::{self};
+use crate::protocol::{AudioChunk, ModelVersion};
+use crate::runtime::sessions::Delivery;
+use crate::runtime::{Outbound, Subscriber};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc};
+use tracing::Instrument;
+
+pub struct RpcConnection {
+    id: u64,
+    app: Arc<AppState>,
+    out: mpsc::Sender<Outbound>,
+    kill: Arc<Notify>,
+    initialized: bool,
+    experimental: bool,
+    opt_out: Arc<HashSet<String>>,
+}
+
+impl RpcConnection {
+    pub fn new(app: Arc<AppState>, out: mpsc::Sender<Outbound>) -> Self {
+        Self {
+            id: app.next_conn_id(),
+            app,
+            out,
+            kill: Arc::new(Notify::new()),
+            initialized: false,
+            experimental: false,
+            opt_out: Arc::new(HashSet::new()),
+        }
+    }
+
+    /// Signalled when this connection is too slow and must be closed.
+    pub fn kill_signal(&self) -> Arc<Notify> {
+        self.kill.clone()
+    }
+
+    async fn send(&self, text: String) {
+        let _ = self.out.send(Arc::from(text)).await;
+    }
+
+    async fn reply(&self, id: &Value, result: Result<Value, RpcError>) {
+        let text = match result {
+            Ok(v) => p::response_ok(id, v),
+            Err(e) => p::response_err(id, &e),
+        };
+        self.send(text).await;
+    }
+
+    /// Handle one inbound message (a websocket text frame or a stdio line).
+    pub async fn handle_text(&mut self, text: &str) {
+        let limit = self.app.cfg.server.max_message_bytes;
+        if text.len() > limit {
+            let err = RpcError::invalid_params(format!(
+                "message of {} bytes exceeds the limit of {limit} bytes",
+                text.len()
+            ));
+            self.reply(&Value::Null, Err(err)).await;
+            return;
+        }
+        match p::parse_incoming(text) {
+            Err((id, err)) => self.reply(&id, Err(err)).await,
+            Ok(Incoming::Response) => {}
+            Ok(Incoming::Notification { method, .. }) => {
+                tracing::debug!(%method, "ignoring client notification");
+            }
+            Ok(Incoming::Request { id, method, params, trace }) => {
+                let span = trace::request_span(&method, trace.as_ref());
+                let result = self.dispatch(&method, params).instrument(span).await;
+                match result {
+                    Ok((value, after)) => {
+                        self.reply(&id, Ok(value)).await;
+                        if let Some(after) = after {
+                            self.after_reply(after);
+                        }
+                    }
+                    Err(e) => self.reply(&id, Err(e)).await,
+                }
+            }
+        }
+    }
+
+    /// Binary frames carry nothing this face understands.
+    pub async fn handle_binary(&mut self) {
+        let err = RpcError::invalid_params("binary frames are not supported; send JSON text");
+        self.reply(&Value::Null, Err(err)).await;
+    }
+
+    fn subscribe(&self, thread_id: &str) {
+        self.app.sessions.subscribe(
+            thread_id,
+            Subscriber {
+                conn_id: self.id,
+                tx: self.out.clone(),
+                opt_out: self.opt_out.clone(),
+                kill: self.kill.clone(),
+            },
+        );
+    }
+
+    async fn dispatch(&mut self, method: &str, params: Value) -> Result<(Value, Option<After>), RpcError> {
+        if method == p::METHOD_INITIALIZE {
+            if self.initialized {
+                return Err(RpcError::new(p::INVALID_REQUEST, "Already initialized"));
+            }
+            let init: p::InitializeParams = p::parse_params(params)?;
+            let caps = init.capabilities.unwrap_or_default();
+            self.experimental = caps.experimental_api;
+            self.opt_out = Arc::new(caps.opt_out_notification_methods.into_iter().collect());
+            self.initialized = true;
+            tracing::info!(client = %init.client_info.name, version = %init.client_info.version, "rpc client initialized");
+            let user_agent = format!("voxgate/{}", env!("CARGO_PKG_VERSION"));
+            return Ok((json!({"userAgent": user_agent}), None));
+        }
+        if !self.initialized {
+            return Err(RpcError::new(p::INVALID_REQUEST, "Not initialized"));
+        }
+        let known = matches!(
+            method,
+            p::METHOD_START | p::METHOD_APPEND_AUDIO | p::METHOD_APPEND_TEXT | p::METHOD_STOP | p::METHOD_LIST_VOICES
+        );
+        if !known {
+            return Err(RpcError::new(p::METHOD_NOT_FOUND, format!("Method not found: {method}")));
+        }
+        if !self.experimental {
+            return Err(RpcError::new(
+                p::INVALID_REQUEST,
+                format!("{method} requires experimentalApi capability"),
+            ));
+        }
+        match method {
+            p::METHOD_START => {
+                let params: p::StartParams = p::parse_params(params)?;
+                self.subscribe(&params.thread_id);
+                Ok((json!({}), Some(After::Start(Box::new(params)))))
+            }
+            p::METHOD_APPEND_AUDIO => {
+                let params: p::AppendAudioParams = p::parse_params(params)?;
+                let chunk = validate_audio(params.audio)?;
+                self.subscribe(&params.thread_id);
+                let d = self.app.sessions.append_audio(&params.thread_id, chunk);
+                Ok((json!({}), not_running(d, params.thread_id)))
+            }
+            p::METHOD_APPEND_TEXT => {
+                let params: p::AppendTextParams = p::parse_params(params)?;
+                self.subscribe(&params.thread_id);
+                let cmd = ClientCommand::AppendText { text: params.text, role: params.role.unwrap_or_default() };
+                let d = self.app.sessions.send_command(&params.thread_id, cmd);
+                Ok((json!({}), not_running(d, params.thread_id)))
+            }
+            p::METHOD_STOP => {
+                let params: p::ThreadParams = p::parse_params(params)?;
+                self.subscribe(&params.thread_id);
+                Ok((json!({}), Some(After::Stop(params.thread_id))))
+            }
+            _ => Ok((list_voices(), None)),
+        }
+    }
+
+    /// Work that must follow the `{}` reply (fire-and-forget semantics).
+    fn after_reply(&self, after: After) {
+        match after {
+            After::Start(params) => {
+                let thread_id = params.thread_id.clone();
+                if let Err(message) = self.app.start_conversation(*params) {
+                    tracing::info!(%thread_id, %message, "realtime start refused");
+                    self.app.sessions.notify(&thread_id, &Notification::Error { message });
+                }
+            }
+            After::Stop(thread_id) => self.app.sessions.stop(&thread_id),
+            After::NotRunning(thread_id) => self.app.sessions.notify(
+                &thread_id,
+                &Notification::Error { message: "conversation is not running".into() },
+            ),
+        }
+    }
+}
+
+impl Drop for RpcConnection {
+    fn drop(&mut self) {
+        self.app.sessions.unsubscribe_all(self.id);
+    }
+}
+
+enum After {
+    Start(Box<p::StartParams>),
+    Stop(String),
+    NotRunning(String),
+}
+
+fn not_running(d: Delivery, thread_id: String) -> Option<After> {
+    (d == Delivery::NotRunning).then_some(After::NotRunning(thread_id))
+}
+
+/// Check appendAudio's payload: real base64 of PCM16 24 kHz mono.
+fn validate_audio(a: p::AudioParam) -> Result<AudioChunk, RpcError> {
+    if a.sample_rate != 24_000 || a.num_channels != 1 {
+        return Err(RpcError::invalid_params(format!(
+            "audio must be PCM16 24000 Hz mono (got {} Hz, {} channels)",
+            a.sample_rate, a.num_channels
+        )));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(a.data.as_bytes())
+        .map_err(|e| RpcError::invalid_params(format!("audio.data is not valid base64: {e}")))?;
+    if bytes.len() % 2 != 0 {
+        return Err(RpcError::invalid_params("audio.data has an odd byte count; PCM16 needs 2 bytes per sample"));
+    }
+    Ok(AudioChunk {
+        data: a.data,
+        sample_rate: a.sample_rate,
+        num_channels: a.num_channels,
+        samples_per_channel: a.samples_per_channel,
+        item_id: a.item_id,
+    })
+}
+
+fn list_voices() -> Value {
+    json!({"voices": {
+        "v1": session_config::voices(ModelVersion::V1),
+        "v2": session_config::voices(ModelVersion::V2),
+        "defaultV1": session_config::DEFAULT_V1_VOICE,
+        "defaultV2": session_config::DEFAULT_V2_VOICE,
+    }})
+}

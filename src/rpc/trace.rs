@@ -1,0 +1,71 @@
+//! W3C trace context for JSON-RPC requests: a valid `traceparent` (from the request's `trace`
+//! field, else env `TRACEPARENT`) becomes the parent of the request's span, recorded as its
+//! `trace_id` and `parent_span_id` fields.
+
+use crate::protocol::rpc::TraceContext;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: String,
+    pub parent_id: String,
+    pub flags: String,
+}
+
+/// Parse `version-traceid-parentid-flags` (version 00; ids lowercase hex, not all zero).
+pub fn parse_traceparent(s: &str) -> Option<TraceParent> {
+    let parts: Vec<&str> = s.trim().split('-').collect();
+    let [version, trace_id, parent_id, flags] = parts.as_slice() else { return None };
+    let hex = |v: &str, n: usize| v.len() == n && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !hex(version, 2) || *version == "ff" || !hex(trace_id, 32) || !hex(parent_id, 16) || !hex(flags, 2) {
+        return None;
+    }
+    if trace_id.bytes().all(|b| b == b'0') || parent_id.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    Some(TraceParent {
+        trace_id: (*trace_id).to_owned(),
+        parent_id: (*parent_id).to_owned(),
+        flags: (*flags).to_owned(),
+    })
+}
+
+/// The span for one request, child of the caller's trace when one is given.
+pub fn request_span(method: &str, trace: Option<&TraceContext>) -> tracing::Span {
+    let parent = trace
+        .and_then(|t| parse_traceparent(&t.traceparent))
+        .or_else(|| std::env::var("TRACEPARENT").ok().and_then(|t| parse_traceparent(&t)));
+    match parent {
+        Some(p) => tracing::info_span!(
+            "rpc.request",
+            method = %method,
+            trace_id = %p.trace_id,
+            parent_span_id = %p.parent_id,
+        ),
+        None => tracing::info_span!("rpc.request", method = %method),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_traceparent_parses() {
+        let p = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").expect("valid");
+        assert_eq!(p.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(p.parent_id, "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn malformed_traceparents_are_ignored() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+        }
+    }
+}

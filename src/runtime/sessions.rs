@@ -1,0 +1,159 @@
+//! `Sessions`: thread id → running conversation and its subscribers. Starting a thread that
+//! runs replaces the old conversation (torn down without `closed`); a session that ends removes
+//! itself only if it is still the current one (generation check).
+
+use super::session_task::{self, SessionSpec};
+use super::subscribers::{Subscriber, ThreadSubscribers};
+use crate::engine::ClientCommand;
+use crate::protocol::AudioChunk;
+use crate::protocol::rpc::{CloseReason, Notification};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::mpsc;
+
+struct SessionHandle {
+    generation: u64,
+    control: mpsc::UnboundedSender<ClientCommand>,
+    audio: mpsc::Sender<AudioChunk>,
+    task: tokio::task::AbortHandle,
+}
+
+#[derive(Default)]
+struct ThreadEntry {
+    subscribers: Arc<ThreadSubscribers>,
+    session: Option<SessionHandle>,
+}
+
+/// Result of handing a command to a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// Audio dropped because the session's input queue is full.
+    Dropped,
+    NotRunning,
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    threads: Mutex<HashMap<String, ThreadEntry>>,
+    generation: AtomicU64,
+}
+
+impl Sessions {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ThreadEntry>> {
+        self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Make `sub` a subscriber of `thread_id`; returns the thread's subscriber list.
+    pub fn subscribe(&self, thread_id: &str, sub: Subscriber) -> Arc<ThreadSubscribers> {
+        let mut threads = self.lock();
+        let entry = threads.entry(thread_id.to_owned()).or_default();
+        entry.subscribers.add(sub);
+        entry.subscribers.clone()
+    }
+
+    /// Forget a connection everywhere (it disconnected).
+    pub fn unsubscribe_all(&self, conn_id: u64) {
+        self.lock().retain(|_, entry| !entry.subscribers.remove(conn_id) || entry.session.is_some());
+    }
+
+    pub fn notify(&self, thread_id: &str, n: &Notification) {
+        let subs = self.lock().get(thread_id).map(|e| e.subscribers.clone());
+        if let Some(subs) = subs {
+            subs.notify(thread_id, n);
+        }
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.lock().values().filter(|e| e.session.is_some()).count()
+    }
+
+    pub fn is_running(&self, thread_id: &str) -> bool {
+        self.lock().get(thread_id).is_some_and(|e| e.session.is_some())
+    }
+
+    /// Start (or replace) the conversation of `spec.thread_id`.
+    pub fn start(self: &Arc<Self>, spec: SessionSpec, audio_queue: usize) {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (audio_tx, audio_rx) = mpsc::channel(audio_queue.max(1));
+        let thread_id = spec.thread_id.clone();
+        let mut threads = self.lock();
+        let entry = threads.entry(thread_id.clone()).or_default();
+        if let Some(old) = entry.session.take() {
+            tracing::info!(thread_id = %thread_id, "replacing running conversation");
+            old.task.abort();
+        }
+        let subscribers = entry.subscribers.clone();
+        let registry: Weak<Sessions> = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            session_task::run(spec, control_rx, audio_rx, subscribers).await;
+            if let Some(reg) = registry.upgrade() {
+                reg.finished(&thread_id, generation);
+            }
+        });
+        entry.session = Some(SessionHandle {
+            generation,
+            control: control_tx,
+            audio: audio_tx,
+            task: task.abort_handle(),
+        });
+    }
+
+    fn finished(&self, thread_id: &str, generation: u64) {
+        let mut threads = self.lock();
+        if let Some(entry) = threads.get_mut(thread_id) {
+            if entry.session.as_ref().is_some_and(|s| s.generation == generation) {
+                entry.session = None;
+            }
+            if entry.session.is_none() && entry.subscribers.is_empty() {
+                threads.remove(thread_id);
+            }
+        }
+    }
+
+    pub fn append_audio(&self, thread_id: &str, chunk: AudioChunk) -> Delivery {
+        let threads = self.lock();
+        let Some(s) = threads.get(thread_id).and_then(|e| e.session.as_ref()) else {
+            return Delivery::NotRunning;
+        };
+        match s.audio.try_send(chunk) {
+            Ok(()) => Delivery::Delivered,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                crate::metrics::AUDIO_FRAMES_DROPPED.inc();
+                Delivery::Dropped
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::NotRunning,
+        }
+    }
+
+    pub fn send_command(&self, thread_id: &str, cmd: ClientCommand) -> Delivery {
+        let threads = self.lock();
+        match threads.get(thread_id).and_then(|e| e.session.as_ref()) {
+            Some(s) if s.control.send(cmd).is_ok() => Delivery::Delivered,
+            _ => Delivery::NotRunning,
+        }
+    }
+
+    /// Stop a thread: the running session closes with `requested`; an idle thread still
+    /// answers `closed{requested}`.
+    pub fn stop(&self, thread_id: &str) {
+        if self.send_command(thread_id, ClientCommand::Stop) == Delivery::NotRunning {
+            self.notify(thread_id, &Notification::Closed { reason: CloseReason::Requested });
+        }
+    }
+
+    /// Stop every running session (shutdown).
+    pub fn stop_all(&self) {
+        let ids: Vec<String> =
+            self.lock().iter().filter(|(_, e)| e.session.is_some()).map(|(k, _)| k.clone()).collect();
+        for id in ids {
+            self.stop(&id);
+        }
+    }
+}

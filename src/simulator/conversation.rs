@@ -1,0 +1,524 @@
+//! `SimConversation`: the embedded realtime model's server side for one websocket, sans-IO.
+//! It speaks v1 or v2, answers `session.update`, runs an energy VAD over input audio, answers
+//! user text and spoken turns with a tone plus transcript, calls `background_agent` /
+//! `remain_silent` on `delegate:` / `silent:` triggers, enforces one active response with the
+//! real error text, validates truncation against audio it actually sent, and can echo input audio.
+//! Time is passed in; the socket task in `server.rs` does the I/O.
+
+use super::audio;
+use crate::config::SimulatorConfig;
+use crate::protocol::ModelVersion;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// What the socket task must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SimOutput {
+    Text(String),
+    Ping,
+    Close,
+}
+
+/// Test triggers recognised in user text (after an optional `[USER] ` prefix).
+pub const TRIGGER_DELEGATE: &str = "delegate:";
+pub const TRIGGER_SILENT: &str = "silent:";
+pub const TRIGGER_FAIL: &str = "fail:";
+pub const TRIGGER_CLOSE: &str = "close:";
+pub const TRIGGER_PING: &str = "ping:";
+
+#[derive(Debug)]
+enum Step {
+    Frame(Value),
+    Audio { item_id: String, response_id: Option<String>, pcm: Vec<u8> },
+    /// The response ends: the next queued one may start.
+    Finish,
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: Instant,
+    step: Step,
+}
+
+/// What a response will do.
+#[derive(Debug, Clone)]
+enum Plan {
+    Speak(String),
+    Call { name: &'static str, arguments: String },
+    Handoff { input_transcript: String },
+}
+
+pub struct SimConversation {
+    version: ModelVersion,
+    cfg: SimulatorConfig,
+    ids: u64,
+    session_id: String,
+    output_text_only: bool,
+    /// Active response id (v2) or a marker for v1 speech in progress.
+    active: Option<String>,
+    queued: VecDeque<Plan>,
+    schedule: VecDeque<Scheduled>,
+    /// Audio actually sent per assistant item, in samples.
+    sent_samples: HashMap<String, u64>,
+    in_speech: bool,
+    speech_ms: u64,
+    silence_ms: u64,
+    input_item: Option<String>,
+    last_tool_output: Option<String>,
+    echo_offset: u64,
+    out: VecDeque<SimOutput>,
+}
+
+impl SimConversation {
+    pub fn new(version: ModelVersion, cfg: SimulatorConfig, conn_no: u64) -> Self {
+        Self {
+            version,
+            cfg,
+            ids: 0,
+            session_id: format!("sess_sim{conn_no}"),
+            output_text_only: false,
+            active: None,
+            queued: VecDeque::new(),
+            schedule: VecDeque::new(),
+            sent_samples: HashMap::new(),
+            in_speech: false,
+            speech_ms: 0,
+            silence_ms: 0,
+            input_item: None,
+            last_tool_output: None,
+            echo_offset: 0,
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<SimOutput> {
+        self.out.pop_front()
+    }
+
+    pub fn next_due(&self) -> Option<Instant> {
+        self.schedule.front().map(|s| s.at)
+    }
+
+    fn id(&mut self, prefix: &str) -> String {
+        self.ids += 1;
+        format!("{prefix}_sim{}", self.ids)
+    }
+
+    fn emit(&mut self, v: Value) {
+        self.out.push_back(SimOutput::Text(v.to_string()));
+    }
+
+    fn error(&mut self, code: &str, message: String) {
+        let event_id = self.id("event");
+        self.emit(json!({
+            "type": "error",
+            "event_id": event_id,
+            "error": {"type": "invalid_request_error", "code": code, "message": message, "param": null}
+        }));
+    }
+
+    pub fn handle_binary(&mut self) {
+        self.error("invalid_value", "Binary frames are not supported; send JSON text events.".into());
+    }
+
+    pub fn handle_client_text(&mut self, text: &str, now: Instant) {
+        let Ok(Value::Object(ev)) = serde_json::from_str::<Value>(text) else {
+            self.error("invalid_json", "The event is not a valid JSON object.".into());
+            return;
+        };
+        let ty = ev.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+        match ty.as_str() {
+            "session.update" => self.on_session_update(&ev),
+            "input_audio_buffer.append" => self.on_audio(&ev, now),
+            "conversation.item.create" => self.on_item_create(&ev, now),
+            "response.create" => self.on_response_create(now),
+            "conversation.item.truncate" => self.on_truncate(&ev),
+            "conversation.handoff.append" if self.version == ModelVersion::V1 => {
+                let text = ev.get("output_text").and_then(Value::as_str).unwrap_or("");
+                let text = text.trim_start_matches(crate::engine::AGENT_FINAL_MESSAGE_PREFIX);
+                self.request(Plan::Speak(format!("Agent update: {text}")), now);
+            }
+            "response.cancel" => self.cancel_active(now),
+            other => self.error(
+                "invalid_value",
+                format!("Invalid value: '{other}'. Supported values are client event types."),
+            ),
+        }
+    }
+
+    fn on_session_update(&mut self, ev: &serde_json::Map<String, Value>) {
+        let session = ev.get("session").cloned().unwrap_or(json!({}));
+        self.output_text_only = session
+            .get("output_modalities")
+            .and_then(Value::as_array)
+            .is_some_and(|m| m.iter().any(|x| x == "text") && !m.iter().any(|x| x == "audio"));
+        let mut echoed = match session {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        echoed.insert("id".into(), self.session_id.clone().into());
+        let event_id = self.id("event");
+        self.emit(json!({"type": "session.updated", "event_id": event_id, "session": echoed}));
+    }
+
+    fn on_audio(&mut self, ev: &serde_json::Map<String, Value>, now: Instant) {
+        let Some(pcm) = ev.get("audio").and_then(Value::as_str).and_then(|a| B64.decode(a).ok()) else {
+            self.error("invalid_value", "Invalid 'audio'. Expected base64-encoded PCM16 audio.".into());
+            return;
+        };
+        if self.cfg.echo {
+            let item_id = "item_echo".to_owned();
+            self.send_audio_now(&item_id, None, &pcm);
+            return;
+        }
+        let ms = audio::duration_ms(pcm.len());
+        if audio::rms(&pcm) >= self.cfg.vad_threshold {
+            self.silence_ms = 0;
+            self.speech_ms += ms;
+            if !self.in_speech {
+                self.in_speech = true;
+                let item = self.id("item");
+                self.input_item = Some(item.clone());
+                match self.version {
+                    ModelVersion::V2 => self.emit(json!({
+                        "type": "input_audio_buffer.speech_started",
+                        "audio_start_ms": 0,
+                        "item_id": item
+                    })),
+                    ModelVersion::V1 => self.emit(json!({"type": "input_audio_buffer.speech_started"})),
+                }
+                self.cancel_active(now);
+            }
+        } else if self.in_speech {
+            self.silence_ms += ms;
+            if self.silence_ms >= self.cfg.silence_ms {
+                self.end_of_speech(now);
+            }
+        }
+    }
+
+    fn end_of_speech(&mut self, now: Instant) {
+        self.in_speech = false;
+        self.speech_ms = 0;
+        self.silence_ms = 0;
+        let item_id = self.input_item.take().unwrap_or_else(|| self.id("item"));
+        let transcript = self.cfg.audio_transcript.clone();
+        self.emit(json!({"type": "input_audio_buffer.speech_stopped", "item_id": item_id}));
+        self.emit(json!({"type": "input_audio_buffer.committed", "item_id": item_id}));
+        self.emit(json!({"type": "conversation.item.added", "item": {
+            "id": item_id, "type": "message", "role": "user", "status": "completed",
+            "content": [{"type": "input_audio", "transcript": null}]
+        }}));
+        for word in split_words(&transcript) {
+            match self.version {
+                ModelVersion::V2 => self.emit(json!({
+                    "type": "conversation.item.input_audio_transcription.delta",
+                    "item_id": item_id, "content_index": 0, "delta": word
+                })),
+                ModelVersion::V1 => {
+                    self.emit(json!({"type": "conversation.input_transcript.delta", "delta": word}))
+                }
+            }
+        }
+        self.emit(json!({
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": item_id, "content_index": 0, "transcript": transcript
+        }));
+        let plan = self.plan_for_user_text(&transcript);
+        if let Some(plan) = plan {
+            self.request(plan, now);
+        }
+    }
+
+    fn plan_for_user_text(&mut self, text: &str) -> Option<Plan> {
+        let text = text.strip_prefix("[USER] ").unwrap_or(text).trim();
+        if let Some(rest) = find_trigger(text, TRIGGER_DELEGATE) {
+            return Some(match self.version {
+                ModelVersion::V2 => Plan::Call {
+                    name: "background_agent",
+                    arguments: json!({"prompt": rest}).to_string(),
+                },
+                ModelVersion::V1 => Plan::Handoff { input_transcript: rest.to_owned() },
+            });
+        }
+        if find_trigger(text, TRIGGER_SILENT).is_some() {
+            return Some(Plan::Call { name: "remain_silent", arguments: "{}".into() });
+        }
+        if let Some(rest) = find_trigger(text, TRIGGER_FAIL) {
+            self.error("simulated_failure", format!("Simulated failure: {rest}"));
+            return None;
+        }
+        if find_trigger(text, TRIGGER_CLOSE).is_some() {
+            self.out.push_back(SimOutput::Close);
+            return None;
+        }
+        if find_trigger(text, TRIGGER_PING).is_some() {
+            self.out.push_back(SimOutput::Ping);
+            return Some(Plan::Speak("pong".into()));
+        }
+        Some(Plan::Speak(format!("You said: {text}")))
+    }
+
+    fn on_item_create(&mut self, ev: &serde_json::Map<String, Value>, now: Instant) {
+        let Some(mut item) = ev.get("item").cloned().filter(Value::is_object) else {
+            self.error("missing_required_parameter", "Missing required parameter: 'item'.".into());
+            return;
+        };
+        let id = self.id("item");
+        if let Some(obj) = item.as_object_mut() {
+            obj.entry("id").or_insert(id.into());
+            obj.insert("status".into(), "completed".into());
+        }
+        let kind = item.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+        self.emit(json!({"type": "conversation.item.added", "item": item}));
+        self.emit(json!({"type": "conversation.item.done", "item": item}));
+        match kind.as_str() {
+            "function_call_output" => {
+                self.last_tool_output =
+                    item.get("output").and_then(Value::as_str).map(str::to_owned);
+            }
+            "message" => {
+                let role = item.get("role").and_then(Value::as_str).unwrap_or("");
+                let text = item
+                    .get("content")
+                    .and_then(|c| c.get(0))
+                    .and_then(|c| c.get("text"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                if role == "user" && !text.starts_with("[BACKEND]") {
+                    if let Some(plan) = self.plan_for_user_text(&text) {
+                        self.request(plan, now);
+                    }
+                } else if text.starts_with("[BACKEND]") {
+                    self.last_tool_output = Some(text);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_response_create(&mut self, now: Instant) {
+        if let Some(active) = self.active.clone() {
+            self.error(
+                "conversation_already_has_active_response",
+                format!(
+                    "Conversation already has an active response in progress: {active}. Wait until the response is finished before creating a new one."
+                ),
+            );
+            return;
+        }
+        let text = match self.last_tool_output.take() {
+            Some(o) if !o.is_empty() => format!("Here is what I found. {o}"),
+            _ => "Okay.".to_owned(),
+        };
+        self.start(Plan::Speak(text), now);
+    }
+
+    fn on_truncate(&mut self, ev: &serde_json::Map<String, Value>) {
+        let item_id = ev.get("item_id").and_then(Value::as_str).unwrap_or("").to_owned();
+        let end_ms = ev.get("audio_end_ms").and_then(Value::as_u64).unwrap_or(0);
+        let Some(sent) = self.sent_samples.get(&item_id).copied() else {
+            self.error("item_not_found", format!("Item with item_id '{item_id}' not found."));
+            return;
+        };
+        let sent_ms = sent * 1000 / u64::from(audio::SAMPLE_RATE);
+        if end_ms > sent_ms {
+            self.error(
+                "invalid_value",
+                format!("Audio content of {sent_ms}ms is already shorter than {end_ms}ms"),
+            );
+            return;
+        }
+        self.emit(json!({
+            "type": "conversation.item.truncated",
+            "item_id": item_id, "content_index": 0, "audio_end_ms": end_ms
+        }));
+    }
+
+    /// An auto-response: starts now, or after the active one.
+    fn request(&mut self, plan: Plan, now: Instant) {
+        if self.active.is_some() {
+            self.queued.push_back(plan);
+        } else {
+            self.start(plan, now);
+        }
+    }
+
+    fn cancel_active(&mut self, now: Instant) {
+        let Some(active) = self.active.take() else { return };
+        self.schedule.clear();
+        if self.version == ModelVersion::V2 {
+            self.emit(json!({"type": "response.done", "response": {
+                "id": active, "object": "realtime.response", "status": "cancelled",
+                "status_details": {"type": "cancelled", "reason": "turn_detected"}, "output": []
+            }}));
+        }
+        self.start_next(now);
+    }
+
+    fn start_next(&mut self, now: Instant) {
+        if self.active.is_none() {
+            if let Some(plan) = self.queued.pop_front() {
+                self.start(plan, now);
+            }
+        }
+    }
+
+    fn start(&mut self, plan: Plan, now: Instant) {
+        let response_id = self.id("resp");
+        self.active = Some(response_id.clone());
+        let mut at = now;
+        let v2 = self.version == ModelVersion::V2;
+        let push = |s: &mut VecDeque<Scheduled>, at: Instant, step: Step| s.push_back(Scheduled { at, step });
+        if v2 {
+            push(&mut self.schedule, at, Step::Frame(json!({"type": "response.created", "response": {
+                "id": response_id, "object": "realtime.response", "status": "in_progress", "output": []
+            }})));
+        }
+        match plan {
+            Plan::Handoff { input_transcript } => {
+                let handoff_id = self.id("handoff");
+                let item_id = self.id("item");
+                push(&mut self.schedule, at, Step::Frame(json!({
+                    "type": "conversation.handoff.requested",
+                    "handoff_id": handoff_id, "item_id": item_id, "input_transcript": input_transcript
+                })));
+            }
+            Plan::Call { name, arguments } => {
+                let item_id = self.id("item");
+                let call_id = self.id("call");
+                let item = json!({"id": item_id, "type": "function_call", "status": "completed",
+                    "name": name, "call_id": call_id, "arguments": arguments});
+                let mut added = item.clone();
+                added["status"] = "in_progress".into();
+                added["arguments"] = "".into();
+                for f in [
+                    json!({"type": "response.output_item.added", "response_id": response_id, "output_index": 0, "item": added}),
+                    json!({"type": "conversation.item.added", "item": added}),
+                    json!({"type": "response.function_call_arguments.delta", "response_id": response_id,
+                        "item_id": item_id, "call_id": call_id, "delta": arguments}),
+                    json!({"type": "response.function_call_arguments.done", "response_id": response_id,
+                        "item_id": item_id, "call_id": call_id, "arguments": arguments}),
+                    json!({"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": item}),
+                    json!({"type": "conversation.item.done", "item": item}),
+                ] {
+                    push(&mut self.schedule, at, Step::Frame(f));
+                }
+            }
+            Plan::Speak(text) => {
+                let item_id = self.id("item");
+                let item = json!({"id": item_id, "type": "message", "role": "assistant",
+                    "status": "in_progress", "content": []});
+                if v2 {
+                    push(&mut self.schedule, at, Step::Frame(json!({"type": "response.output_item.added",
+                        "response_id": response_id, "output_index": 0, "item": item})));
+                }
+                push(&mut self.schedule, at, Step::Frame(json!({"type": "conversation.item.added", "item": item})));
+                let words = split_words(&text);
+                let text_only = v2 && self.output_text_only;
+                let total_ms = (words.len() as u64 * 200).max(400);
+                let chunks = total_ms.div_ceil(self.cfg.chunk_ms).max(1);
+                for i in 0..chunks.max(words.len() as u64) {
+                    if let Some(word) = words.get(i as usize) {
+                        let f = match (v2, text_only) {
+                            (true, true) => json!({"type": "response.output_text.delta", "response_id": response_id,
+                                "item_id": item_id, "output_index": 0, "content_index": 0, "delta": word}),
+                            (true, false) => json!({"type": "response.output_audio_transcript.delta", "response_id": response_id,
+                                "item_id": item_id, "output_index": 0, "content_index": 0, "delta": word}),
+                            (false, _) => json!({"type": "conversation.output_transcript.delta", "item_id": item_id, "delta": word}),
+                        };
+                        push(&mut self.schedule, at, Step::Frame(f));
+                    }
+                    if !text_only && i < chunks {
+                        let pcm = audio::tone(self.cfg.chunk_ms, i * self.cfg.chunk_ms * 24);
+                        push(&mut self.schedule, at, Step::Audio {
+                            item_id: item_id.clone(),
+                            response_id: v2.then(|| response_id.clone()),
+                            pcm,
+                        });
+                        if self.cfg.realtime {
+                            at += Duration::from_millis(self.cfg.chunk_ms);
+                        }
+                    }
+                }
+                let mut done_item = item.clone();
+                done_item["status"] = "completed".into();
+                let done = if text_only {
+                    json!({"type": "response.output_text.done", "response_id": response_id,
+                        "item_id": item_id, "output_index": 0, "content_index": 0, "text": text})
+                } else {
+                    json!({"type": "response.output_audio_transcript.done", "response_id": response_id,
+                        "item_id": item_id, "output_index": 0, "content_index": 0, "transcript": text})
+                };
+                push(&mut self.schedule, at, Step::Frame(done));
+                if v2 && !text_only {
+                    push(&mut self.schedule, at, Step::Frame(json!({"type": "response.output_audio.done",
+                        "response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0})));
+                }
+                push(&mut self.schedule, at, Step::Frame(json!({"type": "conversation.item.done", "item": done_item})));
+            }
+        }
+        if v2 {
+            push(&mut self.schedule, at, Step::Frame(json!({"type": "response.done", "response": {
+                "id": response_id, "object": "realtime.response", "status": "completed"
+            }})));
+        }
+        push(&mut self.schedule, at, Step::Finish);
+        self.handle_timeout(now);
+    }
+
+    /// Run every scheduled step due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while self.schedule.front().is_some_and(|s| s.at <= now) {
+            let Some(s) = self.schedule.pop_front() else { break };
+            match s.step {
+                Step::Frame(v) => self.emit(v),
+                Step::Audio { item_id, response_id, pcm } => {
+                    self.send_audio_now(&item_id, response_id.as_deref(), &pcm)
+                }
+                Step::Finish => {
+                    self.active = None;
+                    self.start_next(now);
+                }
+            }
+        }
+    }
+
+    fn send_audio_now(&mut self, item_id: &str, response_id: Option<&str>, pcm: &[u8]) {
+        *self.sent_samples.entry(item_id.to_owned()).or_default() += (pcm.len() / 2) as u64;
+        let delta = B64.encode(pcm);
+        let frame = match self.version {
+            ModelVersion::V2 => json!({"type": "response.output_audio.delta", "response_id": response_id,
+                "item_id": item_id, "output_index": 0, "content_index": 0, "delta": delta}),
+            ModelVersion::V1 => json!({"type": "conversation.output_audio.delta", "item_id": item_id,
+                "delta": delta, "sample_rate": audio::SAMPLE_RATE, "channels": 1}),
+        };
+        self.echo_offset += (pcm.len() / 2) as u64;
+        self.emit(frame);
+    }
+}
+
+fn find_trigger<'a>(text: &'a str, trigger: &str) -> Option<&'a str> {
+    let lower = text.to_ascii_lowercase();
+    lower.find(trigger).map(|i| text[i + trigger.len()..].trim())
+}
+
+/// Words with their following space kept, so deltas concatenate back to the text.
+fn split_words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for c in text.chars() {
+        cur.push(c);
+        if c == ' ' {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}

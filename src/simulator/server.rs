@@ -1,0 +1,152 @@
+//! Socket side of the simulator: an axum server accepting `GET …/realtime` websocket upgrades
+//! (v1 when `intent=quicksilver` is in the query), one [`SimConversation`] per socket, and a
+//! broadcast record of connections and received frames for tests and debugging.
+
+use super::conversation::{SimConversation, SimOutput};
+use crate::config::SimulatorConfig;
+use crate::protocol::ModelVersion;
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::IntoResponse;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::broadcast;
+
+/// What the simulator saw, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SimRecord {
+    Connected {
+        conn: u64,
+        path_and_query: String,
+        authorization: Option<String>,
+        session_id: Option<String>,
+        user_agent: Option<String>,
+        has_openai_beta: bool,
+    },
+    Frame { conn: u64, text: String },
+    Pong { conn: u64 },
+    Disconnected { conn: u64 },
+}
+
+struct SimState {
+    cfg: SimulatorConfig,
+    next_conn: AtomicU64,
+    records: broadcast::Sender<SimRecord>,
+}
+
+/// A running simulator; dropping it stops the server.
+pub struct Simulator {
+    pub addr: SocketAddr,
+    records: broadcast::Sender<SimRecord>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Simulator {
+    /// Bind `listen` (port 0 for any) and serve until dropped.
+    pub async fn start(listen: SocketAddr, cfg: SimulatorConfig) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (records, _) = broadcast::channel(4096);
+        let state = Arc::new(SimState { cfg, next_conn: AtomicU64::new(1), records: records.clone() });
+        let app = router(state);
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "simulator server stopped");
+            }
+        });
+        Ok(Self { addr, records, task })
+    }
+
+    /// Base URL to configure as `[upstream] base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Subscribe to what the simulator sees from now on.
+    pub fn records(&self) -> broadcast::Receiver<SimRecord> {
+        self.records.subscribe()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn router(state: Arc<SimState>) -> Router {
+    Router::new().fallback(upgrade).with_state(state)
+}
+
+async fn upgrade(
+    State(state): State<Arc<SimState>>,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> axum::response::Response {
+    let Some(ws) = ws.ok().filter(|_| uri.path().ends_with("/realtime")) else {
+        return (axum::http::StatusCode::NOT_FOUND, "simulator serves websocket GET /v1/realtime").into_response();
+    };
+    let query = query.unwrap_or_default();
+    let version = if query.split('&').any(|p| p == "intent=quicksilver") {
+        ModelVersion::V1
+    } else {
+        ModelVersion::V2
+    };
+    let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let _ = state.records.send(SimRecord::Connected {
+        conn,
+        path_and_query: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        authorization: header("authorization"),
+        session_id: header("x-session-id"),
+        user_agent: header("user-agent"),
+        has_openai_beta: headers.contains_key("openai-beta"),
+    });
+    ws.on_upgrade(move |socket| run(socket, state, version, conn))
+}
+
+async fn run(mut socket: WebSocket, state: Arc<SimState>, version: ModelVersion, conn: u64) {
+    let mut sim = SimConversation::new(version, state.cfg.clone(), conn);
+    'conn: loop {
+        while let Some(out) = sim.poll_output() {
+            let msg = match out {
+                SimOutput::Text(t) => Message::text(t),
+                SimOutput::Ping => Message::Ping(axum::body::Bytes::from_static(b"sim")),
+                SimOutput::Close => break 'conn,
+            };
+            if socket.send(msg).await.is_err() {
+                break 'conn;
+            }
+        }
+        let due = sim.next_due();
+        tokio::select! {
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let _ = state.records.send(SimRecord::Frame { conn, text: t.to_string() });
+                    sim.handle_client_text(t.as_str(), std::time::Instant::now());
+                }
+                Some(Ok(Message::Binary(_))) => sim.handle_binary(),
+                Some(Ok(Message::Pong(_))) => {
+                    let _ = state.records.send(SimRecord::Pong { conn });
+                }
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => break 'conn,
+            },
+            _ = sleep_until_opt(due) => sim.handle_timeout(std::time::Instant::now()),
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+    let _ = state.records.send(SimRecord::Disconnected { conn });
+}
+
+async fn sleep_until_opt(due: Option<std::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
