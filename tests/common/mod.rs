@@ -1,0 +1,245 @@
+//! Shared harness for the end-to-end tests: a simulator on loopback, voxgate's HTTP face on an
+//! ephemeral port, and a JSON-RPC websocket client with bounded waits.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+use voxgate::app::AppState;
+use voxgate::config::{Config, UpstreamKind};
+use voxgate::simulator::{SimRecord, Simulator};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+pub const API_KEY: &str = "sk-test-upstream-key";
+
+pub struct Harness {
+    pub sim: Simulator,
+    pub app: Arc<AppState>,
+    pub addr: std::net::SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Config pointing at a separately started simulator as a "real" upstream with an API key.
+pub fn test_config(sim: &Simulator) -> Config {
+    let mut cfg = Config::default();
+    cfg.upstream.kind = UpstreamKind::Openai;
+    cfg.upstream.base_url = sim.base_url();
+    cfg.upstream.api_key = Some(API_KEY.into());
+    cfg.upstream.connect_timeout_ms = 5_000;
+    cfg.agent.embedded.delay_ms = 20;
+    cfg
+}
+
+pub async fn harness() -> Harness {
+    harness_with(|_| {}, |_| {}).await
+}
+
+/// A harness with the simulator and gateway configs adjusted.
+pub async fn harness_with(
+    tweak_sim: impl FnOnce(&mut voxgate::config::SimulatorConfig),
+    tweak: impl FnOnce(&mut Config),
+) -> Harness {
+    let mut sim_cfg = voxgate::config::SimulatorConfig::default();
+    tweak_sim(&mut sim_cfg);
+    let sim = Simulator::start(([127, 0, 0, 1], 0).into(), sim_cfg).await.expect("simulator binds");
+    let mut cfg = test_config(&sim);
+    tweak(&mut cfg);
+    let app = AppState::build(cfg).await.expect("app builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app2 = app.clone();
+    let server = tokio::spawn(async move {
+        let _ = voxgate::http::serve(listener, app2, std::future::pending()).await;
+    });
+    Harness { sim, app, addr, server }
+}
+
+pub struct RpcClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: i64,
+    pending: VecDeque<Value>,
+}
+
+impl RpcClient {
+    pub async fn connect(addr: std::net::SocketAddr) -> Self {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(format!("ws://{addr}/rpc")))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        Self { ws, next_id: 1, pending: VecDeque::new() }
+    }
+
+    /// Connect and initialize with experimentalApi.
+    pub async fn ready(addr: std::net::SocketAddr) -> Self {
+        Self::ready_with(addr, json!({"experimentalApi": true})).await
+    }
+
+    pub async fn ready_with(addr: std::net::SocketAddr, caps: Value) -> Self {
+        let mut c = Self::connect(addr).await;
+        let r = c.request("initialize", json!({"clientInfo": {"name": "test", "version": "1"}, "capabilities": caps})).await;
+        assert!(r.get("result").is_some(), "initialize failed: {r}");
+        c
+    }
+
+    pub async fn send_raw(&mut self, text: impl Into<String>) {
+        self.ws.send(Message::text(text.into())).await.expect("send");
+    }
+
+    async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("message in time")
+                .expect("socket open")
+                .expect("frame");
+            if let Message::Text(t) = msg {
+                return serde_json::from_str(t.as_str()).expect("server sends JSON");
+            }
+        }
+    }
+
+    /// Send a request and wait for its response (notifications meanwhile are kept).
+    pub async fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_raw(json!({"id": id, "method": method, "params": params}).to_string()).await;
+        self.response_to(json!(id)).await
+    }
+
+    pub async fn response_to(&mut self, id: Value) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v.get("method").is_some() {
+                self.pending.push_back(v);
+            } else if v.get("id") == Some(&id) {
+                return v;
+            } else {
+                panic!("unexpected response {v} while waiting for id {id}");
+            }
+        }
+    }
+
+    /// Next response or notification of any kind.
+    pub async fn next_message(&mut self) -> Value {
+        if let Some(v) = self.pending.pop_front() {
+            return v;
+        }
+        self.recv().await
+    }
+
+    /// The next notification with `method`; others before it are returned in order too.
+    pub async fn until(&mut self, method: &str) -> (Value, Vec<Value>) {
+        let mut skipped = Vec::new();
+        loop {
+            let v = self.next_message().await;
+            if v.get("method").and_then(Value::as_str) == Some(method) {
+                return (v["params"].clone(), skipped);
+            }
+            skipped.push(v);
+        }
+    }
+
+    pub async fn notification(&mut self, method: &str) -> Value {
+        self.until(method).await.0
+    }
+
+    /// Collect notifications until `method` arrives; returns (methods seen, that notification).
+    pub async fn methods_until(&mut self, method: &str) -> (Vec<String>, Value) {
+        let (params, skipped) = self.until(method).await;
+        let methods = skipped.iter().filter_map(|v| v["method"].as_str().map(str::to_owned)).collect();
+        (methods, params)
+    }
+
+    pub async fn start(&mut self, params: Value) {
+        let r = self.request("thread/realtime/start", params).await;
+        assert_eq!(r["result"], json!({}), "start reply: {r}");
+    }
+
+    /// A ping that round-trips through the server, proving everything before it was processed.
+    pub async fn barrier(&mut self) {
+        let r = self.request("thread/realtime/listVoices", json!({})).await;
+        assert!(r.get("result").is_some());
+    }
+}
+
+/// Frames the simulator receives, in order, with bounded waits.
+pub struct SimFrames {
+    rx: broadcast::Receiver<SimRecord>,
+}
+
+impl SimFrames {
+    pub fn new(sim: &Simulator) -> Self {
+        Self { rx: sim.records() }
+    }
+
+    pub async fn next(&mut self) -> SimRecord {
+        tokio::time::timeout(WAIT, self.rx.recv()).await.expect("simulator record in time").expect("record")
+    }
+
+    pub async fn next_connected(&mut self) -> SimRecord {
+        loop {
+            let r = self.next().await;
+            if matches!(r, SimRecord::Connected { .. }) {
+                return r;
+            }
+        }
+    }
+
+    /// The next frame received by the simulator (any connection).
+    pub async fn next_frame(&mut self) -> String {
+        loop {
+            if let SimRecord::Frame { text, .. } = self.next().await {
+                return text;
+            }
+        }
+    }
+
+    /// Frames until one whose `type` is `ty`; returns all frames seen including it.
+    pub async fn frames_until_type(&mut self, ty: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let f = self.next_frame().await;
+            let is = serde_json::from_str::<Value>(&f).ok().and_then(|v| v["type"].as_str().map(str::to_owned))
+                == Some(ty.to_owned());
+            seen.push(f);
+            if is {
+                return seen;
+            }
+        }
+    }
+
+    pub async fn next_disconnected(&mut self) -> u64 {
+        loop {
+            if let SimRecord::Disconnected { conn } = self.next().await {
+                return conn;
+            }
+        }
+    }
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `ms` of PCM16 24 kHz mono: a loud square-ish wave (speech for the VAD) or silence.
+pub fn pcm(ms: u64, loud: bool) -> Vec<u8> {
+    let n = ms * 24;
+    let mut out = Vec::with_capacity(n as usize * 2);
+    for i in 0..n {
+        let s: i16 = if loud { if (i / 30) % 2 == 0 { 8000 } else { -8000 } } else { 0 };
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}

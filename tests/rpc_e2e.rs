@@ -1,0 +1,279 @@
+//! JSON-RPC `thread/realtime/*` end to end: a real websocket client → voxgate → a real websocket
+//! to the simulator on loopback, asserting the exact frames the model receives.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use voxgate::protocol::ModelVersion;
+use voxgate::protocol::session_config::{OutputModality, SessionMode, SessionSettings, session_update};
+use voxgate::simulator::SimRecord;
+
+fn start_params(thread: &str) -> Value {
+    json!({"threadId": thread, "outputModality": "audio", "prompt": "Be brief."})
+}
+
+#[tokio::test]
+async fn start_v2_connects_with_headers_sends_session_update_then_started() {
+    let h = harness().await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "t1", "outputModality": "text", "prompt": "Be brief.", "voice": "cedar"})).await;
+
+    let SimRecord::Connected { path_and_query, authorization, session_id, user_agent, has_openai_beta, .. } =
+        frames.next_connected().await
+    else {
+        unreachable!()
+    };
+    assert_eq!(path_and_query, "/v1/realtime?model=gpt-realtime-1.5");
+    assert_eq!(authorization.as_deref(), Some("Bearer sk-test-upstream-key"));
+    assert_eq!(session_id.as_deref(), Some("t1"));
+    assert!(user_agent.unwrap_or_default().starts_with("voxgate/"));
+    assert!(!has_openai_beta);
+
+    let expected = session_update(&SessionSettings {
+        version: ModelVersion::V2,
+        mode: SessionMode::Conversational,
+        output_modality: OutputModality::Text,
+        instructions: "Be brief.".into(),
+        voice: "cedar".into(),
+    });
+    let first: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
+    assert_eq!(first, expected);
+    assert_eq!(first["session"]["output_modalities"], json!(["text"]));
+    assert_eq!(first["session"]["audio"]["output"]["voice"], "cedar");
+
+    let started = c.notification("thread/realtime/started").await;
+    assert_eq!(started, json!({"threadId": "t1", "realtimeSessionId": "t1", "sessionId": "t1", "version": "v2"}));
+}
+
+#[tokio::test]
+async fn start_v1_uses_quicksilver_query_and_v1_session_update() {
+    let h = harness().await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "t1", "outputModality": "audio", "prompt": null, "version": "v1",
+        "voice": "juniper", "sessionId": "legacy-id"}))
+        .await;
+    let SimRecord::Connected { path_and_query, session_id, .. } = frames.next_connected().await else {
+        unreachable!()
+    };
+    assert_eq!(path_and_query, "/v1/realtime?intent=quicksilver&model=gpt-realtime-1.5");
+    assert_eq!(session_id.as_deref(), Some("legacy-id"));
+    assert_eq!(
+        frames.next_frame().await,
+        r#"{"type":"session.update","session":{"type":"quicksilver","instructions":"","audio":{"input":{"format":{"type":"audio/pcm","rate":24000}},"output":{"voice":"juniper"}}}}"#
+    );
+    let started = c.notification("thread/realtime/started").await;
+    assert_eq!(started["realtimeSessionId"], "legacy-id");
+    assert_eq!(started["sessionId"], "legacy-id");
+    assert_eq!(started["version"], "v1");
+}
+
+#[tokio::test]
+async fn append_audio_and_text_reach_the_model_as_exact_frames() {
+    let h = harness().await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(start_params("t1")).await;
+    c.notification("thread/realtime/started").await;
+    frames.next_frame().await; // session.update
+    let audio = b64(&pcm(20, false));
+    let r = c
+        .request("thread/realtime/appendAudio", json!({"threadId": "t1",
+            "audio": {"data": audio, "sampleRate": 24000, "numChannels": 1, "samplesPerChannel": 480}}))
+        .await;
+    assert_eq!(r["result"], json!({}));
+    assert_eq!(frames.next_frame().await, format!(r#"{{"type":"input_audio_buffer.append","audio":"{audio}"}}"#));
+    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hello there"})).await;
+    assert_eq!(
+        frames.next_frame().await,
+        r#"{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"[USER] hello there"}]}}"#
+    );
+    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "note", "role": "assistant"})).await;
+    let frame = frames.frames_until_type("conversation.item.create").await;
+    assert_eq!(
+        frame.last().map(String::as_str),
+        Some(r#"{"type":"conversation.item.create","item":{"type":"message","role":"assistant","content":[{"type":"output_text","text":"note"}]}}"#)
+    );
+}
+
+#[tokio::test]
+async fn model_reply_streams_transcripts_and_audio_notifications() {
+    let h = harness().await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(start_params("t1")).await;
+    c.notification("thread/realtime/started").await;
+    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hello"})).await;
+    let (seen, done) = c.methods_until("thread/realtime/transcript/done").await;
+    assert_eq!(done, json!({"threadId": "t1", "role": "assistant", "text": "You said: hello"}));
+    assert!(seen.contains(&"thread/realtime/transcript/delta".to_owned()), "{seen:?}");
+    assert!(seen.contains(&"thread/realtime/outputAudio/delta".to_owned()), "{seen:?}");
+    assert!(seen.contains(&"thread/realtime/itemAdded".to_owned()), "{seen:?}");
+}
+
+#[tokio::test]
+async fn output_audio_notification_has_the_audio_shape() {
+    let h = harness().await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(start_params("t1")).await;
+    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hi"})).await;
+    let n = c.notification("thread/realtime/outputAudio/delta").await;
+    let audio = &n["audio"];
+    assert_eq!(audio["sampleRate"], 24000);
+    assert_eq!(audio["numChannels"], 1);
+    assert!(audio["itemId"].as_str().is_some_and(|s| s.starts_with("item_")), "{n}");
+    assert!(!audio["data"].as_str().unwrap_or_default().is_empty());
+}
+
+#[tokio::test]
+async fn delegate_request_runs_the_embedded_agent_and_resolves_the_call() {
+    let h = harness().await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(start_params("t1")).await;
+    c.notification("thread/realtime/started").await;
+    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "delegate: find the <big> file"})).await;
+
+    let mut handoff = c.notification("thread/realtime/itemAdded").await;
+    while handoff["item"]["type"] != "handoff_request" {
+        handoff = c.notification("thread/realtime/itemAdded").await;
+    }
+    let item = &handoff["item"];
+    assert_eq!(item["input_transcript"], "find the <big> file");
+    assert!(item["handoff_id"].as_str().is_some_and(|s| s.starts_with("call_")));
+    assert_eq!(item["active_transcript"], json!([{"role": "user", "text": "find the <big> file"}]));
+
+    let seen = frames.frames_until_type("response.create").await;
+    let model_frames: Vec<Value> = seen.iter().map(|f| serde_json::from_str(f).expect("json")).collect();
+    let backend: Vec<&Value> = model_frames
+        .iter()
+        .filter(|f| f["item"]["type"] == "message" && f["item"]["content"][0]["text"].as_str().is_some_and(|t| !t.starts_with("[USER]")))
+        .collect();
+    // One progress message and the final reply, each as a [BACKEND] user item.
+    assert_eq!(backend.len(), 2, "{model_frames:#?}");
+    assert_eq!(backend[0]["item"]["content"][0]["text"], "[BACKEND] Working on it (1/1): find the <big> file");
+    assert_eq!(backend[1]["item"]["content"][0]["text"], "[BACKEND] Done: find the <big> file");
+    let outputs: Vec<&Value> = model_frames.iter().filter(|f| f["item"]["type"] == "function_call_output").collect();
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0]["item"]["call_id"], item["handoff_id"]);
+    assert_eq!(seen.last().map(String::as_str), Some(r#"{"type":"response.create"}"#));
+    // The model then speaks the result.
+    let mut done = c.notification("thread/realtime/transcript/done").await;
+    while !done["text"].as_str().unwrap_or_default().starts_with("Here is what I found") {
+        done = c.notification("thread/realtime/transcript/done").await;
+    }
+}
+
+#[tokio::test]
+async fn stop_closes_with_requested_and_idle_stop_still_answers() {
+    let h = harness().await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(start_params("t1")).await;
+    c.notification("thread/realtime/started").await;
+    let r = c.request("thread/realtime/stop", json!({"threadId": "t1"})).await;
+    assert_eq!(r["result"], json!({}));
+    assert_eq!(c.notification("thread/realtime/closed").await, json!({"threadId": "t1", "reason": "requested"}));
+    frames.next_disconnected().await;
+    let r = c.request("thread/realtime/stop", json!({"threadId": "idle"})).await;
+    assert_eq!(r["result"], json!({}));
+    assert_eq!(c.notification("thread/realtime/closed").await, json!({"threadId": "idle", "reason": "requested"}));
+}
+
+#[tokio::test]
+async fn upstream_close_ends_with_transport_closed() {
+    let h = harness().await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(start_params("t1")).await;
+    c.notification("thread/realtime/started").await;
+    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "close: now"})).await;
+    let (seen, closed) = c.methods_until("thread/realtime/closed").await;
+    assert_eq!(closed["reason"], "transport_closed");
+    assert!(!seen.contains(&"thread/realtime/error".to_owned()));
+}
+
+#[tokio::test]
+async fn upstream_error_event_gives_error_then_closed_error() {
+    let h = harness().await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(start_params("t1")).await;
+    c.notification("thread/realtime/started").await;
+    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "fail: boom"})).await;
+    let err = c.notification("thread/realtime/error").await;
+    assert_eq!(err, json!({"threadId": "t1", "message": "Simulated failure: boom"}));
+    let next = c.next_message().await;
+    assert_eq!(next, json!({"method": "thread/realtime/closed", "params": {"threadId": "t1", "reason": "error"}}));
+}
+
+#[tokio::test]
+async fn second_start_replaces_without_closed() {
+    let h = harness().await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(start_params("t1")).await;
+    c.notification("thread/realtime/started").await;
+    c.start(json!({"threadId": "t1", "outputModality": "audio", "version": "v1"})).await;
+    let (seen, started) = c.methods_until("thread/realtime/started").await;
+    assert_eq!(started["version"], "v1");
+    assert!(!seen.contains(&"thread/realtime/closed".to_owned()), "{seen:?}");
+    frames.next_disconnected().await;
+    // The new conversation works.
+    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hi"})).await;
+    let done = c.notification("thread/realtime/transcript/done").await;
+    assert_eq!(done["text"], "You said: hi");
+}
+
+#[tokio::test]
+async fn opt_out_methods_are_never_sent() {
+    let h = harness().await;
+    let mut c = RpcClient::ready_with(
+        h.addr,
+        json!({"experimentalApi": true, "optOutNotificationMethods": ["thread/realtime/transcript/delta", "thread/realtime/outputAudio/delta"]}),
+    )
+    .await;
+    c.start(start_params("t1")).await;
+    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hello"})).await;
+    let (seen, _) = c.methods_until("thread/realtime/transcript/done").await;
+    assert!(!seen.iter().any(|m| m == "thread/realtime/transcript/delta" || m == "thread/realtime/outputAudio/delta"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn every_subscribed_connection_gets_the_thread_notifications() {
+    let h = harness().await;
+    let mut a = RpcClient::ready(h.addr).await;
+    let mut b = RpcClient::ready(h.addr).await;
+    a.start(start_params("shared")).await;
+    a.notification("thread/realtime/started").await;
+    // b subscribes by calling a thread-scoped method.
+    b.request("thread/realtime/appendText", json!({"threadId": "shared", "text": "from b"})).await;
+    assert_eq!(a.notification("thread/realtime/transcript/done").await["text"], "You said: from b");
+    assert_eq!(b.notification("thread/realtime/transcript/done").await["text"], "You said: from b");
+    a.request("thread/realtime/stop", json!({"threadId": "shared"})).await;
+    assert_eq!(b.notification("thread/realtime/closed").await["reason"], "requested");
+}
+
+#[tokio::test]
+async fn list_voices_returns_both_palettes() {
+    let h = harness().await;
+    let mut c = RpcClient::ready(h.addr).await;
+    let r = c.request("thread/realtime/listVoices", json!({})).await;
+    assert_eq!(r["result"]["voices"]["defaultV1"], "cove");
+    assert_eq!(r["result"]["voices"]["defaultV2"], "marin");
+    assert_eq!(r["result"]["voices"]["v1"].as_array().map(Vec::len), Some(9));
+    assert_eq!(r["result"]["voices"]["v2"].as_array().map(Vec::len), Some(10));
+}
+
+#[tokio::test]
+async fn simulator_upstream_kind_runs_in_process_without_api_key() {
+    let h = harness_with(|_| {}, |cfg| {
+        cfg.upstream.kind = voxgate::config::UpstreamKind::Simulator;
+        cfg.upstream.api_key = None;
+    })
+    .await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(start_params("t1")).await;
+    c.notification("thread/realtime/started").await;
+    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hello"})).await;
+    assert_eq!(c.notification("thread/realtime/transcript/done").await["text"], "You said: hello");
+}
