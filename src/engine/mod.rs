@@ -212,7 +212,7 @@ impl Engine {
             return;
         }
         self.connected = true;
-        self.out.push_back(Output::ToModel(ModelFrame::SessionUpdate(self.cfg.session_update.clone())));
+        self.out.push_back(Output::ToModel(ModelFrame::SessionUpdate { update: self.cfg.session_update.clone() }));
         self.notify(Notification::Started {
             realtime_session_id: self.cfg.realtime_session_id.clone(),
             version: self.cfg.version,

@@ -68,7 +68,7 @@ impl std::fmt::Display for SkipReason {
 }
 
 /// One chunk of PCM16LE audio, still base64 as on the wire (no re-encoding on the hot path).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AudioChunk {
     pub data: String,
     pub sample_rate: u32,
@@ -108,8 +108,10 @@ pub fn base64_decoded_len(b64: &str) -> u64 {
     } - pad.min(2)
 }
 
-/// The normalized inbound event (protocol.md §2.3, right-hand column).
-#[derive(Debug, Clone, PartialEq)]
+/// The normalized inbound event (protocol.md §2.3, right-hand column). Serializable so wire
+/// fixtures can state the expected result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "event")]
 pub enum ModelEvent {
     SessionUpdated { session_id: String },
     AudioOut(AudioChunk),
@@ -149,10 +151,11 @@ impl TextRole {
 }
 
 /// What the engine asks to send upstream (protocol.md §2.2).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "frame")]
 pub enum ModelFrame {
     /// A full `session.update` frame, already built by `session_config`.
-    SessionUpdate(Value),
+    SessionUpdate { update: Value },
     AudioAppend { audio: String },
     Text { role: TextRole, text: String },
     FunctionOutput { call_id: String, output: String },

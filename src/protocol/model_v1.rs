@@ -90,7 +90,7 @@ pub(crate) fn message_item(role: TextRole, text: &str) -> Value {
 
 pub fn build(frame: &ModelFrame) -> Option<String> {
     let value = match frame {
-        ModelFrame::SessionUpdate(v) => return Some(v.to_string()),
+        ModelFrame::SessionUpdate { update } => return Some(update.to_string()),
         ModelFrame::AudioAppend { audio } => {
             json!({"type": "input_audio_buffer.append", "audio": audio})
         }

@@ -101,7 +101,7 @@ pub fn transcript_from_arguments(raw: &str) -> String {
 
 pub fn build(frame: &ModelFrame) -> Option<String> {
     let value = match frame {
-        ModelFrame::SessionUpdate(v) => return Some(v.to_string()),
+        ModelFrame::SessionUpdate { update } => return Some(update.to_string()),
         ModelFrame::AudioAppend { audio } => {
             json!({"type": "input_audio_buffer.append", "audio": audio})
         }

@@ -124,7 +124,7 @@ pub enum SessionMode {
 }
 
 /// Everything needed to build the first `session.update`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct SessionSettings {
     pub version: ModelVersion,
     pub mode: SessionMode,
