@@ -67,6 +67,8 @@ pub struct SimConversation {
     speech_ms: u64,
     silence_ms: u64,
     input_item: Option<String>,
+    /// [BACKEND] messages and tool outputs since the last response (what it will talk about).
+    backend_notes: Vec<String>,
     last_tool_output: Option<String>,
     echo_offset: u64,
     out: VecDeque<SimOutput>,
@@ -88,6 +90,7 @@ impl SimConversation {
             speech_ms: 0,
             silence_ms: 0,
             input_item: None,
+            backend_notes: Vec::new(),
             last_tool_output: None,
             echo_offset: 0,
             out: VecDeque::new(),
@@ -293,8 +296,8 @@ impl SimConversation {
                     if let Some(plan) = self.plan_for_user_text(&text) {
                         self.request(plan, now);
                     }
-                } else if text.starts_with("[BACKEND]") {
-                    self.last_tool_output = Some(text);
+                } else if let Some(note) = text.strip_prefix("[BACKEND]") {
+                    self.backend_notes.push(note.trim().to_owned());
                 }
             }
             _ => {}
@@ -311,8 +314,10 @@ impl SimConversation {
             );
             return;
         }
-        let text = match self.last_tool_output.take() {
-            Some(o) if !o.is_empty() => format!("Here is what I found. {o}"),
+        let notes = std::mem::take(&mut self.backend_notes);
+        let text = match (notes.last(), self.last_tool_output.take()) {
+            (Some(note), _) => format!("Here is what I found. {note}"),
+            (None, Some(o)) if !o.is_empty() => format!("Here is what I found. {o}"),
             _ => "Okay.".to_owned(),
         };
         self.start(Plan::Speak(text), now);

@@ -1,0 +1,180 @@
+//! End-to-end tests of the real `voxgate` binary: `serve` on an ephemeral port with the embedded
+//! simulator, `rpc --stdio`, a standalone `simulate` process as the upstream, and config errors.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn voxgate() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_voxgate"));
+    c.env_remove("OPENAI_API_KEY")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VOXGATE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// Read stdout lines until one starts with `prefix`; return the rest of that line.
+async fn wait_line(child: &mut Child, prefix: &str) -> String {
+    let stdout = child.stdout.as_mut().expect("stdout piped");
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = tokio::time::timeout(WAIT, reader.read_line(&mut line)).await.expect("line in time").expect("read");
+        assert!(n > 0, "process ended before printing {prefix:?}");
+        if let Some(rest) = line.trim().strip_prefix(prefix) {
+            return rest.trim().to_owned();
+        }
+    }
+}
+
+async fn rpc_session(addr: &str) {
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(format!("ws://{addr}/rpc")))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    let send = async |v: Value, ws: &mut tokio_tungstenite::WebSocketStream<_>| {
+        ws.send(Message::text(v.to_string())).await.expect("send");
+    };
+    send(json!({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "e2e", "version": "1"},
+        "capabilities": {"experimentalApi": true}}}), &mut ws).await;
+    send(json!({"id": 2, "method": "thread/realtime/start", "params": {"threadId": "bin", "outputModality": "audio"}}), &mut ws).await;
+    send(json!({"id": 3, "method": "thread/realtime/appendText", "params": {"threadId": "bin", "text": "delegate: count the files"}}), &mut ws).await;
+    let mut saw_started = false;
+    let mut saw_final = false;
+    while !saw_final {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("message in time").expect("open").expect("frame");
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).expect("json");
+        match v["method"].as_str() {
+            Some("thread/realtime/started") => saw_started = true,
+            Some("thread/realtime/transcript/done")
+                if v["params"]["text"].as_str().is_some_and(|t| t.contains("Done: count the files")) =>
+            {
+                saw_final = true
+            }
+            Some("thread/realtime/error") | Some("thread/realtime/closed") => panic!("unexpected {v}"),
+            _ => {}
+        }
+    }
+    assert!(saw_started);
+    send(json!({"id": 4, "method": "thread/realtime/stop", "params": {"threadId": "bin"}}), &mut ws).await;
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("message in time").expect("open").expect("frame");
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).expect("json");
+        if v["method"] == "thread/realtime/closed" {
+            assert_eq!(v["params"]["reason"], "requested");
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn serve_runs_on_the_embedded_simulator_with_no_api_key() {
+    let mut child = voxgate().args(["serve", "--listen", "127.0.0.1:0"]).spawn().expect("spawn");
+    let addr = wait_line(&mut child, "voxgate listening on").await;
+    rpc_session(&addr).await;
+    let health = reqwest_get(&addr, "/healthz").await;
+    assert_eq!(health, "ok\n");
+}
+
+#[tokio::test]
+async fn serve_against_a_standalone_simulator_process_via_env_overrides() {
+    let mut sim = voxgate().args(["simulate", "--listen", "127.0.0.1:0"]).spawn().expect("spawn simulator");
+    let sim_addr = wait_line(&mut sim, "simulator listening on").await;
+    let mut gw = voxgate()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("VOXGATE_UPSTREAM__KIND", "openai")
+        .env("VOXGATE_UPSTREAM__BASE_URL", format!("http://{sim_addr}/v1"))
+        .env("OPENAI_API_KEY", "sk-e2e")
+        .spawn()
+        .expect("spawn gateway");
+    let addr = wait_line(&mut gw, "voxgate listening on").await;
+    rpc_session(&addr).await;
+}
+
+#[tokio::test]
+async fn rpc_stdio_speaks_newline_delimited_json() {
+    let mut child = voxgate().args(["rpc", "--stdio"]).stdin(Stdio::piped()).spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    for req in [
+        json!({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "stdio", "version": "1"}, "capabilities": {"experimentalApi": true}}}),
+        json!({"id": 2, "method": "thread/realtime/start", "params": {"threadId": "s", "outputModality": "text"}}),
+        json!({"id": 3, "method": "thread/realtime/appendText", "params": {"threadId": "s", "text": "hello stdio"}}),
+    ] {
+        stdin.write_all(format!("{req}\n").as_bytes()).await.expect("write");
+    }
+    stdin.flush().await.expect("flush");
+    let mut got = Vec::new();
+    loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line()).await.expect("line in time").expect("read").expect("open");
+        let v: Value = serde_json::from_str(&line).expect("json line");
+        let done = v["method"] == "thread/realtime/transcript/done" && v["params"]["role"] == "assistant";
+        got.push(v);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(got[0]["result"]["userAgent"].as_str().map(|s| s.starts_with("voxgate/")), Some(true));
+    assert!(got.iter().any(|v| v["method"] == "thread/realtime/started"));
+    assert_eq!(got.last().map(|v| v["params"]["text"].clone()), Some(json!("You said: hello stdio")));
+    stdin.write_all(b"{\"id\":4,\"method\":\"thread/realtime/stop\",\"params\":{\"threadId\":\"s\"}}\n").await.expect("write");
+    loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line()).await.expect("line in time").expect("read").expect("open");
+        let v: Value = serde_json::from_str(&line).expect("json line");
+        if v["method"] == "thread/realtime/closed" {
+            assert_eq!(v["params"]["reason"], "requested");
+            break;
+        }
+    }
+    drop(stdin);
+    let status = tokio::time::timeout(WAIT, child.wait()).await.expect("exits on EOF").expect("status");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn unknown_config_key_fails_fast_naming_the_key() {
+    let dir = std::env::temp_dir().join(format!("voxgate-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[upstream]\nmodle = \"x\"\n").expect("write");
+    let out = voxgate()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("modle"), "{stderr}");
+}
+
+/// Minimal HTTP GET over a raw socket (no extra client dependency).
+async fn reqwest_get(addr: &str, path: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut buf)).await.expect("in time").expect("read");
+    buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
+}
