@@ -34,7 +34,10 @@ async fn wait_line(child: &mut Child, prefix: &str) -> String {
     let mut line = String::new();
     loop {
         line.clear();
-        let n = tokio::time::timeout(WAIT, reader.read_line(&mut line)).await.expect("line in time").expect("read");
+        let n = tokio::time::timeout(WAIT, reader.read_line(&mut line))
+            .await
+            .expect("line in time")
+            .expect("read");
         assert!(n > 0, "process ended before printing {prefix:?}");
         if let Some(rest) = line.trim().strip_prefix(prefix) {
             return rest.trim().to_owned();
@@ -43,10 +46,13 @@ async fn wait_line(child: &mut Child, prefix: &str) -> String {
 }
 
 async fn rpc_session(addr: &str) {
-    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(format!("ws://{addr}/rpc")))
-        .await
-        .expect("connect in time")
-        .expect("connect");
+    let (mut ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("ws://{addr}/rpc")),
+    )
+    .await
+    .expect("connect in time")
+    .expect("connect");
     let send = async |v: Value, ws: &mut tokio_tungstenite::WebSocketStream<_>| {
         ws.send(Message::text(v.to_string())).await.expect("send");
     };
@@ -57,24 +63,40 @@ async fn rpc_session(addr: &str) {
     let mut saw_started = false;
     let mut saw_final = false;
     while !saw_final {
-        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("message in time").expect("open").expect("frame");
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("message in time")
+            .expect("open")
+            .expect("frame");
         let Message::Text(t) = msg else { continue };
         let v: Value = serde_json::from_str(t.as_str()).expect("json");
         match v["method"].as_str() {
             Some("thread/realtime/started") => saw_started = true,
             Some("thread/realtime/transcript/done")
-                if v["params"]["text"].as_str().is_some_and(|t| t.contains("Done: count the files")) =>
+                if v["params"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Done: count the files")) =>
             {
                 saw_final = true
             }
-            Some("thread/realtime/error") | Some("thread/realtime/closed") => panic!("unexpected {v}"),
+            Some("thread/realtime/error") | Some("thread/realtime/closed") => {
+                panic!("unexpected {v}")
+            }
             _ => {}
         }
     }
     assert!(saw_started);
-    send(json!({"id": 4, "method": "thread/realtime/stop", "params": {"threadId": "bin"}}), &mut ws).await;
+    send(
+        json!({"id": 4, "method": "thread/realtime/stop", "params": {"threadId": "bin"}}),
+        &mut ws,
+    )
+    .await;
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("message in time").expect("open").expect("frame");
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("message in time")
+            .expect("open")
+            .expect("frame");
         let Message::Text(t) = msg else { continue };
         let v: Value = serde_json::from_str(t.as_str()).expect("json");
         if v["method"] == "thread/realtime/closed" {
@@ -86,7 +108,10 @@ async fn rpc_session(addr: &str) {
 
 #[tokio::test]
 async fn serve_runs_on_the_embedded_simulator_with_no_api_key() {
-    let mut child = voxgate().args(["serve", "--listen", "127.0.0.1:0"]).spawn().expect("spawn");
+    let mut child = voxgate()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .spawn()
+        .expect("spawn");
     let addr = wait_line(&mut child, "voxgate listening on").await;
     rpc_session(&addr).await;
     let health = reqwest_get(&addr, "/healthz").await;
@@ -95,12 +120,18 @@ async fn serve_runs_on_the_embedded_simulator_with_no_api_key() {
 
 #[tokio::test]
 async fn serve_against_a_standalone_simulator_process_via_env_overrides() {
-    let mut sim = voxgate().args(["simulate", "--listen", "127.0.0.1:0"]).spawn().expect("spawn simulator");
+    let mut sim = voxgate()
+        .args(["simulate", "--listen", "127.0.0.1:0"])
+        .spawn()
+        .expect("spawn simulator");
     let sim_addr = wait_line(&mut sim, "simulator listening on").await;
     let mut gw = voxgate()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("VOXGATE_UPSTREAM__KIND", "openai")
-        .env("VOXGATE_UPSTREAM__BASE_URL", format!("http://{sim_addr}/v1"))
+        .env(
+            "VOXGATE_UPSTREAM__BASE_URL",
+            format!("http://{sim_addr}/v1"),
+        )
         .env("OPENAI_API_KEY", "sk-e2e")
         .spawn()
         .expect("spawn gateway");
@@ -110,7 +141,11 @@ async fn serve_against_a_standalone_simulator_process_via_env_overrides() {
 
 #[tokio::test]
 async fn rpc_stdio_speaks_newline_delimited_json() {
-    let mut child = voxgate().args(["rpc", "--stdio"]).stdin(Stdio::piped()).spawn().expect("spawn");
+    let mut child = voxgate()
+        .args(["rpc", "--stdio"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let mut stdin = child.stdin.take().expect("stdin");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
@@ -119,25 +154,50 @@ async fn rpc_stdio_speaks_newline_delimited_json() {
         json!({"id": 2, "method": "thread/realtime/start", "params": {"threadId": "s", "outputModality": "text"}}),
         json!({"id": 3, "method": "thread/realtime/appendText", "params": {"threadId": "s", "text": "hello stdio"}}),
     ] {
-        stdin.write_all(format!("{req}\n").as_bytes()).await.expect("write");
+        stdin
+            .write_all(format!("{req}\n").as_bytes())
+            .await
+            .expect("write");
     }
     stdin.flush().await.expect("flush");
     let mut got = Vec::new();
     loop {
-        let line = tokio::time::timeout(WAIT, lines.next_line()).await.expect("line in time").expect("read").expect("open");
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("line in time")
+            .expect("read")
+            .expect("open");
         let v: Value = serde_json::from_str(&line).expect("json line");
-        let done = v["method"] == "thread/realtime/transcript/done" && v["params"]["role"] == "assistant";
+        let done =
+            v["method"] == "thread/realtime/transcript/done" && v["params"]["role"] == "assistant";
         got.push(v);
         if done {
             break;
         }
     }
-    assert_eq!(got[0]["result"]["userAgent"].as_str().map(|s| s.starts_with("voxgate/")), Some(true));
+    assert_eq!(
+        got[0]["result"]["userAgent"]
+            .as_str()
+            .map(|s| s.starts_with("voxgate/")),
+        Some(true)
+    );
     assert!(got.iter().any(|v| v["method"] == "thread/realtime/started"));
-    assert_eq!(got.last().map(|v| v["params"]["text"].clone()), Some(json!("You said: hello stdio")));
-    stdin.write_all(b"{\"id\":4,\"method\":\"thread/realtime/stop\",\"params\":{\"threadId\":\"s\"}}\n").await.expect("write");
+    assert_eq!(
+        got.last().map(|v| v["params"]["text"].clone()),
+        Some(json!("You said: hello stdio"))
+    );
+    stdin
+        .write_all(
+            b"{\"id\":4,\"method\":\"thread/realtime/stop\",\"params\":{\"threadId\":\"s\"}}\n",
+        )
+        .await
+        .expect("write");
     loop {
-        let line = tokio::time::timeout(WAIT, lines.next_line()).await.expect("line in time").expect("read").expect("open");
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("line in time")
+            .expect("read")
+            .expect("open");
         let v: Value = serde_json::from_str(&line).expect("json line");
         if v["method"] == "thread/realtime/closed" {
             assert_eq!(v["params"]["reason"], "requested");
@@ -145,7 +205,10 @@ async fn rpc_stdio_speaks_newline_delimited_json() {
         }
     }
     drop(stdin);
-    let status = tokio::time::timeout(WAIT, child.wait()).await.expect("exits on EOF").expect("status");
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits on EOF")
+        .expect("status");
     assert!(status.success());
 }
 
@@ -171,10 +234,15 @@ async fn unknown_config_key_fails_fast_naming_the_key() {
 async fn reqwest_get(addr: &str, path: &str) -> String {
     use tokio::io::AsyncReadExt;
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
     let mut buf = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut buf)).await.expect("in time").expect("read");
+    tokio::time::timeout(WAIT, s.read_to_string(&mut buf))
+        .await
+        .expect("in time")
+        .expect("read");
     buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
 }

@@ -5,9 +5,9 @@
 use crate::agent::{AgentCore, embedded::EmbeddedAgent};
 use crate::config::{AgentKind, Config, UpstreamKind};
 use crate::engine::EngineConfig;
+use crate::protocol::ModelVersion;
 use crate::protocol::rpc::{StartParams, Transport};
 use crate::protocol::session_config::{self, OutputModality, SessionSettings};
-use crate::protocol::ModelVersion;
 use crate::runtime::{SessionSpec, Sessions};
 use crate::simulator::Simulator;
 use crate::upstream::{UpstreamRequest, url};
@@ -39,7 +39,8 @@ impl AppState {
     pub async fn with_agent(cfg: Config, agent: Arc<dyn AgentCore>) -> std::io::Result<Arc<Self>> {
         let (simulator, upstream_base) = match cfg.upstream.kind {
             UpstreamKind::Simulator => {
-                let sim = Simulator::start(([127, 0, 0, 1], 0).into(), cfg.simulator.clone()).await?;
+                let sim =
+                    Simulator::start(([127, 0, 0, 1], 0).into(), cfg.simulator.clone()).await?;
                 let base = sim.base_url();
                 tracing::info!(addr = %sim.addr, "embedded realtime simulator running");
                 (Some(sim), base)
@@ -106,7 +107,10 @@ impl AppState {
             None,
             &self.cfg.upstream.extra_query,
         )?;
-        let session_id = p.realtime_session_id.clone().unwrap_or_else(|| p.thread_id.clone());
+        let session_id = p
+            .realtime_session_id
+            .clone()
+            .unwrap_or_else(|| p.thread_id.clone());
         let spec = SessionSpec {
             thread_id: p.thread_id.clone(),
             engine: EngineConfig {
@@ -126,7 +130,8 @@ impl AppState {
             agent: self.agent.clone(),
             task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
         };
-        self.sessions.start(spec, self.cfg.upstream.audio_queue_frames);
+        self.sessions
+            .start(spec, self.cfg.upstream.audio_queue_frames);
         Ok(())
     }
 }

@@ -49,7 +49,9 @@ pub enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Pretty => builder.try_init(),
@@ -73,7 +75,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate { listen, echo } => {
             let mut sim_cfg = cfg.simulator.clone();
             sim_cfg.echo |= echo;
-            let sim = Simulator::start(listen, sim_cfg).await.with_context(|| format!("binding {listen}"))?;
+            let sim = Simulator::start(listen, sim_cfg)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
             tracing::info!(addr = %sim.addr, "simulator listening; base_url = {}", sim.base_url());
             println!("simulator listening on {}", sim.addr);
             shutdown_signal().await;
@@ -81,7 +85,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Rpc { stdio } => {
             if !stdio {
-                anyhow::bail!("`voxgate rpc` needs --stdio (websocket JSON-RPC is served by `voxgate serve` at /rpc)");
+                anyhow::bail!(
+                    "`voxgate rpc` needs --stdio (websocket JSON-RPC is served by `voxgate serve` at /rpc)"
+                );
             }
             let app = AppState::build(cfg).await?;
             crate::rpc::stdio::serve(app).await?;
@@ -92,7 +98,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen: SocketAddr = cfg.server.listen.parse().context("server.listen")?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     let app = AppState::build(cfg).await?;
     tracing::info!(%addr, upstream = ?app.cfg.upstream.kind, "voxgate listening");
@@ -111,13 +119,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

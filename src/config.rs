@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config: {0}")]
     Parse(String),
     #[error("invalid config: {key}: {message}")]
@@ -111,10 +114,11 @@ impl Default for UpstreamConfig {
 impl UpstreamConfig {
     /// The API key from config, else from the configured environment variable.
     pub fn resolve_api_key(&self) -> Option<String> {
-        self.api_key
-            .clone()
-            .filter(|k| !k.is_empty())
-            .or_else(|| std::env::var(&self.api_key_env).ok().filter(|k| !k.is_empty()))
+        self.api_key.clone().filter(|k| !k.is_empty()).or_else(|| {
+            std::env::var(&self.api_key_env)
+                .ok()
+                .filter(|k| !k.is_empty())
+        })
     }
 }
 
@@ -175,7 +179,11 @@ pub struct AgentConfig {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        Self { kind: AgentKind::Embedded, task_timeout_secs: 300, embedded: Default::default() }
+        Self {
+            kind: AgentKind::Embedded,
+            task_timeout_secs: 300,
+            embedded: Default::default(),
+        }
     }
 }
 
@@ -192,7 +200,11 @@ pub struct EmbeddedAgentConfig {
 
 impl Default for EmbeddedAgentConfig {
     fn default() -> Self {
-        Self { delay_ms: 200, progress_messages: 1, reply: "Done: {input}".into() }
+        Self {
+            delay_ms: 200,
+            progress_messages: 1,
+            reply: "Done: {input}".into(),
+        }
     }
 }
 
@@ -233,8 +245,10 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let text = match path {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|source| ConfigError::Read { path: p.to_owned(), source })?,
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?,
             None => String::new(),
         };
         Self::from_toml_str(&text, env)
@@ -250,35 +264,64 @@ impl Config {
         for (name, value) in env {
             apply_env_override(&mut table, &name, &value)?;
         }
-        let cfg: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-            ConfigError::Parse(e.to_string().trim_end().to_owned())
-        })?;
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                ConfigError::Parse(e.to_string().trim_end().to_owned())
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.server.listen.parse::<SocketAddr>().map_err(|e| ConfigError::Invalid {
-            key: "server.listen",
-            message: format!("`{}` is not an address like 127.0.0.1:8080 ({e})", self.server.listen),
-        })?;
-        if self.server.max_message_bytes == 0 || self.server.max_frame_bytes < self.server.max_message_bytes {
+        self.server
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| ConfigError::Invalid {
+                key: "server.listen",
+                message: format!(
+                    "`{}` is not an address like 127.0.0.1:8080 ({e})",
+                    self.server.listen
+                ),
+            })?;
+        if self.server.max_message_bytes == 0
+            || self.server.max_frame_bytes < self.server.max_message_bytes
+        {
             return Err(ConfigError::Invalid {
                 key: "server.max_frame_bytes",
                 message: "must be at least server.max_message_bytes, which must be > 0".into(),
             });
         }
         if self.server.outbound_queue == 0 {
-            return Err(ConfigError::Invalid { key: "server.outbound_queue", message: "must be > 0".into() });
+            return Err(ConfigError::Invalid {
+                key: "server.outbound_queue",
+                message: "must be > 0".into(),
+            });
         }
-        crate::upstream::url::realtime_ws_url(&self.upstream.base_url, self.upstream.version, Some("m"), None, "")
-            .map_err(|message| ConfigError::Invalid { key: "upstream.base_url", message })?;
+        crate::upstream::url::realtime_ws_url(
+            &self.upstream.base_url,
+            self.upstream.version,
+            Some("m"),
+            None,
+            "",
+        )
+        .map_err(|message| ConfigError::Invalid {
+            key: "upstream.base_url",
+            message,
+        })?;
         if self.upstream.model.trim().is_empty() {
-            return Err(ConfigError::Invalid { key: "upstream.model", message: "must not be empty".into() });
+            return Err(ConfigError::Invalid {
+                key: "upstream.model",
+                message: "must not be empty".into(),
+            });
         }
         if let Some(v) = &self.upstream.voice {
-            session_config::resolve_voice(self.upstream.version, None, Some(v))
-                .map_err(|message| ConfigError::Invalid { key: "upstream.voice", message })?;
+            session_config::resolve_voice(self.upstream.version, None, Some(v)).map_err(
+                |message| ConfigError::Invalid {
+                    key: "upstream.voice",
+                    message,
+                },
+            )?;
         }
         if self.upstream.connect_timeout_ms == 0 || self.upstream.audio_queue_frames == 0 {
             return Err(ConfigError::Invalid {
@@ -293,7 +336,10 @@ impl Config {
             })?;
         }
         if self.agent.task_timeout_secs == 0 {
-            return Err(ConfigError::Invalid { key: "agent.task_timeout_secs", message: "must be > 0".into() });
+            return Err(ConfigError::Invalid {
+                key: "agent.task_timeout_secs",
+                message: "must be > 0".into(),
+            });
         }
         if self.simulator.chunk_ms == 0 || self.simulator.chunk_ms > 1000 {
             return Err(ConfigError::Invalid {
@@ -317,25 +363,35 @@ impl Config {
 /// `VOXGATE_UPSTREAM__BASE_URL=…` sets `upstream.base_url`; nested tables use more `__`.
 /// Variables without `__` (like `VOXGATE_CONFIG`) are not config keys and are ignored.
 fn apply_env_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
-    let Some(rest) = name.strip_prefix("VOXGATE_") else { return Ok(()) };
+    let Some(rest) = name.strip_prefix("VOXGATE_") else {
+        return Ok(());
+    };
     if !rest.contains("__") {
         return Ok(());
     }
     let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
     if path.iter().any(String::is_empty) {
-        return Err(ConfigError::Parse(format!("environment variable {name} is not a valid key path")));
+        return Err(ConfigError::Parse(format!(
+            "environment variable {name} is not a valid key path"
+        )));
     }
     let parsed = format!("v = {value}")
         .parse::<toml::Table>()
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_owned()));
-    let (last, parents) = path.split_last().ok_or_else(|| ConfigError::Parse(name.to_owned()))?;
+    let (last, parents) = path
+        .split_last()
+        .ok_or_else(|| ConfigError::Parse(name.to_owned()))?;
     let mut cur = table;
     for seg in parents {
-        let entry = cur.entry(seg.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = cur
+            .entry(seg.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = entry.as_table_mut().ok_or_else(|| {
-            ConfigError::Parse(format!("environment variable {name}: `{seg}` is not a table"))
+            ConfigError::Parse(format!(
+                "environment variable {name}: `{seg}` is not a table"
+            ))
         })?;
     }
     cur.insert(last.clone(), parsed);
@@ -367,15 +423,22 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error_naming_it() {
-        let err = Config::from_toml_str("[upstream]\nbase_ulr = \"x\"\n", none()).expect_err("unknown key");
+        let err = Config::from_toml_str("[upstream]\nbase_ulr = \"x\"\n", none())
+            .expect_err("unknown key");
         assert!(err.to_string().contains("base_ulr"), "{err}");
     }
 
     #[test]
     fn env_overrides_file_and_parses_types() {
         let env = vec![
-            ("VOXGATE_UPSTREAM__MODEL".to_owned(), "other-model".to_owned()),
-            ("VOXGATE_AGENT__EMBEDDED__DELAY_MS".to_owned(), "5".to_owned()),
+            (
+                "VOXGATE_UPSTREAM__MODEL".to_owned(),
+                "other-model".to_owned(),
+            ),
+            (
+                "VOXGATE_AGENT__EMBEDDED__DELAY_MS".to_owned(),
+                "5".to_owned(),
+            ),
             ("VOXGATE_CONFIG".to_owned(), "ignored.toml".to_owned()),
         ];
         let cfg = Config::from_toml_str("[upstream]\nmodel = \"m\"\n", env).expect("valid");
@@ -392,7 +455,8 @@ mod tests {
 
     #[test]
     fn invalid_values_name_their_key() {
-        let err = Config::from_toml_str("[server]\nlisten = \"nowhere\"\n", none()).expect_err("bad");
+        let err =
+            Config::from_toml_str("[server]\nlisten = \"nowhere\"\n", none()).expect_err("bad");
         assert!(err.to_string().contains("server.listen"), "{err}");
         let err = Config::from_toml_str("[upstream]\nvoice = \"cove\"\n", none()).expect_err("bad");
         assert!(err.to_string().contains("upstream.voice"), "{err}");

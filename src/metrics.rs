@@ -12,24 +12,40 @@ fn counter(name: &str, help: &str) -> IntCounter {
 }
 
 pub static SESSIONS_ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
-    let g = IntGauge::new("voxgate_sessions_active", "Conversations running now").expect("valid metric");
+    let g = IntGauge::new("voxgate_sessions_active", "Conversations running now")
+        .expect("valid metric");
     let _ = REGISTRY.register(Box::new(g.clone()));
     g
 });
 pub static SESSIONS_STARTED: LazyLock<IntCounter> =
     LazyLock::new(|| counter("voxgate_sessions_started_total", "Conversations started"));
 pub static SESSIONS_CLOSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(Opts::new("voxgate_sessions_closed_total", "Conversations ended"), &["reason"])
-        .expect("valid metric");
+    let c = IntCounterVec::new(
+        Opts::new("voxgate_sessions_closed_total", "Conversations ended"),
+        &["reason"],
+    )
+    .expect("valid metric");
     let _ = REGISTRY.register(Box::new(c.clone()));
     c
 });
-pub static AUDIO_FRAMES_DROPPED: LazyLock<IntCounter> =
-    LazyLock::new(|| counter("voxgate_audio_frames_dropped_total", "Audio frames dropped under back-pressure"));
-pub static MODEL_FRAMES_SKIPPED: LazyLock<IntCounter> =
-    LazyLock::new(|| counter("voxgate_model_frames_skipped_total", "Inbound model frames skipped (unknown/malformed)"));
-pub static HANDOFFS_STARTED: LazyLock<IntCounter> =
-    LazyLock::new(|| counter("voxgate_handoffs_started_total", "Delegated agent tasks started"));
+pub static AUDIO_FRAMES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_audio_frames_dropped_total",
+        "Audio frames dropped under back-pressure",
+    )
+});
+pub static MODEL_FRAMES_SKIPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_model_frames_skipped_total",
+        "Inbound model frames skipped (unknown/malformed)",
+    )
+});
+pub static HANDOFFS_STARTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_handoffs_started_total",
+        "Delegated agent tasks started",
+    )
+});
 pub static UPSTREAM_CONNECT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     let h = Histogram::with_opts(HistogramOpts::new(
         "voxgate_upstream_connect_seconds",

@@ -7,8 +7,11 @@ use serde_json::{Value, json};
 
 async fn append(c: &mut RpcClient, thread: &str, pcm_bytes: &[u8]) {
     let r = c
-        .request("thread/realtime/appendAudio", json!({"threadId": thread,
-            "audio": {"data": b64(pcm_bytes), "sampleRate": 24000, "numChannels": 1}}))
+        .request(
+            "thread/realtime/appendAudio",
+            json!({"threadId": thread,
+            "audio": {"data": b64(pcm_bytes), "sampleRate": 24000, "numChannels": 1}}),
+        )
         .await;
     assert_eq!(r["result"], json!({}), "{r}");
 }
@@ -17,7 +20,8 @@ async fn append(c: &mut RpcClient, thread: &str, pcm_bytes: &[u8]) {
 async fn spoken_turn_gives_speech_started_user_transcript_and_a_reply() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "audio"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
     c.notification("thread/realtime/started").await;
     for _ in 0..5 {
         append(&mut c, "t", &pcm(100, true)).await;
@@ -29,7 +33,10 @@ async fn spoken_turn_gives_speech_started_user_transcript_and_a_reply() {
     assert_eq!(speech["item"]["type"], "input_audio_buffer.speech_started");
     assert!(speech["item"]["item_id"].is_string());
     let mut done = c.notification("thread/realtime/transcript/done").await;
-    assert_eq!(done, json!({"threadId": "t", "role": "user", "text": "hello from the microphone"}));
+    assert_eq!(
+        done,
+        json!({"threadId": "t", "role": "user", "text": "hello from the microphone"})
+    );
     done = c.notification("thread/realtime/transcript/done").await;
     assert_eq!(done["role"], "assistant");
     assert_eq!(done["text"], "You said: hello from the microphone");
@@ -38,19 +45,30 @@ async fn spoken_turn_gives_speech_started_user_transcript_and_a_reply() {
 #[tokio::test]
 async fn barge_in_truncates_at_received_audio_and_the_model_accepts_it() {
     // Real-time pacing: the reply takes seconds, so the user can interrupt it.
-    let h = harness_with(|sim| {
-        sim.realtime = true;
-        sim.chunk_ms = 50;
-    }, |_| {})
+    let h = harness_with(
+        |sim| {
+            sim.realtime = true;
+            sim.chunk_ms = 50;
+        },
+        |_| {},
+    )
     .await;
     let mut frames = SimFrames::new(&h.sim);
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "audio"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
     c.notification("thread/realtime/started").await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t",
-        "text": "tell me a long story about the sea and the ships and the wind and the rain"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t",
+        "text": "tell me a long story about the sea and the ships and the wind and the rain"}),
+    )
+    .await;
     let first = c.notification("thread/realtime/outputAudio/delta").await;
-    let item_id = first["audio"]["itemId"].as_str().expect("item id").to_owned();
+    let item_id = first["audio"]["itemId"]
+        .as_str()
+        .expect("item id")
+        .to_owned();
     append(&mut c, "t", &pcm(100, true)).await;
 
     let seen = frames.frames_until_type("conversation.item.truncate").await;
@@ -61,9 +79,18 @@ async fn barge_in_truncates_at_received_audio_and_the_model_accepts_it() {
     assert!(end_ms >= 50, "at least one chunk was received: {end_ms}");
     // The simulator validates audio_end_ms against what it sent; a violation would be an error
     // event and close the conversation. A later turn proves the conversation is intact.
-    c.request("thread/realtime/appendText", json!({"threadId": "t", "text": "short"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "short"}),
+    )
+    .await;
     let (seen, done) = c.methods_until("thread/realtime/transcript/done").await;
-    assert!(!seen.iter().any(|m| m == "thread/realtime/error" || m == "thread/realtime/closed"), "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|m| m == "thread/realtime/error" || m == "thread/realtime/closed"),
+        "{seen:?}"
+    );
     let _ = done;
 }
 
@@ -72,9 +99,14 @@ async fn v1_handoff_appends_agent_messages_with_final_prefix() {
     let h = harness().await;
     let mut frames = SimFrames::new(&h.sim);
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "audio", "version": "v1"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio", "version": "v1"}))
+        .await;
     c.notification("thread/realtime/started").await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t", "text": "delegate: check the build"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "delegate: check the build"}),
+    )
+    .await;
     let mut item = c.notification("thread/realtime/itemAdded").await;
     while item["item"]["type"] != "handoff_request" {
         item = c.notification("thread/realtime/itemAdded").await;
@@ -92,10 +124,17 @@ async fn v1_handoff_appends_agent_messages_with_final_prefix() {
         json!({"type": "conversation.handoff.append", "handoff_id": handoff_id,
             "output_text": "\"Agent Final Message\":\n\nWorking on it (1/1): check the build"})
     );
-    assert_eq!(appends[1]["output_text"], "\"Agent Final Message\":\n\nDone: check the build");
+    assert_eq!(
+        appends[1]["output_text"],
+        "\"Agent Final Message\":\n\nDone: check the build"
+    );
     // v1 never sends response.create.
     let mut done = c.notification("thread/realtime/transcript/done").await;
-    while !done["text"].as_str().unwrap_or_default().starts_with("Agent update: Done") {
+    while !done["text"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("Agent update: Done")
+    {
         done = c.notification("thread/realtime/transcript/done").await;
     }
 }
@@ -105,9 +144,14 @@ async fn remain_silent_is_answered_with_empty_output_and_no_response() {
     let h = harness().await;
     let mut frames = SimFrames::new(&h.sim);
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "audio"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
     c.notification("thread/realtime/started").await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t", "text": "silent: not for you"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "silent: not for you"}),
+    )
+    .await;
     let seen = frames.frames_until_type("conversation.item.create").await;
     let seen = if seen.last().is_some_and(|f| f.contains("[USER]")) {
         frames.frames_until_type("conversation.item.create").await
@@ -118,7 +162,11 @@ async fn remain_silent_is_answered_with_empty_output_and_no_response() {
     assert_eq!(out["item"]["type"], "function_call_output");
     assert_eq!(out["item"]["output"], "");
     // Nothing else is sent until the next client action: the next frame is our own text.
-    c.request("thread/realtime/appendText", json!({"threadId": "t", "text": "marker"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "marker"}),
+    )
+    .await;
     let next = frames.next_frame().await;
     assert!(next.contains("[USER] marker"), "{next}");
 }

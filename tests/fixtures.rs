@@ -4,13 +4,17 @@
 
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use voxgate::engine::{Acks, AgentCommand, AgentEvent, ClientCommand, Engine, EngineConfig, Input, Output, TaskOutcome};
+use voxgate::engine::{
+    Acks, AgentCommand, AgentEvent, ClientCommand, Engine, EngineConfig, Input, Output, TaskOutcome,
+};
 use voxgate::protocol::rpc::CloseReason;
 use voxgate::protocol::session_config::{self, SessionSettings};
 use voxgate::protocol::{ModelEvent, ModelFrame, ModelVersion, TextRole};
 
 fn fixture_lines(rel: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto-fixtures").join(rel);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("proto-fixtures")
+        .join(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -22,8 +26,15 @@ fn fixture_lines(rel: &str) -> Vec<Value> {
 fn check_inbound(version: ModelVersion, rel: &str) {
     for (i, row) in fixture_lines(rel).iter().enumerate() {
         let raw = row["in"].as_str().expect("in is a string");
-        let got = version.parse(raw).ok().map(|ev| serde_json::to_value(ev).expect("serializable"));
-        let want = if row["out"].is_null() { None } else { Some(row["out"].clone()) };
+        let got = version
+            .parse(raw)
+            .ok()
+            .map(|ev| serde_json::to_value(ev).expect("serializable"));
+        let want = if row["out"].is_null() {
+            None
+        } else {
+            Some(row["out"].clone())
+        };
         assert_eq!(got, want, "{rel}:{} parsing {raw}", i + 1);
     }
 }
@@ -40,7 +51,8 @@ fn v1_inbound_rows_parse_to_normalized_events_or_skip() {
 
 fn check_outbound(version: ModelVersion, rel: &str) {
     for (i, row) in fixture_lines(rel).iter().enumerate() {
-        let frame: ModelFrame = serde_json::from_value(row["frame"].clone()).expect("frame fixture");
+        let frame: ModelFrame =
+            serde_json::from_value(row["frame"].clone()).expect("frame fixture");
         let got = version.build(&frame);
         assert_eq!(got.as_deref(), row["expect"].as_str(), "{rel}:{}", i + 1);
     }
@@ -59,15 +71,32 @@ fn v1_outbound_frames_are_byte_exact() {
 #[test]
 fn first_session_update_is_byte_exact_per_version_and_mode() {
     for (i, row) in fixture_lines("session_update.jsonl").iter().enumerate() {
-        let settings: SessionSettings = serde_json::from_value(row["settings"].clone()).expect("settings");
+        let settings: SessionSettings =
+            serde_json::from_value(row["settings"].clone()).expect("settings");
         let want = row["expect"]
             .as_str()
             .expect("expect")
-            .replace("<BACKGROUND_AGENT_DESCRIPTION>", session_config::BACKGROUND_AGENT_DESCRIPTION)
-            .replace("<BACKGROUND_AGENT_PROMPT_DESCRIPTION>", session_config::BACKGROUND_AGENT_PROMPT_DESCRIPTION)
-            .replace("<REMAIN_SILENT_DESCRIPTION>", session_config::REMAIN_SILENT_DESCRIPTION);
-        let frame = ModelFrame::SessionUpdate { update: session_config::session_update(&settings) };
-        assert_eq!(settings.version.build(&frame).as_deref(), Some(want.as_str()), "session_update.jsonl:{}", i + 1);
+            .replace(
+                "<BACKGROUND_AGENT_DESCRIPTION>",
+                session_config::BACKGROUND_AGENT_DESCRIPTION,
+            )
+            .replace(
+                "<BACKGROUND_AGENT_PROMPT_DESCRIPTION>",
+                session_config::BACKGROUND_AGENT_PROMPT_DESCRIPTION,
+            )
+            .replace(
+                "<REMAIN_SILENT_DESCRIPTION>",
+                session_config::REMAIN_SILENT_DESCRIPTION,
+            );
+        let frame = ModelFrame::SessionUpdate {
+            update: session_config::session_update(&settings),
+        };
+        assert_eq!(
+            settings.version.build(&frame).as_deref(),
+            Some(want.as_str()),
+            "session_update.jsonl:{}",
+            i + 1
+        );
     }
 }
 
@@ -85,7 +114,9 @@ fn test_acks() -> Acks {
 fn output_json(out: &Output, version: ModelVersion) -> Value {
     match out {
         Output::ToModel(f) => json!({"expect_model": version.build(f)}),
-        Output::ToClient(n) => json!({"expect_client": serde_json::from_str::<Value>(&n.to_json("t")).expect("json")}),
+        Output::ToClient(n) => {
+            json!({"expect_client": serde_json::from_str::<Value>(&n.to_json("t")).expect("json")})
+        }
         Output::ToAgent(AgentCommand::Start { handoff_id, text }) => {
             json!({"expect_agent": {"start": {"handoff_id": handoff_id, "text": text}}})
         }
@@ -110,7 +141,9 @@ fn run_scenario(version: ModelVersion, rel: &str) {
             "connected" => Some(Input::Connected),
             "model" => {
                 let raw = val.as_str().expect("raw frame");
-                Some(Input::Model(version.parse(raw).unwrap_or_else(|e| panic!("{at}: {e}"))))
+                Some(Input::Model(
+                    version.parse(raw).unwrap_or_else(|e| panic!("{at}: {e}")),
+                ))
             }
             "text" => Some(Input::Client(ClientCommand::AppendText {
                 text: val.as_str().expect("text").into(),
@@ -127,7 +160,9 @@ fn run_scenario(version: ModelVersion, rel: &str) {
                 outcome: match &val["outcome"] {
                     Value::String(s) if s == "completed" => TaskOutcome::Completed,
                     Value::String(s) if s == "cancelled" => TaskOutcome::Cancelled,
-                    other => TaskOutcome::Failed(other["failed"].as_str().expect("failed reason").into()),
+                    other => {
+                        TaskOutcome::Failed(other["failed"].as_str().expect("failed reason").into())
+                    }
                 },
             })),
             _ => None,
@@ -136,24 +171,35 @@ fn run_scenario(version: ModelVersion, rel: &str) {
             Some(input) => {
                 // Before each input, every earlier output must have been expected.
                 if let Some(left) = engine.poll_output() {
-                    panic!("{at}: unexpected output before this step: {}", output_json(&left, version));
+                    panic!(
+                        "{at}: unexpected output before this step: {}",
+                        output_json(&left, version)
+                    );
                 }
                 engine.handle_input(input);
             }
             None => {
-                let got = engine.poll_output().unwrap_or_else(|| panic!("{at}: expected {step}, got nothing"));
+                let got = engine
+                    .poll_output()
+                    .unwrap_or_else(|| panic!("{at}: expected {step}, got nothing"));
                 assert_eq!(&output_json(&got, version), step, "{at}");
             }
         }
     }
     if let Some(left) = engine.poll_output() {
-        panic!("{rel}: unexpected output at the end: {}", output_json(&left, version));
+        panic!(
+            "{rel}: unexpected output at the end: {}",
+            output_json(&left, version)
+        );
     }
 }
 
 #[test]
 fn v2_scenario_delegation_steering_and_response_queue() {
-    run_scenario(ModelVersion::V2, "v2/scenario_delegation_steering_queue.jsonl");
+    run_scenario(
+        ModelVersion::V2,
+        "v2/scenario_delegation_steering_queue.jsonl",
+    );
 }
 
 #[test]
@@ -164,10 +210,20 @@ fn v1_scenario_handoff_appends_steers_and_failure_resolves() {
 #[test]
 fn skipped_rows_really_are_skipped_not_errors() {
     // A sanity check that the parser never panics on hostile input.
-    for raw in ["", "null", "{}", "{\"type\":null}", "{\"type\":\"error\"}", "\u{0}"] {
+    for raw in [
+        "",
+        "null",
+        "{}",
+        "{\"type\":null}",
+        "{\"type\":\"error\"}",
+        "\u{0}",
+    ] {
         let _ = ModelVersion::V2.parse(raw);
         let _ = ModelVersion::V1.parse(raw);
     }
-    assert!(matches!(ModelVersion::V2.parse("{\"type\":\"error\"}"), Ok(ModelEvent::Error { .. })));
+    assert!(matches!(
+        ModelVersion::V2.parse("{\"type\":\"error\"}"),
+        Ok(ModelEvent::Error { .. })
+    ));
     let _ = CloseReason::Requested;
 }

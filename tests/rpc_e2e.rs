@@ -6,7 +6,9 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use voxgate::protocol::ModelVersion;
-use voxgate::protocol::session_config::{OutputModality, SessionMode, SessionSettings, session_update};
+use voxgate::protocol::session_config::{
+    OutputModality, SessionMode, SessionSettings, session_update,
+};
 use voxgate::simulator::SimRecord;
 
 fn start_params(thread: &str) -> Value {
@@ -20,13 +22,22 @@ async fn start_v2_connects_with_headers_sends_session_update_then_started() {
     let mut c = RpcClient::ready(h.addr).await;
     c.start(json!({"threadId": "t1", "outputModality": "text", "prompt": "Be brief.", "voice": "cedar"})).await;
 
-    let SimRecord::Connected { path_and_query, authorization, session_id, user_agent, has_openai_beta, .. } =
-        frames.next_connected().await
+    let SimRecord::Connected {
+        path_and_query,
+        authorization,
+        session_id,
+        user_agent,
+        has_openai_beta,
+        ..
+    } = frames.next_connected().await
     else {
         unreachable!()
     };
     assert_eq!(path_and_query, "/v1/realtime?model=gpt-realtime-1.5");
-    assert_eq!(authorization.as_deref(), Some("Bearer sk-test-upstream-key"));
+    assert_eq!(
+        authorization.as_deref(),
+        Some("Bearer sk-test-upstream-key")
+    );
     assert_eq!(session_id.as_deref(), Some("t1"));
     assert!(user_agent.unwrap_or_default().starts_with("voxgate/"));
     assert!(!has_openai_beta);
@@ -44,7 +55,10 @@ async fn start_v2_connects_with_headers_sends_session_update_then_started() {
     assert_eq!(first["session"]["audio"]["output"]["voice"], "cedar");
 
     let started = c.notification("thread/realtime/started").await;
-    assert_eq!(started, json!({"threadId": "t1", "realtimeSessionId": "t1", "sessionId": "t1", "version": "v2"}));
+    assert_eq!(
+        started,
+        json!({"threadId": "t1", "realtimeSessionId": "t1", "sessionId": "t1", "version": "v2"})
+    );
 }
 
 #[tokio::test]
@@ -52,13 +66,23 @@ async fn start_v1_uses_quicksilver_query_and_v1_session_update() {
     let h = harness().await;
     let mut frames = SimFrames::new(&h.sim);
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t1", "outputModality": "audio", "prompt": null, "version": "v1",
-        "voice": "juniper", "sessionId": "legacy-id"}))
-        .await;
-    let SimRecord::Connected { path_and_query, session_id, .. } = frames.next_connected().await else {
+    c.start(
+        json!({"threadId": "t1", "outputModality": "audio", "prompt": null, "version": "v1",
+        "voice": "juniper", "sessionId": "legacy-id"}),
+    )
+    .await;
+    let SimRecord::Connected {
+        path_and_query,
+        session_id,
+        ..
+    } = frames.next_connected().await
+    else {
         unreachable!()
     };
-    assert_eq!(path_and_query, "/v1/realtime?intent=quicksilver&model=gpt-realtime-1.5");
+    assert_eq!(
+        path_and_query,
+        "/v1/realtime?intent=quicksilver&model=gpt-realtime-1.5"
+    );
     assert_eq!(session_id.as_deref(), Some("legacy-id"));
     assert_eq!(
         frames.next_frame().await,
@@ -84,17 +108,30 @@ async fn append_audio_and_text_reach_the_model_as_exact_frames() {
             "audio": {"data": audio, "sampleRate": 24000, "numChannels": 1, "samplesPerChannel": 480}}))
         .await;
     assert_eq!(r["result"], json!({}));
-    assert_eq!(frames.next_frame().await, format!(r#"{{"type":"input_audio_buffer.append","audio":"{audio}"}}"#));
-    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hello there"})).await;
+    assert_eq!(
+        frames.next_frame().await,
+        format!(r#"{{"type":"input_audio_buffer.append","audio":"{audio}"}}"#)
+    );
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "hello there"}),
+    )
+    .await;
     assert_eq!(
         frames.next_frame().await,
         r#"{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"[USER] hello there"}]}}"#
     );
-    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "note", "role": "assistant"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "note", "role": "assistant"}),
+    )
+    .await;
     let frame = frames.frames_until_type("conversation.item.create").await;
     assert_eq!(
         frame.last().map(String::as_str),
-        Some(r#"{"type":"conversation.item.create","item":{"type":"message","role":"assistant","content":[{"type":"output_text","text":"note"}]}}"#)
+        Some(
+            r#"{"type":"conversation.item.create","item":{"type":"message","role":"assistant","content":[{"type":"output_text","text":"note"}]}}"#
+        )
     );
 }
 
@@ -104,12 +141,28 @@ async fn model_reply_streams_transcripts_and_audio_notifications() {
     let mut c = RpcClient::ready(h.addr).await;
     c.start(start_params("t1")).await;
     c.notification("thread/realtime/started").await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hello"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "hello"}),
+    )
+    .await;
     let (seen, done) = c.methods_until("thread/realtime/transcript/done").await;
-    assert_eq!(done, json!({"threadId": "t1", "role": "assistant", "text": "You said: hello"}));
-    assert!(seen.contains(&"thread/realtime/transcript/delta".to_owned()), "{seen:?}");
-    assert!(seen.contains(&"thread/realtime/outputAudio/delta".to_owned()), "{seen:?}");
-    assert!(seen.contains(&"thread/realtime/itemAdded".to_owned()), "{seen:?}");
+    assert_eq!(
+        done,
+        json!({"threadId": "t1", "role": "assistant", "text": "You said: hello"})
+    );
+    assert!(
+        seen.contains(&"thread/realtime/transcript/delta".to_owned()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&"thread/realtime/outputAudio/delta".to_owned()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&"thread/realtime/itemAdded".to_owned()),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -117,12 +170,21 @@ async fn output_audio_notification_has_the_audio_shape() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
     c.start(start_params("t1")).await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hi"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "hi"}),
+    )
+    .await;
     let n = c.notification("thread/realtime/outputAudio/delta").await;
     let audio = &n["audio"];
     assert_eq!(audio["sampleRate"], 24000);
     assert_eq!(audio["numChannels"], 1);
-    assert!(audio["itemId"].as_str().is_some_and(|s| s.starts_with("item_")), "{n}");
+    assert!(
+        audio["itemId"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("item_")),
+        "{n}"
+    );
     assert!(!audio["data"].as_str().unwrap_or_default().is_empty());
 }
 
@@ -133,7 +195,11 @@ async fn delegate_request_runs_the_embedded_agent_and_resolves_the_call() {
     let mut c = RpcClient::ready(h.addr).await;
     c.start(start_params("t1")).await;
     c.notification("thread/realtime/started").await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "delegate: find the <big> file"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "delegate: find the <big> file"}),
+    )
+    .await;
 
     let mut handoff = c.notification("thread/realtime/itemAdded").await;
     while handoff["item"]["type"] != "handoff_request" {
@@ -141,26 +207,57 @@ async fn delegate_request_runs_the_embedded_agent_and_resolves_the_call() {
     }
     let item = &handoff["item"];
     assert_eq!(item["input_transcript"], "find the <big> file");
-    assert!(item["handoff_id"].as_str().is_some_and(|s| s.starts_with("call_")));
-    assert_eq!(item["active_transcript"], json!([{"role": "user", "text": "find the <big> file"}]));
+    assert!(
+        item["handoff_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("call_"))
+    );
+    assert_eq!(
+        item["active_transcript"],
+        json!([{"role": "user", "text": "find the <big> file"}])
+    );
 
     let seen = frames.frames_until_type("response.create").await;
-    let model_frames: Vec<Value> = seen.iter().map(|f| serde_json::from_str(f).expect("json")).collect();
+    let model_frames: Vec<Value> = seen
+        .iter()
+        .map(|f| serde_json::from_str(f).expect("json"))
+        .collect();
     let backend: Vec<&Value> = model_frames
         .iter()
-        .filter(|f| f["item"]["type"] == "message" && f["item"]["content"][0]["text"].as_str().is_some_and(|t| !t.starts_with("[USER]")))
+        .filter(|f| {
+            f["item"]["type"] == "message"
+                && f["item"]["content"][0]["text"]
+                    .as_str()
+                    .is_some_and(|t| !t.starts_with("[USER]"))
+        })
         .collect();
     // One progress message and the final reply, each as a [BACKEND] user item.
     assert_eq!(backend.len(), 2, "{model_frames:#?}");
-    assert_eq!(backend[0]["item"]["content"][0]["text"], "[BACKEND] Working on it (1/1): find the <big> file");
-    assert_eq!(backend[1]["item"]["content"][0]["text"], "[BACKEND] Done: find the <big> file");
-    let outputs: Vec<&Value> = model_frames.iter().filter(|f| f["item"]["type"] == "function_call_output").collect();
+    assert_eq!(
+        backend[0]["item"]["content"][0]["text"],
+        "[BACKEND] Working on it (1/1): find the <big> file"
+    );
+    assert_eq!(
+        backend[1]["item"]["content"][0]["text"],
+        "[BACKEND] Done: find the <big> file"
+    );
+    let outputs: Vec<&Value> = model_frames
+        .iter()
+        .filter(|f| f["item"]["type"] == "function_call_output")
+        .collect();
     assert_eq!(outputs.len(), 1);
     assert_eq!(outputs[0]["item"]["call_id"], item["handoff_id"]);
-    assert_eq!(seen.last().map(String::as_str), Some(r#"{"type":"response.create"}"#));
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some(r#"{"type":"response.create"}"#)
+    );
     // The model then speaks the result.
     let mut done = c.notification("thread/realtime/transcript/done").await;
-    while !done["text"].as_str().unwrap_or_default().starts_with("Here is what I found") {
+    while !done["text"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("Here is what I found")
+    {
         done = c.notification("thread/realtime/transcript/done").await;
     }
 }
@@ -172,13 +269,23 @@ async fn stop_closes_with_requested_and_idle_stop_still_answers() {
     let mut c = RpcClient::ready(h.addr).await;
     c.start(start_params("t1")).await;
     c.notification("thread/realtime/started").await;
-    let r = c.request("thread/realtime/stop", json!({"threadId": "t1"})).await;
+    let r = c
+        .request("thread/realtime/stop", json!({"threadId": "t1"}))
+        .await;
     assert_eq!(r["result"], json!({}));
-    assert_eq!(c.notification("thread/realtime/closed").await, json!({"threadId": "t1", "reason": "requested"}));
+    assert_eq!(
+        c.notification("thread/realtime/closed").await,
+        json!({"threadId": "t1", "reason": "requested"})
+    );
     frames.next_disconnected().await;
-    let r = c.request("thread/realtime/stop", json!({"threadId": "idle"})).await;
+    let r = c
+        .request("thread/realtime/stop", json!({"threadId": "idle"}))
+        .await;
     assert_eq!(r["result"], json!({}));
-    assert_eq!(c.notification("thread/realtime/closed").await, json!({"threadId": "idle", "reason": "requested"}));
+    assert_eq!(
+        c.notification("thread/realtime/closed").await,
+        json!({"threadId": "idle", "reason": "requested"})
+    );
 }
 
 #[tokio::test]
@@ -187,7 +294,11 @@ async fn upstream_close_ends_with_transport_closed() {
     let mut c = RpcClient::ready(h.addr).await;
     c.start(start_params("t1")).await;
     c.notification("thread/realtime/started").await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "close: now"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "close: now"}),
+    )
+    .await;
     let (seen, closed) = c.methods_until("thread/realtime/closed").await;
     assert_eq!(closed["reason"], "transport_closed");
     assert!(!seen.contains(&"thread/realtime/error".to_owned()));
@@ -199,11 +310,21 @@ async fn upstream_error_event_gives_error_then_closed_error() {
     let mut c = RpcClient::ready(h.addr).await;
     c.start(start_params("t1")).await;
     c.notification("thread/realtime/started").await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "fail: boom"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "fail: boom"}),
+    )
+    .await;
     let err = c.notification("thread/realtime/error").await;
-    assert_eq!(err, json!({"threadId": "t1", "message": "Simulated failure: boom"}));
+    assert_eq!(
+        err,
+        json!({"threadId": "t1", "message": "Simulated failure: boom"})
+    );
     let next = c.next_message().await;
-    assert_eq!(next, json!({"method": "thread/realtime/closed", "params": {"threadId": "t1", "reason": "error"}}));
+    assert_eq!(
+        next,
+        json!({"method": "thread/realtime/closed", "params": {"threadId": "t1", "reason": "error"}})
+    );
 }
 
 #[tokio::test]
@@ -213,13 +334,21 @@ async fn second_start_replaces_without_closed() {
     let mut c = RpcClient::ready(h.addr).await;
     c.start(start_params("t1")).await;
     c.notification("thread/realtime/started").await;
-    c.start(json!({"threadId": "t1", "outputModality": "audio", "version": "v1"})).await;
+    c.start(json!({"threadId": "t1", "outputModality": "audio", "version": "v1"}))
+        .await;
     let (seen, started) = c.methods_until("thread/realtime/started").await;
     assert_eq!(started["version"], "v1");
-    assert!(!seen.contains(&"thread/realtime/closed".to_owned()), "{seen:?}");
+    assert!(
+        !seen.contains(&"thread/realtime/closed".to_owned()),
+        "{seen:?}"
+    );
     frames.next_disconnected().await;
     // The new conversation works.
-    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hi"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "hi"}),
+    )
+    .await;
     let done = c.notification("thread/realtime/transcript/done").await;
     assert_eq!(done["text"], "You said: hi");
 }
@@ -233,9 +362,19 @@ async fn opt_out_methods_are_never_sent() {
     )
     .await;
     c.start(start_params("t1")).await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hello"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "hello"}),
+    )
+    .await;
     let (seen, _) = c.methods_until("thread/realtime/transcript/done").await;
-    assert!(!seen.iter().any(|m| m == "thread/realtime/transcript/delta" || m == "thread/realtime/outputAudio/delta"), "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|m| m == "thread/realtime/transcript/delta"
+                || m == "thread/realtime/outputAudio/delta"),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -246,11 +385,25 @@ async fn every_subscribed_connection_gets_the_thread_notifications() {
     a.start(start_params("shared")).await;
     a.notification("thread/realtime/started").await;
     // b subscribes by calling a thread-scoped method.
-    b.request("thread/realtime/appendText", json!({"threadId": "shared", "text": "from b"})).await;
-    assert_eq!(a.notification("thread/realtime/transcript/done").await["text"], "You said: from b");
-    assert_eq!(b.notification("thread/realtime/transcript/done").await["text"], "You said: from b");
-    a.request("thread/realtime/stop", json!({"threadId": "shared"})).await;
-    assert_eq!(b.notification("thread/realtime/closed").await["reason"], "requested");
+    b.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "shared", "text": "from b"}),
+    )
+    .await;
+    assert_eq!(
+        a.notification("thread/realtime/transcript/done").await["text"],
+        "You said: from b"
+    );
+    assert_eq!(
+        b.notification("thread/realtime/transcript/done").await["text"],
+        "You said: from b"
+    );
+    a.request("thread/realtime/stop", json!({"threadId": "shared"}))
+        .await;
+    assert_eq!(
+        b.notification("thread/realtime/closed").await["reason"],
+        "requested"
+    );
 }
 
 #[tokio::test]
@@ -260,20 +413,36 @@ async fn list_voices_returns_both_palettes() {
     let r = c.request("thread/realtime/listVoices", json!({})).await;
     assert_eq!(r["result"]["voices"]["defaultV1"], "cove");
     assert_eq!(r["result"]["voices"]["defaultV2"], "marin");
-    assert_eq!(r["result"]["voices"]["v1"].as_array().map(Vec::len), Some(9));
-    assert_eq!(r["result"]["voices"]["v2"].as_array().map(Vec::len), Some(10));
+    assert_eq!(
+        r["result"]["voices"]["v1"].as_array().map(Vec::len),
+        Some(9)
+    );
+    assert_eq!(
+        r["result"]["voices"]["v2"].as_array().map(Vec::len),
+        Some(10)
+    );
 }
 
 #[tokio::test]
 async fn simulator_upstream_kind_runs_in_process_without_api_key() {
-    let h = harness_with(|_| {}, |cfg| {
-        cfg.upstream.kind = voxgate::config::UpstreamKind::Simulator;
-        cfg.upstream.api_key = None;
-    })
+    let h = harness_with(
+        |_| {},
+        |cfg| {
+            cfg.upstream.kind = voxgate::config::UpstreamKind::Simulator;
+            cfg.upstream.api_key = None;
+        },
+    )
     .await;
     let mut c = RpcClient::ready(h.addr).await;
     c.start(start_params("t1")).await;
     c.notification("thread/realtime/started").await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t1", "text": "hello"})).await;
-    assert_eq!(c.notification("thread/realtime/transcript/done").await["text"], "You said: hello");
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "hello"}),
+    )
+    .await;
+    assert_eq!(
+        c.notification("thread/realtime/transcript/done").await["text"],
+        "You said: hello"
+    );
 }

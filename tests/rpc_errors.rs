@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 fn error_of(r: &Value) -> (i64, String) {
     (
         r["error"]["code"].as_i64().unwrap_or_default(),
-        r["error"]["message"].as_str().unwrap_or_default().to_owned(),
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     )
 }
 
@@ -27,7 +30,12 @@ async fn requests_before_initialize_are_not_initialized() {
 async fn second_initialize_is_already_initialized() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
-    let r = c.request("initialize", json!({"clientInfo": {"name": "x", "version": "1"}})).await;
+    let r = c
+        .request(
+            "initialize",
+            json!({"clientInfo": {"name": "x", "version": "1"}}),
+        )
+        .await;
     assert_eq!(error_of(&r), (-32600, "Already initialized".into()));
 }
 
@@ -43,7 +51,13 @@ async fn realtime_methods_require_experimental_api() {
         "thread/realtime/listVoices",
     ] {
         let r = c.request(method, json!({"threadId": "t"})).await;
-        assert_eq!(error_of(&r), (-32600, format!("{method} requires experimentalApi capability")));
+        assert_eq!(
+            error_of(&r),
+            (
+                -32600,
+                format!("{method} requires experimentalApi capability")
+            )
+        );
     }
 }
 
@@ -60,13 +74,28 @@ async fn unknown_method_is_method_not_found() {
 async fn bad_params_are_invalid_request_with_detail() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
-    let r = c.request("thread/realtime/start", json!({"outputModality": "audio"})).await;
+    let r = c
+        .request("thread/realtime/start", json!({"outputModality": "audio"}))
+        .await;
     let (code, msg) = error_of(&r);
     assert_eq!(code, -32600);
-    assert!(msg.starts_with("Invalid request: ") && msg.contains("threadId"), "{msg}");
-    let r = c.request("thread/realtime/start", json!({"threadId": "t", "outputModality": "smell"})).await;
+    assert!(
+        msg.starts_with("Invalid request: ") && msg.contains("threadId"),
+        "{msg}"
+    );
+    let r = c
+        .request(
+            "thread/realtime/start",
+            json!({"threadId": "t", "outputModality": "smell"}),
+        )
+        .await;
     assert!(error_of(&r).1.starts_with("Invalid request: "), "{r}");
-    let r = c.request("thread/realtime/appendText", json!({"threadId": 5, "text": "x"})).await;
+    let r = c
+        .request(
+            "thread/realtime/appendText",
+            json!({"threadId": 5, "text": "x"}),
+        )
+        .await;
     assert!(error_of(&r).1.starts_with("Invalid request: "), "{r}");
 }
 
@@ -86,7 +115,13 @@ async fn non_object_json_is_a_clear_error() {
     let mut c = RpcClient::ready(h.addr).await;
     c.send_raw("[1,2,3]").await;
     let r = c.response_to(Value::Null).await;
-    assert_eq!(error_of(&r), (-32600, "Invalid request: message must be a JSON object".into()));
+    assert_eq!(
+        error_of(&r),
+        (
+            -32600,
+            "Invalid request: message must be a JSON object".into()
+        )
+    );
     c.send_raw("42").await;
     assert_eq!(error_of(&c.response_to(Value::Null).await).0, -32600);
     c.barrier().await;
@@ -96,14 +131,16 @@ async fn non_object_json_is_a_clear_error() {
 async fn bad_voice_is_an_error_notification_without_closed() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "audio", "voice": "cove"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio", "voice": "cove"}))
+        .await;
     let err = c.notification("thread/realtime/error").await;
     assert_eq!(
         err["message"],
         "realtime voice `cove` is not supported for v2; supported voices: alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar"
     );
     c.barrier().await;
-    c.request("thread/realtime/stop", json!({"threadId": "other"})).await;
+    c.request("thread/realtime/stop", json!({"threadId": "other"}))
+        .await;
     // The only closed we see is the one for the explicit stop of another thread.
     let (seen, closed) = c.methods_until("thread/realtime/closed").await;
     assert_eq!(closed["threadId"], "other");
@@ -114,22 +151,33 @@ async fn bad_voice_is_an_error_notification_without_closed() {
 async fn text_output_on_v1_is_refused() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "text", "version": "v1"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "text", "version": "v1"}))
+        .await;
     let err = c.notification("thread/realtime/error").await;
-    assert_eq!(err["message"], "text realtime output modality requires realtime v2");
+    assert_eq!(
+        err["message"],
+        "text realtime output modality requires realtime v2"
+    );
 }
 
 #[tokio::test]
 async fn real_upstream_without_api_key_is_refused() {
-    let h = harness_with(|_| {}, |cfg| {
-        cfg.upstream.api_key = None;
-        cfg.upstream.api_key_env = "VOXGATE_TEST_KEY_THAT_IS_NOT_SET".into();
-    })
+    let h = harness_with(
+        |_| {},
+        |cfg| {
+            cfg.upstream.api_key = None;
+            cfg.upstream.api_key_env = "VOXGATE_TEST_KEY_THAT_IS_NOT_SET".into();
+        },
+    )
     .await;
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "audio"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
     let err = c.notification("thread/realtime/error").await;
-    assert_eq!(err["message"], "realtime conversation requires API key auth");
+    assert_eq!(
+        err["message"],
+        "realtime conversation requires API key auth"
+    );
 }
 
 #[tokio::test]
@@ -139,12 +187,27 @@ async fn connect_failure_is_an_error_without_closed() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let h = harness_with(|_| {}, |cfg| cfg.upstream.base_url = format!("http://127.0.0.1:{port}/v1")).await;
+    let h = harness_with(
+        |_| {},
+        |cfg| cfg.upstream.base_url = format!("http://127.0.0.1:{port}/v1"),
+    )
+    .await;
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "audio"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
     let err = c.notification("thread/realtime/error").await;
-    assert!(err["message"].as_str().unwrap_or_default().starts_with("failed to connect to the realtime model"), "{err}");
-    c.request("thread/realtime/appendText", json!({"threadId": "t", "text": "x"})).await;
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("failed to connect to the realtime model"),
+        "{err}"
+    );
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "x"}),
+    )
+    .await;
     let (seen, err) = c.methods_until("thread/realtime/error").await;
     assert_eq!(err["message"], "conversation is not running");
     assert!(!seen.contains(&"thread/realtime/closed".to_owned()));
@@ -155,41 +218,63 @@ async fn append_without_conversation_replies_and_reports_not_running() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
     let r = c
-        .request("thread/realtime/appendAudio", json!({"threadId": "none",
-            "audio": {"data": b64(&pcm(10, false)), "sampleRate": 24000, "numChannels": 1}}))
+        .request(
+            "thread/realtime/appendAudio",
+            json!({"threadId": "none",
+            "audio": {"data": b64(&pcm(10, false)), "sampleRate": 24000, "numChannels": 1}}),
+        )
         .await;
     assert_eq!(r["result"], json!({}));
     let err = c.notification("thread/realtime/error").await;
-    assert_eq!(err, json!({"threadId": "none", "message": "conversation is not running"}));
+    assert_eq!(
+        err,
+        json!({"threadId": "none", "message": "conversation is not running"})
+    );
 }
 
 #[tokio::test]
 async fn invalid_base64_audio_is_rejected_and_the_session_keeps_working() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "audio"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
     c.notification("thread/realtime/started").await;
     let r = c
-        .request("thread/realtime/appendAudio", json!({"threadId": "t",
-            "audio": {"data": "***not base64***", "sampleRate": 24000, "numChannels": 1}}))
+        .request(
+            "thread/realtime/appendAudio",
+            json!({"threadId": "t",
+            "audio": {"data": "***not base64***", "sampleRate": 24000, "numChannels": 1}}),
+        )
         .await;
     let (code, msg) = error_of(&r);
     assert_eq!(code, -32600);
     assert!(msg.contains("not valid base64"), "{msg}");
     let r = c
-        .request("thread/realtime/appendAudio", json!({"threadId": "t",
-            "audio": {"data": b64(&pcm(10, false)), "sampleRate": 48000, "numChannels": 2}}))
+        .request(
+            "thread/realtime/appendAudio",
+            json!({"threadId": "t",
+            "audio": {"data": b64(&pcm(10, false)), "sampleRate": 48000, "numChannels": 2}}),
+        )
         .await;
     assert!(error_of(&r).1.contains("24000 Hz mono"), "{r}");
-    c.request("thread/realtime/appendText", json!({"threadId": "t", "text": "still here"})).await;
-    assert_eq!(c.notification("thread/realtime/transcript/done").await["text"], "You said: still here");
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "still here"}),
+    )
+    .await;
+    assert_eq!(
+        c.notification("thread/realtime/transcript/done").await["text"],
+        "You said: still here"
+    );
 }
 
 #[tokio::test]
 async fn ten_megabyte_frame_gets_an_error_and_other_sessions_continue() {
     let h = harness().await;
     let mut other = RpcClient::ready(h.addr).await;
-    other.start(json!({"threadId": "other", "outputModality": "audio"})).await;
+    other
+        .start(json!({"threadId": "other", "outputModality": "audio"}))
+        .await;
     other.notification("thread/realtime/started").await;
 
     let mut c = RpcClient::ready(h.addr).await;
@@ -204,8 +289,16 @@ async fn ten_megabyte_frame_gets_an_error_and_other_sessions_continue() {
     assert!(msg.contains("exceeds the limit"), "{msg}");
     c.barrier().await;
 
-    other.request("thread/realtime/appendText", json!({"threadId": "other", "text": "ok"})).await;
-    assert_eq!(other.notification("thread/realtime/transcript/done").await["text"], "You said: ok");
+    other
+        .request(
+            "thread/realtime/appendText",
+            json!({"threadId": "other", "text": "ok"}),
+        )
+        .await;
+    assert_eq!(
+        other.notification("thread/realtime/transcript/done").await["text"],
+        "You said: ok"
+    );
 }
 
 #[tokio::test]

@@ -52,9 +52,17 @@ async fn run(cfg: EmbeddedAgentConfig, task: AgentTask, mut io: TaskIo) {
             message.push_str(&format!(" (also noted: {})", steers.join("; ")));
             steers.clear();
         }
-        if io.updates.send(AgentUpdate::Message(message)).await.is_err() {
+        if io
+            .updates
+            .send(AgentUpdate::Message(message))
+            .await
+            .is_err()
+        {
             return;
         }
     }
-    let _ = io.updates.send(AgentUpdate::End(TaskOutcome::Completed)).await;
+    let _ = io
+        .updates
+        .send(AgentUpdate::End(TaskOutcome::Completed))
+        .await;
 }

@@ -43,8 +43,17 @@ impl TaskHandle {
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let (upd_tx, upd_rx) = mpsc::channel(64);
         (
-            TaskHandle { handoff_id, steer: steer_tx, cancel: Some(cancel_tx), updates: upd_rx },
-            TaskIo { steer: steer_rx, cancel: cancel_rx, updates: upd_tx },
+            TaskHandle {
+                handoff_id,
+                steer: steer_tx,
+                cancel: Some(cancel_tx),
+                updates: upd_rx,
+            },
+            TaskIo {
+                steer: steer_rx,
+                cancel: cancel_rx,
+                updates: upd_tx,
+            },
         )
     }
 
@@ -61,7 +70,9 @@ impl TaskHandle {
     /// Next update; a backend that vanished without an end counts as failed.
     pub async fn next(&mut self) -> AgentUpdate {
         self.updates.recv().await.unwrap_or_else(|| {
-            AgentUpdate::End(TaskOutcome::Failed("the agent backend stopped without finishing".into()))
+            AgentUpdate::End(TaskOutcome::Failed(
+                "the agent backend stopped without finishing".into(),
+            ))
         })
     }
 }
@@ -85,5 +96,8 @@ pub fn delegation_input(text: &str) -> String {
         .and_then(|(_, rest)| rest.split_once("</input>"))
         .map(|(input, _)| input)
         .unwrap_or(text);
-    inner.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    inner
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }

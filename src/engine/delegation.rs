@@ -22,7 +22,11 @@ pub fn delegation_text(input_transcript: &str, active: &[TranscriptEntry]) -> Op
         .map(|e| format!("{}: {}", e.role.as_str(), e.text))
         .collect::<Vec<_>>()
         .join("\n");
-    let input = if input_transcript.trim().is_empty() { lines.as_str() } else { input_transcript };
+    let input = if input_transcript.trim().is_empty() {
+        lines.as_str()
+    } else {
+        input_transcript
+    };
     if input.is_empty() && lines.is_empty() {
         return None;
     }

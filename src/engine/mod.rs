@@ -79,8 +79,14 @@ pub enum TaskOutcome {
 /// Events from the agent core, tagged with the handoff that started the task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
-    Message { handoff_id: String, text: String },
-    Ended { handoff_id: String, outcome: TaskOutcome },
+    Message {
+        handoff_id: String,
+        text: String,
+    },
+    Ended {
+        handoff_id: String,
+        outcome: TaskOutcome,
+    },
 }
 
 /// Requests to the agent core.
@@ -100,7 +106,10 @@ pub enum Input {
     Client(ClientCommand),
     Agent(AgentEvent),
     /// The media layer played `played_ms` of output item `item_id` (WebRTC relay).
-    AudioPlayed { item_id: String, played_ms: u64 },
+    AudioPlayed {
+        item_id: String,
+        played_ms: u64,
+    },
     /// Upstream socket closed or reached EOF.
     UpstreamClosed,
     /// Upstream send/read failure or protocol violation (e.g. a binary frame).
@@ -183,13 +192,15 @@ impl Engine {
             Input::Model(ev) => self.on_model(ev),
             Input::Client(cmd) => self.on_client(cmd),
             Input::Agent(ev) => self.on_agent(ev),
-            Input::AudioPlayed { item_id, played_ms } => self.playout.on_played(&item_id, played_ms),
+            Input::AudioPlayed { item_id, played_ms } => {
+                self.playout.on_played(&item_id, played_ms)
+            }
             Input::UpstreamClosed => self.close(CloseReason::TransportClosed),
             Input::UpstreamFailed(message) => self.fail(message),
         }
     }
 
-    fn to_model(&mut self, frame: ModelFrame) {
+    fn send_to_model(&mut self, frame: ModelFrame) {
         if self.connected {
             self.out.push_back(Output::ToModel(frame));
         } else {
@@ -203,7 +214,7 @@ impl Engine {
 
     fn request_response(&mut self) {
         if self.cfg.version == ModelVersion::V2 && self.responses.request() {
-            self.to_model(ModelFrame::ResponseCreate);
+            self.send_to_model(ModelFrame::ResponseCreate);
         }
     }
 
@@ -212,7 +223,10 @@ impl Engine {
             return;
         }
         self.connected = true;
-        self.out.push_back(Output::ToModel(ModelFrame::SessionUpdate { update: self.cfg.session_update.clone() }));
+        self.out
+            .push_back(Output::ToModel(ModelFrame::SessionUpdate {
+                update: self.cfg.session_update.clone(),
+            }));
         self.notify(Notification::Started {
             realtime_session_id: self.cfg.realtime_session_id.clone(),
             version: self.cfg.version,
@@ -239,7 +253,7 @@ impl Engine {
     fn on_client(&mut self, cmd: ClientCommand) {
         match cmd {
             ClientCommand::AppendAudio(chunk) => {
-                self.to_model(ModelFrame::AudioAppend { audio: chunk.data });
+                self.send_to_model(ModelFrame::AudioAppend { audio: chunk.data });
             }
             ClientCommand::AppendText { text, role } => {
                 let text = if self.cfg.version == ModelVersion::V2
@@ -251,7 +265,7 @@ impl Engine {
                 } else {
                     text
                 };
-                self.to_model(ModelFrame::Text { role, text });
+                self.send_to_model(ModelFrame::Text { role, text });
             }
             ClientCommand::Stop => self.close(CloseReason::Requested),
         }
@@ -268,29 +282,44 @@ impl Engine {
             }
             ModelEvent::InputTranscriptDelta { delta } => {
                 self.transcript.push_delta(TranscriptRole::User, &delta);
-                self.notify(Notification::TranscriptDelta { role: TranscriptRole::User, delta });
+                self.notify(Notification::TranscriptDelta {
+                    role: TranscriptRole::User,
+                    delta,
+                });
             }
             ModelEvent::InputTranscriptDone { text } => {
                 self.transcript.push_done(TranscriptRole::User, &text);
-                self.notify(Notification::TranscriptDone { role: TranscriptRole::User, text });
+                self.notify(Notification::TranscriptDone {
+                    role: TranscriptRole::User,
+                    text,
+                });
             }
             ModelEvent::OutputTranscriptDelta { delta } => {
-                self.transcript.push_delta(TranscriptRole::Assistant, &delta);
-                self.notify(Notification::TranscriptDelta { role: TranscriptRole::Assistant, delta });
+                self.transcript
+                    .push_delta(TranscriptRole::Assistant, &delta);
+                self.notify(Notification::TranscriptDelta {
+                    role: TranscriptRole::Assistant,
+                    delta,
+                });
             }
             ModelEvent::OutputTranscriptDone { text } => {
                 self.transcript.push_done(TranscriptRole::Assistant, &text);
-                self.notify(Notification::TranscriptDone { role: TranscriptRole::Assistant, text });
+                self.notify(Notification::TranscriptDone {
+                    role: TranscriptRole::Assistant,
+                    text,
+                });
             }
             ModelEvent::SpeechStarted { item_id } => {
                 self.transcript.force_new(TranscriptRole::User);
-                if self.cfg.version == ModelVersion::V2 {
-                    if let Some(t) = self.playout.on_speech_started(item_id.as_deref()) {
-                        self.to_model(ModelFrame::Truncate {
-                            item_id: t.item_id,
-                            audio_end_ms: t.audio_end_ms,
-                        });
-                    }
+                let truncation = match self.cfg.version {
+                    ModelVersion::V2 => self.playout.on_speech_started(item_id.as_deref()),
+                    ModelVersion::V1 => None,
+                };
+                if let Some(t) = truncation {
+                    self.send_to_model(ModelFrame::Truncate {
+                        item_id: t.item_id,
+                        audio_end_ms: t.audio_end_ms,
+                    });
                 }
                 let mut item = serde_json::Map::new();
                 item.insert("type".into(), "input_audio_buffer.speech_started".into());
@@ -300,12 +329,19 @@ impl Engine {
                 self.notify(Notification::ItemAdded(Value::Object(item)));
             }
             ModelEvent::ItemAdded { item } => self.notify(Notification::ItemAdded(item)),
-            ModelEvent::HandoffRequested { handoff_id, item_id, input_transcript } => {
+            ModelEvent::HandoffRequested {
+                handoff_id,
+                item_id,
+                input_transcript,
+            } => {
                 self.on_handoff(handoff_id, item_id, input_transcript);
             }
             ModelEvent::NoopRequested { call_id } => {
                 self.playout.clear();
-                self.to_model(ModelFrame::FunctionOutput { call_id, output: String::new() });
+                self.send_to_model(ModelFrame::FunctionOutput {
+                    call_id,
+                    output: String::new(),
+                });
             }
             ModelEvent::ResponseCreated { .. } => {
                 self.transcript.force_new(TranscriptRole::Assistant);
@@ -334,7 +370,7 @@ impl Engine {
 
     fn response_finished(&mut self) {
         if self.responses.on_finished() {
-            self.to_model(ModelFrame::ResponseCreate);
+            self.send_to_model(ModelFrame::ResponseCreate);
         }
     }
 
@@ -359,7 +395,8 @@ impl Engine {
         match self.cfg.version {
             ModelVersion::V2 => {
                 if self.handoff.task.is_some() {
-                    self.out.push_back(Output::ToAgent(AgentCommand::Steer { text }));
+                    self.out
+                        .push_back(Output::ToAgent(AgentCommand::Steer { text }));
                     let ack = self.cfg.acks.steering.clone();
                     self.resolve_call(handoff_id, ack);
                 } else {
@@ -369,7 +406,8 @@ impl Engine {
             ModelVersion::V1 => {
                 self.handoff.active = Some(handoff_id.clone());
                 if self.handoff.task.is_some() {
-                    self.out.push_back(Output::ToAgent(AgentCommand::Steer { text }));
+                    self.out
+                        .push_back(Output::ToAgent(AgentCommand::Steer { text }));
                 } else {
                     self.start_task(handoff_id, text);
                 }
@@ -381,18 +419,19 @@ impl Engine {
         self.handoff.active = Some(handoff_id.clone());
         self.handoff.task = Some(handoff_id.clone());
         self.handoff.messages_sent = 0;
-        self.out.push_back(Output::ToAgent(AgentCommand::Start { handoff_id, text }));
+        self.out
+            .push_back(Output::ToAgent(AgentCommand::Start { handoff_id, text }));
     }
 
     /// Answer a call with a final output and let the model speak (v2), or append it (v1).
     fn resolve_call(&mut self, call_id: String, output: String) {
         match self.cfg.version {
             ModelVersion::V2 => {
-                self.to_model(ModelFrame::FunctionOutput { call_id, output });
+                self.send_to_model(ModelFrame::FunctionOutput { call_id, output });
                 self.request_response();
             }
             ModelVersion::V1 => {
-                self.to_model(ModelFrame::HandoffAppend {
+                self.send_to_model(ModelFrame::HandoffAppend {
                     handoff_id: call_id,
                     output_text: format!("{AGENT_FINAL_MESSAGE_PREFIX}{output}"),
                 });
@@ -410,7 +449,7 @@ impl Engine {
                 match self.cfg.version {
                     ModelVersion::V2 => {
                         if self.handoff.active.as_deref() == Some(handoff_id.as_str()) {
-                            self.to_model(ModelFrame::Text {
+                            self.send_to_model(ModelFrame::Text {
                                 role: TextRole::User,
                                 text: format!("{BACKEND_PREFIX}{text}"),
                             });
@@ -422,14 +461,17 @@ impl Engine {
                             .active
                             .clone()
                             .unwrap_or_else(|| STANDALONE_HANDOFF_ID.to_owned());
-                        self.to_model(ModelFrame::HandoffAppend {
+                        self.send_to_model(ModelFrame::HandoffAppend {
                             handoff_id: target,
                             output_text: format!("{AGENT_FINAL_MESSAGE_PREFIX}{text}"),
                         });
                     }
                 }
             }
-            AgentEvent::Ended { handoff_id, outcome } => {
+            AgentEvent::Ended {
+                handoff_id,
+                outcome,
+            } => {
                 if self.handoff.task.as_deref() != Some(handoff_id.as_str()) {
                     return;
                 }

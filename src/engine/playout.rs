@@ -56,7 +56,10 @@ impl PlayoutTracker {
         let received_ms = self.received_ms();
         let audio_end_ms = self.played_ms.map_or(received_ms, |p| p.min(received_ms));
         self.clear();
-        Some(Truncation { item_id: current, audio_end_ms })
+        Some(Truncation {
+            item_id: current,
+            audio_end_ms,
+        })
     }
 
     pub fn clear(&mut self) {

@@ -61,7 +61,9 @@ fn handoff(call: &str, transcript: &str) -> ModelEvent {
 fn handoff_item(outs: &[Output]) -> Value {
     outs.iter()
         .find_map(|o| match o {
-            Output::ToClient(Notification::ItemAdded(item)) if item["type"] == "handoff_request" => {
+            Output::ToClient(Notification::ItemAdded(item))
+                if item["type"] == "handoff_request" =>
+            {
                 Some(item.clone())
             }
             _ => None,
@@ -70,7 +72,10 @@ fn handoff_item(outs: &[Output]) -> Value {
 }
 
 fn fn_output(call: &str, output: &str) -> ModelFrame {
-    ModelFrame::FunctionOutput { call_id: call.into(), output: output.into() }
+    ModelFrame::FunctionOutput {
+        call_id: call.into(),
+        output: output.into(),
+    }
 }
 
 fn audio(item: &str, ms: u64) -> ModelEvent {
@@ -87,10 +92,25 @@ fn audio(item: &str, ms: u64) -> ModelEvent {
 #[test]
 fn transcript_entries_since_last_handoff_only() {
     let mut e = engine(ModelVersion::V2);
-    model(&mut e, ModelEvent::InputTranscriptDone { text: "first question".into() });
+    model(
+        &mut e,
+        ModelEvent::InputTranscriptDone {
+            text: "first question".into(),
+        },
+    );
     model(&mut e, ModelEvent::ResponseCreated { response_id: None });
-    model(&mut e, ModelEvent::OutputTranscriptDelta { delta: "first ".into() });
-    model(&mut e, ModelEvent::OutputTranscriptDelta { delta: "answer".into() });
+    model(
+        &mut e,
+        ModelEvent::OutputTranscriptDelta {
+            delta: "first ".into(),
+        },
+    );
+    model(
+        &mut e,
+        ModelEvent::OutputTranscriptDelta {
+            delta: "answer".into(),
+        },
+    );
     let outs = model(&mut e, handoff("c1", "do one"));
     assert_eq!(
         handoff_item(&outs)["active_transcript"],
@@ -98,8 +118,16 @@ fn transcript_entries_since_last_handoff_only() {
             {"role": "user", "text": "do one"}])
     );
     model(&mut e, ModelEvent::SpeechStarted { item_id: None });
-    model(&mut e, ModelEvent::InputTranscriptDelta { delta: "second".into() });
-    e.handle_input(Input::Agent(AgentEvent::Ended { handoff_id: "c1".into(), outcome: TaskOutcome::Completed }));
+    model(
+        &mut e,
+        ModelEvent::InputTranscriptDelta {
+            delta: "second".into(),
+        },
+    );
+    e.handle_input(Input::Agent(AgentEvent::Ended {
+        handoff_id: "c1".into(),
+        outcome: TaskOutcome::Completed,
+    }));
     drain(&mut e);
     let outs = model(&mut e, handoff("c2", "do two"));
     assert_eq!(
@@ -111,17 +139,38 @@ fn transcript_entries_since_last_handoff_only() {
 #[test]
 fn input_transcript_not_duplicated_in_active_transcript() {
     let mut e = engine(ModelVersion::V2);
-    model(&mut e, ModelEvent::InputTranscriptDone { text: "  fix the build ".into() });
+    model(
+        &mut e,
+        ModelEvent::InputTranscriptDone {
+            text: "  fix the build ".into(),
+        },
+    );
     let outs = model(&mut e, handoff("c1", "fix the build"));
-    assert_eq!(handoff_item(&outs)["active_transcript"], json!([{"role": "user", "text": "  fix the build "}]));
+    assert_eq!(
+        handoff_item(&outs)["active_transcript"],
+        json!([{"role": "user", "text": "  fix the build "}])
+    );
 }
 
 #[test]
 fn done_replaces_the_last_same_role_entry() {
     let mut e = engine(ModelVersion::V2);
-    model(&mut e, ModelEvent::InputTranscriptDelta { delta: "hel".into() });
-    model(&mut e, ModelEvent::InputTranscriptDelta { delta: "".into() });
-    model(&mut e, ModelEvent::InputTranscriptDone { text: "hello".into() });
+    model(
+        &mut e,
+        ModelEvent::InputTranscriptDelta {
+            delta: "hel".into(),
+        },
+    );
+    model(
+        &mut e,
+        ModelEvent::InputTranscriptDelta { delta: "".into() },
+    );
+    model(
+        &mut e,
+        ModelEvent::InputTranscriptDone {
+            text: "hello".into(),
+        },
+    );
     let entries = e.transcript().entries();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].text, "hello");
@@ -143,7 +192,12 @@ fn delegation_text_escapes_xml() {
 #[test]
 fn empty_input_uses_transcript_lines_and_nothing_at_all_resolves_without_delegating() {
     let mut e = engine(ModelVersion::V2);
-    model(&mut e, ModelEvent::InputTranscriptDone { text: "book a table".into() });
+    model(
+        &mut e,
+        ModelEvent::InputTranscriptDone {
+            text: "book a table".into(),
+        },
+    );
     let outs = model(&mut e, handoff("c1", "  "));
     assert_eq!(
         agent_cmds(&outs),
@@ -155,7 +209,10 @@ fn empty_input_uses_transcript_lines_and_nothing_at_all_resolves_without_delegat
     let mut e = engine(ModelVersion::V2);
     let outs = model(&mut e, handoff("c9", ""));
     assert!(agent_cmds(&outs).is_empty());
-    assert_eq!(frames(&outs), vec![fn_output("c9", "NOTHING"), ModelFrame::ResponseCreate]);
+    assert_eq!(
+        frames(&outs),
+        vec![fn_output("c9", "NOTHING"), ModelFrame::ResponseCreate]
+    );
 }
 
 #[test]
@@ -163,14 +220,26 @@ fn progress_messages_arrive_before_the_final_ack() {
     let mut e = engine(ModelVersion::V2);
     model(&mut e, handoff("c1", "task"));
     for text in ["step 1", "step 2"] {
-        e.handle_input(Input::Agent(AgentEvent::Message { handoff_id: "c1".into(), text: text.into() }));
+        e.handle_input(Input::Agent(AgentEvent::Message {
+            handoff_id: "c1".into(),
+            text: text.into(),
+        }));
     }
-    e.handle_input(Input::Agent(AgentEvent::Ended { handoff_id: "c1".into(), outcome: TaskOutcome::Completed }));
+    e.handle_input(Input::Agent(AgentEvent::Ended {
+        handoff_id: "c1".into(),
+        outcome: TaskOutcome::Completed,
+    }));
     assert_eq!(
         frames(&drain(&mut e)),
         vec![
-            ModelFrame::Text { role: TextRole::User, text: "[BACKEND] step 1".into() },
-            ModelFrame::Text { role: TextRole::User, text: "[BACKEND] step 2".into() },
+            ModelFrame::Text {
+                role: TextRole::User,
+                text: "[BACKEND] step 1".into()
+            },
+            ModelFrame::Text {
+                role: TextRole::User,
+                text: "[BACKEND] step 2".into()
+            },
             fn_output("c1", "DONE"),
             ModelFrame::ResponseCreate,
         ]
@@ -181,15 +250,34 @@ fn progress_messages_arrive_before_the_final_ack() {
 fn second_background_agent_call_steers_and_acks_with_queued_response_create() {
     let mut e = engine(ModelVersion::V2);
     model(&mut e, handoff("c1", "first"));
-    model(&mut e, ModelEvent::ResponseCreated { response_id: Some("r1".into()) });
+    model(
+        &mut e,
+        ModelEvent::ResponseCreated {
+            response_id: Some("r1".into()),
+        },
+    );
     let outs = model(&mut e, handoff("c2", "more"));
-    assert!(matches!(agent_cmds(&outs).as_slice(), [AgentCommand::Steer { text }] if text.contains("<input>more</input>")));
+    assert!(
+        matches!(agent_cmds(&outs).as_slice(), [AgentCommand::Steer { text }] if text.contains("<input>more</input>"))
+    );
     // The ack goes out now; response.create waits for the active response.
     assert_eq!(frames(&outs), vec![fn_output("c2", "STEER")]);
-    assert_eq!(frames(&model(&mut e, ModelEvent::ResponseDone { response_id: None })), vec![ModelFrame::ResponseCreate]);
+    assert_eq!(
+        frames(&model(
+            &mut e,
+            ModelEvent::ResponseDone { response_id: None }
+        )),
+        vec![ModelFrame::ResponseCreate]
+    );
     // The active call is still the first one.
-    e.handle_input(Input::Agent(AgentEvent::Message { handoff_id: "c1".into(), text: "ok".into() }));
-    e.handle_input(Input::Agent(AgentEvent::Ended { handoff_id: "c1".into(), outcome: TaskOutcome::Completed }));
+    e.handle_input(Input::Agent(AgentEvent::Message {
+        handoff_id: "c1".into(),
+        text: "ok".into(),
+    }));
+    e.handle_input(Input::Agent(AgentEvent::Ended {
+        handoff_id: "c1".into(),
+        outcome: TaskOutcome::Completed,
+    }));
     let f = frames(&drain(&mut e));
     assert_eq!(f[1], fn_output("c1", "DONE"));
 }
@@ -197,7 +285,12 @@ fn second_background_agent_call_steers_and_acks_with_queued_response_create() {
 #[test]
 fn remain_silent_answers_empty_output_without_response_create() {
     let mut e = engine(ModelVersion::V2);
-    let outs = model(&mut e, ModelEvent::NoopRequested { call_id: "c1".into() });
+    let outs = model(
+        &mut e,
+        ModelEvent::NoopRequested {
+            call_id: "c1".into(),
+        },
+    );
     assert_eq!(frames(&outs), vec![fn_output("c1", "")]);
     assert!(!e.response_queue().is_active());
 }
@@ -207,16 +300,33 @@ fn response_create_deferred_while_active_and_flushed_once_on_done() {
     let mut e = engine(ModelVersion::V2);
     model(&mut e, ModelEvent::ResponseCreated { response_id: None });
     model(&mut e, handoff("c1", "a"));
-    e.handle_input(Input::Agent(AgentEvent::Ended { handoff_id: "c1".into(), outcome: TaskOutcome::Completed }));
+    e.handle_input(Input::Agent(AgentEvent::Ended {
+        handoff_id: "c1".into(),
+        outcome: TaskOutcome::Completed,
+    }));
     let outs = drain(&mut e);
     assert_eq!(frames(&outs), vec![fn_output("c1", "EMPTY")]);
     model(&mut e, handoff("c2", "b"));
-    e.handle_input(Input::Agent(AgentEvent::Ended { handoff_id: "c2".into(), outcome: TaskOutcome::Completed }));
+    e.handle_input(Input::Agent(AgentEvent::Ended {
+        handoff_id: "c2".into(),
+        outcome: TaskOutcome::Completed,
+    }));
     assert_eq!(frames(&drain(&mut e)), vec![fn_output("c2", "EMPTY")]);
     // Two requests coalesced into one, sent on cancel.
-    let outs = model(&mut e, ModelEvent::ResponseCancelled { response_id: Some("r".into()) });
+    let outs = model(
+        &mut e,
+        ModelEvent::ResponseCancelled {
+            response_id: Some("r".into()),
+        },
+    );
     assert_eq!(frames(&outs), vec![ModelFrame::ResponseCreate]);
-    assert_eq!(frames(&model(&mut e, ModelEvent::ResponseDone { response_id: None })), vec![]);
+    assert_eq!(
+        frames(&model(
+            &mut e,
+            ModelEvent::ResponseDone { response_id: None }
+        )),
+        vec![]
+    );
 }
 
 #[test]
@@ -225,27 +335,51 @@ fn race_guard_error_is_absorbed_and_retried_after_done() {
     let outs = model(
         &mut e,
         ModelEvent::Error {
-            message: "Conversation already has an active response in progress: resp_1. Wait.".into(),
+            message: "Conversation already has an active response in progress: resp_1. Wait."
+                .into(),
         },
     );
     assert!(outs.is_empty(), "{outs:?}");
     assert!(!e.is_closed());
-    assert_eq!(frames(&model(&mut e, ModelEvent::ResponseDone { response_id: None })), vec![ModelFrame::ResponseCreate]);
+    assert_eq!(
+        frames(&model(
+            &mut e,
+            ModelEvent::ResponseDone { response_id: None }
+        )),
+        vec![ModelFrame::ResponseCreate]
+    );
 }
 
 #[test]
 fn other_upstream_error_gives_error_then_closed_error() {
     let mut e = engine(ModelVersion::V2);
-    let outs = model(&mut e, ModelEvent::Error { message: "bad".into() });
+    let outs = model(
+        &mut e,
+        ModelEvent::Error {
+            message: "bad".into(),
+        },
+    );
     assert_eq!(
         outs,
         vec![
-            Output::ToClient(Notification::Error { message: "bad".into() }),
-            Output::ToClient(Notification::Closed { reason: CloseReason::Error }),
+            Output::ToClient(Notification::Error {
+                message: "bad".into()
+            }),
+            Output::ToClient(Notification::Closed {
+                reason: CloseReason::Error
+            }),
             Output::Close(CloseReason::Error),
         ]
     );
-    assert!(model(&mut e, ModelEvent::InputTranscriptDone { text: "late".into() }).is_empty());
+    assert!(
+        model(
+            &mut e,
+            ModelEvent::InputTranscriptDone {
+                text: "late".into()
+            }
+        )
+        .is_empty()
+    );
 }
 
 #[test]
@@ -254,9 +388,23 @@ fn truncate_on_speech_started_clamps_to_received_audio() {
     model(&mut e, audio("out1", 300));
     model(&mut e, audio("out1", 200));
     // The player claims more than was received: clamp.
-    e.handle_input(Input::AudioPlayed { item_id: "out1".into(), played_ms: 9_999 });
-    let outs = model(&mut e, ModelEvent::SpeechStarted { item_id: Some("in_7".into()) });
-    assert_eq!(frames(&outs), vec![ModelFrame::Truncate { item_id: "out1".into(), audio_end_ms: 500 }]);
+    e.handle_input(Input::AudioPlayed {
+        item_id: "out1".into(),
+        played_ms: 9_999,
+    });
+    let outs = model(
+        &mut e,
+        ModelEvent::SpeechStarted {
+            item_id: Some("in_7".into()),
+        },
+    );
+    assert_eq!(
+        frames(&outs),
+        vec![ModelFrame::Truncate {
+            item_id: "out1".into(),
+            audio_end_ms: 500
+        }]
+    );
     // Cleared: a second speech_started truncates nothing.
     assert!(frames(&model(&mut e, ModelEvent::SpeechStarted { item_id: None })).is_empty());
 }
@@ -265,9 +413,18 @@ fn truncate_on_speech_started_clamps_to_received_audio() {
 fn truncate_uses_the_played_position_when_known() {
     let mut e = engine(ModelVersion::V2);
     model(&mut e, audio("out1", 1000));
-    e.handle_input(Input::AudioPlayed { item_id: "out1".into(), played_ms: 240 });
+    e.handle_input(Input::AudioPlayed {
+        item_id: "out1".into(),
+        played_ms: 240,
+    });
     let outs = model(&mut e, ModelEvent::SpeechStarted { item_id: None });
-    assert_eq!(frames(&outs), vec![ModelFrame::Truncate { item_id: "out1".into(), audio_end_ms: 240 }]);
+    assert_eq!(
+        frames(&outs),
+        vec![ModelFrame::Truncate {
+            item_id: "out1".into(),
+            audio_end_ms: 240
+        }]
+    );
 }
 
 #[test]
@@ -275,14 +432,33 @@ fn new_output_item_resets_and_done_clears_tracking() {
     let mut e = engine(ModelVersion::V2);
     model(&mut e, audio("out1", 400));
     model(&mut e, audio("out2", 100));
-    let outs = model(&mut e, ModelEvent::SpeechStarted { item_id: Some("out2".into()) });
-    assert_eq!(frames(&outs), vec![ModelFrame::Truncate { item_id: "out2".into(), audio_end_ms: 100 }]);
+    let outs = model(
+        &mut e,
+        ModelEvent::SpeechStarted {
+            item_id: Some("out2".into()),
+        },
+    );
+    assert_eq!(
+        frames(&outs),
+        vec![ModelFrame::Truncate {
+            item_id: "out2".into(),
+            audio_end_ms: 100
+        }]
+    );
     model(&mut e, audio("out3", 100));
     model(&mut e, ModelEvent::ResponseDone { response_id: None });
     assert!(frames(&model(&mut e, ModelEvent::SpeechStarted { item_id: None })).is_empty());
     // speech_started naming an earlier output item refers to old audio: no truncation.
     model(&mut e, audio("out4", 100));
-    assert!(frames(&model(&mut e, ModelEvent::SpeechStarted { item_id: Some("out1".into()) })).is_empty());
+    assert!(
+        frames(&model(
+            &mut e,
+            ModelEvent::SpeechStarted {
+                item_id: Some("out1".into())
+            }
+        ))
+        .is_empty()
+    );
 }
 
 #[test]
@@ -291,12 +467,21 @@ fn v1_never_truncates_or_requests_responses() {
     model(&mut e, audio("out1", 400));
     assert!(frames(&model(&mut e, ModelEvent::SpeechStarted { item_id: None })).is_empty());
     model(&mut e, handoff("h1", "x"));
-    e.handle_input(Input::Agent(AgentEvent::Message { handoff_id: "h1".into(), text: "m".into() }));
-    e.handle_input(Input::Agent(AgentEvent::Ended { handoff_id: "h1".into(), outcome: TaskOutcome::Completed }));
+    e.handle_input(Input::Agent(AgentEvent::Message {
+        handoff_id: "h1".into(),
+        text: "m".into(),
+    }));
+    e.handle_input(Input::Agent(AgentEvent::Ended {
+        handoff_id: "h1".into(),
+        outcome: TaskOutcome::Completed,
+    }));
     let f = frames(&drain(&mut e));
     assert_eq!(
         f,
-        vec![ModelFrame::HandoffAppend { handoff_id: "h1".into(), output_text: "\"Agent Final Message\":\n\nm".into() }]
+        vec![ModelFrame::HandoffAppend {
+            handoff_id: "h1".into(),
+            output_text: "\"Agent Final Message\":\n\nm".into()
+        }]
     );
 }
 
@@ -306,10 +491,16 @@ fn v1_agent_message_without_active_handoff_uses_codex_id() {
     model(&mut e, handoff("h1", "x"));
     // Simulate the handoff being gone while the task still reports (e.g. replaced then ended).
     e.handoff.active = None;
-    e.handle_input(Input::Agent(AgentEvent::Message { handoff_id: "h1".into(), text: "m".into() }));
+    e.handle_input(Input::Agent(AgentEvent::Message {
+        handoff_id: "h1".into(),
+        text: "m".into(),
+    }));
     assert_eq!(
         frames(&drain(&mut e)),
-        vec![ModelFrame::HandoffAppend { handoff_id: "codex".into(), output_text: "\"Agent Final Message\":\n\nm".into() }]
+        vec![ModelFrame::HandoffAppend {
+            handoff_id: "codex".into(),
+            output_text: "\"Agent Final Message\":\n\nm".into()
+        }]
     );
 }
 
@@ -322,8 +513,14 @@ fn failed_delegated_task_still_resolves_its_call() {
     ] {
         let mut e = engine(ModelVersion::V2);
         model(&mut e, handoff("c1", "task"));
-        e.handle_input(Input::Agent(AgentEvent::Ended { handoff_id: "c1".into(), outcome }));
-        assert_eq!(frames(&drain(&mut e)), vec![fn_output("c1", text), ModelFrame::ResponseCreate]);
+        e.handle_input(Input::Agent(AgentEvent::Ended {
+            handoff_id: "c1".into(),
+            outcome,
+        }));
+        assert_eq!(
+            frames(&drain(&mut e)),
+            vec![fn_output("c1", text), ModelFrame::ResponseCreate]
+        );
     }
 }
 
@@ -331,18 +528,33 @@ fn failed_delegated_task_still_resolves_its_call() {
 fn failed_task_after_messages_still_resolves() {
     let mut e = engine(ModelVersion::V2);
     model(&mut e, handoff("c1", "task"));
-    e.handle_input(Input::Agent(AgentEvent::Message { handoff_id: "c1".into(), text: "half".into() }));
-    e.handle_input(Input::Agent(AgentEvent::Ended { handoff_id: "c1".into(), outcome: TaskOutcome::Failed("x".into()) }));
+    e.handle_input(Input::Agent(AgentEvent::Message {
+        handoff_id: "c1".into(),
+        text: "half".into(),
+    }));
+    e.handle_input(Input::Agent(AgentEvent::Ended {
+        handoff_id: "c1".into(),
+        outcome: TaskOutcome::Failed("x".into()),
+    }));
     let f = frames(&drain(&mut e));
-    assert_eq!(f[1..], [fn_output("c1", "FAILED: x"), ModelFrame::ResponseCreate]);
+    assert_eq!(
+        f[1..],
+        [fn_output("c1", "FAILED: x"), ModelFrame::ResponseCreate]
+    );
 }
 
 #[test]
 fn events_for_a_stale_task_are_dropped() {
     let mut e = engine(ModelVersion::V2);
     model(&mut e, handoff("c1", "task"));
-    e.handle_input(Input::Agent(AgentEvent::Message { handoff_id: "old".into(), text: "x".into() }));
-    e.handle_input(Input::Agent(AgentEvent::Ended { handoff_id: "old".into(), outcome: TaskOutcome::Completed }));
+    e.handle_input(Input::Agent(AgentEvent::Message {
+        handoff_id: "old".into(),
+        text: "x".into(),
+    }));
+    e.handle_input(Input::Agent(AgentEvent::Ended {
+        handoff_id: "old".into(),
+        outcome: TaskOutcome::Completed,
+    }));
     assert!(drain(&mut e).is_empty());
 }
 
@@ -355,7 +567,9 @@ fn stop_cancels_the_running_task_and_closes_requested() {
         drain(&mut e),
         vec![
             Output::ToAgent(AgentCommand::Cancel),
-            Output::ToClient(Notification::Closed { reason: CloseReason::Requested }),
+            Output::ToClient(Notification::Closed {
+                reason: CloseReason::Requested
+            }),
             Output::Close(CloseReason::Requested),
         ]
     );
@@ -368,7 +582,9 @@ fn upstream_eof_closes_with_transport_closed() {
     assert_eq!(
         drain(&mut e),
         vec![
-            Output::ToClient(Notification::Closed { reason: CloseReason::TransportClosed }),
+            Output::ToClient(Notification::Closed {
+                reason: CloseReason::TransportClosed
+            }),
             Output::Close(CloseReason::TransportClosed),
         ]
     );
@@ -382,13 +598,28 @@ fn input_before_connect_is_sent_right_after_session_update() {
         session_update: json!({"type": "session.update"}),
         acks: Acks::default(),
     });
-    e.handle_input(Input::Client(ClientCommand::AppendText { text: "early".into(), role: TextRole::User }));
+    e.handle_input(Input::Client(ClientCommand::AppendText {
+        text: "early".into(),
+        role: TextRole::User,
+    }));
     assert!(drain(&mut e).is_empty());
     e.handle_input(Input::Connected);
     let outs = drain(&mut e);
-    assert!(matches!(&outs[0], Output::ToModel(ModelFrame::SessionUpdate { .. })));
-    assert!(matches!(&outs[1], Output::ToClient(Notification::Started { .. })));
-    assert_eq!(outs[2], Output::ToModel(ModelFrame::Text { role: TextRole::User, text: "[USER] early".into() }));
+    assert!(matches!(
+        &outs[0],
+        Output::ToModel(ModelFrame::SessionUpdate { .. })
+    ));
+    assert!(matches!(
+        &outs[1],
+        Output::ToClient(Notification::Started { .. })
+    ));
+    assert_eq!(
+        outs[2],
+        Output::ToModel(ModelFrame::Text {
+            role: TextRole::User,
+            text: "[USER] early".into()
+        })
+    );
 }
 
 #[test]
@@ -403,15 +634,28 @@ fn user_prefix_only_for_v2_user_text_not_empty_or_prefixed() {
     ];
     for (version, role, input, want) in cases {
         let mut e = engine(version);
-        e.handle_input(Input::Client(ClientCommand::AppendText { text: input.into(), role }));
-        assert_eq!(frames(&drain(&mut e)), vec![ModelFrame::Text { role, text: want.into() }], "{version} {input}");
+        e.handle_input(Input::Client(ClientCommand::AppendText {
+            text: input.into(),
+            role,
+        }));
+        assert_eq!(
+            frames(&drain(&mut e)),
+            vec![ModelFrame::Text {
+                role,
+                text: want.into()
+            }],
+            "{version} {input}"
+        );
     }
 }
 
 #[test]
 fn append_text_never_requests_a_response() {
     let mut e = engine(ModelVersion::V2);
-    e.handle_input(Input::Client(ClientCommand::AppendText { text: "x".into(), role: TextRole::User }));
+    e.handle_input(Input::Client(ClientCommand::AppendText {
+        text: "x".into(),
+        role: TextRole::User,
+    }));
     assert!(!frames(&drain(&mut e)).contains(&ModelFrame::ResponseCreate));
     assert!(!e.response_queue().is_active());
 }

@@ -42,7 +42,10 @@ impl TranscriptLog {
         let forced = std::mem::take(self.force_flag(role));
         match self.last_of(role) {
             Some(entry) if !forced => entry.text.push_str(delta),
-            _ => self.entries.push(TranscriptEntry { role, text: delta.to_owned() }),
+            _ => self.entries.push(TranscriptEntry {
+                role,
+                text: delta.to_owned(),
+            }),
         }
     }
 
@@ -50,7 +53,10 @@ impl TranscriptLog {
         let forced = std::mem::take(self.force_flag(role));
         match self.last_of(role) {
             Some(entry) if !forced => text.clone_into(&mut entry.text),
-            _ => self.entries.push(TranscriptEntry { role, text: text.to_owned() }),
+            _ => self.entries.push(TranscriptEntry {
+                role,
+                text: text.to_owned(),
+            }),
         }
     }
 
@@ -63,7 +69,10 @@ impl TranscriptLog {
             .iter()
             .any(|e| e.role == TranscriptRole::User && e.text.trim() == trimmed);
         if !trimmed.is_empty() && !duplicate {
-            self.entries.push(TranscriptEntry { role: TranscriptRole::User, text: trimmed.to_owned() });
+            self.entries.push(TranscriptEntry {
+                role: TranscriptRole::User,
+                text: trimmed.to_owned(),
+            });
         }
         let active = self.entries[since..].to_vec();
         self.marker = self.entries.len();

@@ -101,11 +101,13 @@ pub fn base64_decoded_len(b64: &str) -> u64 {
     let s = b64.trim_end();
     let len = s.len() as u64;
     let pad = s.bytes().rev().take_while(|b| *b == b'=').count() as u64;
-    (len / 4) * 3 + match len % 4 {
-        2 => 1,
-        3 => 2,
-        _ => 0,
-    } - pad.min(2)
+    (len / 4) * 3
+        + match len % 4 {
+            2 => 1,
+            3 => 2,
+            _ => 0,
+        }
+        - pad.min(2)
 }
 
 /// The normalized inbound event (protocol.md §2.3, right-hand column). Serializable so wire
@@ -113,21 +115,51 @@ pub fn base64_decoded_len(b64: &str) -> u64 {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "event")]
 pub enum ModelEvent {
-    SessionUpdated { session_id: String },
+    SessionUpdated {
+        session_id: String,
+    },
     AudioOut(AudioChunk),
-    InputTranscriptDelta { delta: String },
-    InputTranscriptDone { text: String },
-    OutputTranscriptDelta { delta: String },
-    OutputTranscriptDone { text: String },
-    SpeechStarted { item_id: Option<String> },
-    ItemAdded { item: Value },
-    ItemDone { item: Value },
-    HandoffRequested { handoff_id: String, item_id: String, input_transcript: String },
-    NoopRequested { call_id: String },
-    ResponseCreated { response_id: Option<String> },
-    ResponseCancelled { response_id: Option<String> },
-    ResponseDone { response_id: Option<String> },
-    Error { message: String },
+    InputTranscriptDelta {
+        delta: String,
+    },
+    InputTranscriptDone {
+        text: String,
+    },
+    OutputTranscriptDelta {
+        delta: String,
+    },
+    OutputTranscriptDone {
+        text: String,
+    },
+    SpeechStarted {
+        item_id: Option<String>,
+    },
+    ItemAdded {
+        item: Value,
+    },
+    ItemDone {
+        item: Value,
+    },
+    HandoffRequested {
+        handoff_id: String,
+        item_id: String,
+        input_transcript: String,
+    },
+    NoopRequested {
+        call_id: String,
+    },
+    ResponseCreated {
+        response_id: Option<String>,
+    },
+    ResponseCancelled {
+        response_id: Option<String>,
+    },
+    ResponseDone {
+        response_id: Option<String>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// Role of a text item sent to the model.
@@ -155,17 +187,34 @@ impl TextRole {
 #[serde(tag = "frame")]
 pub enum ModelFrame {
     /// A full `session.update` frame, already built by `session_config`.
-    SessionUpdate { update: Value },
-    AudioAppend { audio: String },
-    Text { role: TextRole, text: String },
-    FunctionOutput { call_id: String, output: String },
-    HandoffAppend { handoff_id: String, output_text: String },
+    SessionUpdate {
+        update: Value,
+    },
+    AudioAppend {
+        audio: String,
+    },
+    Text {
+        role: TextRole,
+        text: String,
+    },
+    FunctionOutput {
+        call_id: String,
+        output: String,
+    },
+    HandoffAppend {
+        handoff_id: String,
+        output_text: String,
+    },
     ResponseCreate,
-    Truncate { item_id: String, audio_end_ms: u64 },
+    Truncate {
+        item_id: String,
+        audio_end_ms: u64,
+    },
 }
 
 /// The race the response queue absorbs (protocol.md §3.3).
-pub const ACTIVE_RESPONSE_RACE_PREFIX: &str = "Conversation already has an active response in progress:";
+pub const ACTIVE_RESPONSE_RACE_PREFIX: &str =
+    "Conversation already has an active response in progress:";
 
 // Shared parsing helpers for the per-version modules.
 pub(crate) mod fields {
@@ -189,9 +238,13 @@ pub(crate) mod fields {
         ty: &str,
         field: &'static str,
     ) -> Result<String, SkipReason> {
-        map.get(field).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
-            SkipReason::MissingField { event: ty.to_owned(), field }
-        })
+        map.get(field)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| SkipReason::MissingField {
+                event: ty.to_owned(),
+                field,
+            })
     }
 
     pub fn opt_str(map: &Map<String, Value>, field: &str) -> Option<String> {
@@ -222,7 +275,10 @@ pub(crate) mod fields {
     pub fn item(map: &mut Map<String, Value>, ty: &str) -> Result<Value, SkipReason> {
         match map.remove("item") {
             Some(item @ Value::Object(_)) => Ok(item),
-            _ => Err(SkipReason::MissingField { event: ty.to_owned(), field: "item" }),
+            _ => Err(SkipReason::MissingField {
+                event: ty.to_owned(),
+                field: "item",
+            }),
         }
     }
 }

@@ -13,24 +13,38 @@ pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
                 .get("session")
                 .and_then(|s| s.get("id"))
                 .and_then(Value::as_str)
-                .ok_or(SkipReason::MissingField { event: ty.clone(), field: "session.id" })?;
-            ModelEvent::SessionUpdated { session_id: id.to_owned() }
+                .ok_or(SkipReason::MissingField {
+                    event: ty.clone(),
+                    field: "session.id",
+                })?;
+            ModelEvent::SessionUpdated {
+                session_id: id.to_owned(),
+            }
         }
         "conversation.output_audio.delta" => {
             let data = fields::opt_str(&map, "delta")
                 .or_else(|| fields::opt_str(&map, "data"))
-                .ok_or(SkipReason::MissingField { event: ty.clone(), field: "delta" })?;
+                .ok_or(SkipReason::MissingField {
+                    event: ty.clone(),
+                    field: "delta",
+                })?;
             let sample_rate = map
                 .get("sample_rate")
                 .and_then(Value::as_u64)
                 .and_then(|v| u32::try_from(v).ok())
-                .ok_or(SkipReason::MissingField { event: ty.clone(), field: "sample_rate" })?;
+                .ok_or(SkipReason::MissingField {
+                    event: ty.clone(),
+                    field: "sample_rate",
+                })?;
             let channels = map
                 .get("channels")
                 .or_else(|| map.get("num_channels"))
                 .and_then(Value::as_u64)
                 .and_then(|v| u16::try_from(v).ok())
-                .ok_or(SkipReason::MissingField { event: ty.clone(), field: "channels" })?;
+                .ok_or(SkipReason::MissingField {
+                    event: ty.clone(),
+                    field: "channels",
+                })?;
             let samples_per_channel = map
                 .get("samples_per_channel")
                 .and_then(Value::as_u64)
@@ -44,29 +58,35 @@ pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
             })
         }
         "conversation.input_transcript.delta"
-        | "conversation.item.input_audio_transcription.delta" => {
-            ModelEvent::InputTranscriptDelta { delta: fields::str_field(&map, &ty, "delta")? }
-        }
+        | "conversation.item.input_audio_transcription.delta" => ModelEvent::InputTranscriptDelta {
+            delta: fields::str_field(&map, &ty, "delta")?,
+        },
         "conversation.item.input_audio_transcription.completed"
-        | "conversation.input_transcript.turn_marked" => {
-            ModelEvent::InputTranscriptDone { text: fields::str_field(&map, &ty, "transcript")? }
-        }
+        | "conversation.input_transcript.turn_marked" => ModelEvent::InputTranscriptDone {
+            text: fields::str_field(&map, &ty, "transcript")?,
+        },
         "conversation.output_transcript.delta"
         | "response.output_text.delta"
-        | "response.output_audio_transcript.delta" => {
-            ModelEvent::OutputTranscriptDelta { delta: fields::str_field(&map, &ty, "delta")? }
-        }
-        "response.output_audio_transcript.done" => {
-            ModelEvent::OutputTranscriptDone { text: fields::str_field(&map, &ty, "transcript")? }
-        }
-        "conversation.item.added" => ModelEvent::ItemAdded { item: fields::item(&mut map, &ty)? },
-        "conversation.item.done" => ModelEvent::ItemDone { item: fields::item(&mut map, &ty)? },
+        | "response.output_audio_transcript.delta" => ModelEvent::OutputTranscriptDelta {
+            delta: fields::str_field(&map, &ty, "delta")?,
+        },
+        "response.output_audio_transcript.done" => ModelEvent::OutputTranscriptDone {
+            text: fields::str_field(&map, &ty, "transcript")?,
+        },
+        "conversation.item.added" => ModelEvent::ItemAdded {
+            item: fields::item(&mut map, &ty)?,
+        },
+        "conversation.item.done" => ModelEvent::ItemDone {
+            item: fields::item(&mut map, &ty)?,
+        },
         "conversation.handoff.requested" => ModelEvent::HandoffRequested {
             handoff_id: fields::str_field(&map, &ty, "handoff_id")?,
             item_id: fields::str_field(&map, &ty, "item_id")?,
             input_transcript: fields::str_field(&map, &ty, "input_transcript")?,
         },
-        "error" => ModelEvent::Error { message: fields::error_message(&map) },
+        "error" => ModelEvent::Error {
+            message: fields::error_message(&map),
+        },
         _ => return Err(SkipReason::UnknownType(ty)),
     };
     Ok(ev)
@@ -95,7 +115,10 @@ pub fn build(frame: &ModelFrame) -> Option<String> {
             json!({"type": "input_audio_buffer.append", "audio": audio})
         }
         ModelFrame::Text { role, text } => message_item(*role, text),
-        ModelFrame::HandoffAppend { handoff_id, output_text } => json!({
+        ModelFrame::HandoffAppend {
+            handoff_id,
+            output_text,
+        } => json!({
             "type": "conversation.handoff.append",
             "handoff_id": handoff_id,
             "output_text": output_text

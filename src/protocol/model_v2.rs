@@ -12,8 +12,13 @@ pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
                 .get("session")
                 .and_then(|s| s.get("id"))
                 .and_then(Value::as_str)
-                .ok_or(SkipReason::MissingField { event: ty.clone(), field: "session.id" })?;
-            ModelEvent::SessionUpdated { session_id: id.to_owned() }
+                .ok_or(SkipReason::MissingField {
+                    event: ty.clone(),
+                    field: "session.id",
+                })?;
+            ModelEvent::SessionUpdated {
+                session_id: id.to_owned(),
+            }
         }
         "response.output_audio.delta" | "response.audio.delta" => {
             ModelEvent::AudioOut(AudioChunk {
@@ -24,34 +29,44 @@ pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
                 item_id: fields::opt_str(&map, "item_id"),
             })
         }
-        "conversation.item.input_audio_transcription.delta" => {
-            ModelEvent::InputTranscriptDelta { delta: fields::str_field(&map, &ty, "delta")? }
-        }
+        "conversation.item.input_audio_transcription.delta" => ModelEvent::InputTranscriptDelta {
+            delta: fields::str_field(&map, &ty, "delta")?,
+        },
         "conversation.item.input_audio_transcription.completed" => {
-            ModelEvent::InputTranscriptDone { text: fields::str_field(&map, &ty, "transcript")? }
+            ModelEvent::InputTranscriptDone {
+                text: fields::str_field(&map, &ty, "transcript")?,
+            }
         }
         "response.output_text.delta" | "response.output_audio_transcript.delta" => {
-            ModelEvent::OutputTranscriptDelta { delta: fields::str_field(&map, &ty, "delta")? }
+            ModelEvent::OutputTranscriptDelta {
+                delta: fields::str_field(&map, &ty, "delta")?,
+            }
         }
-        "response.output_text.done" => {
-            ModelEvent::OutputTranscriptDone { text: fields::str_field(&map, &ty, "text")? }
-        }
-        "response.output_audio_transcript.done" => {
-            ModelEvent::OutputTranscriptDone { text: fields::str_field(&map, &ty, "transcript")? }
-        }
-        "input_audio_buffer.speech_started" => {
-            ModelEvent::SpeechStarted { item_id: fields::opt_str(&map, "item_id") }
-        }
-        "conversation.item.added" | "conversation.item.created" => {
-            ModelEvent::ItemAdded { item: fields::item(&mut map, &ty)? }
-        }
+        "response.output_text.done" => ModelEvent::OutputTranscriptDone {
+            text: fields::str_field(&map, &ty, "text")?,
+        },
+        "response.output_audio_transcript.done" => ModelEvent::OutputTranscriptDone {
+            text: fields::str_field(&map, &ty, "transcript")?,
+        },
+        "input_audio_buffer.speech_started" => ModelEvent::SpeechStarted {
+            item_id: fields::opt_str(&map, "item_id"),
+        },
+        "conversation.item.added" | "conversation.item.created" => ModelEvent::ItemAdded {
+            item: fields::item(&mut map, &ty)?,
+        },
         "conversation.item.done" => item_done(fields::item(&mut map, &ty)?),
-        "response.created" => ModelEvent::ResponseCreated { response_id: fields::response_id(&map) },
-        "response.cancelled" => {
-            ModelEvent::ResponseCancelled { response_id: fields::response_id(&map) }
-        }
-        "response.done" => ModelEvent::ResponseDone { response_id: fields::response_id(&map) },
-        "error" => ModelEvent::Error { message: fields::error_message(&map) },
+        "response.created" => ModelEvent::ResponseCreated {
+            response_id: fields::response_id(&map),
+        },
+        "response.cancelled" => ModelEvent::ResponseCancelled {
+            response_id: fields::response_id(&map),
+        },
+        "response.done" => ModelEvent::ResponseDone {
+            response_id: fields::response_id(&map),
+        },
+        "error" => ModelEvent::Error {
+            message: fields::error_message(&map),
+        },
         _ => return Err(SkipReason::UnknownType(ty)),
     };
     Ok(ev)
@@ -78,7 +93,9 @@ fn item_done(item: Value) -> ModelEvent {
             }
         }
         Some("remain_silent") => match call_id.or(id) {
-            Some(call_id) => ModelEvent::NoopRequested { call_id: call_id.to_owned() },
+            Some(call_id) => ModelEvent::NoopRequested {
+                call_id: call_id.to_owned(),
+            },
             None => ModelEvent::ItemDone { item },
         },
         _ => ModelEvent::ItemDone { item },
@@ -89,10 +106,12 @@ fn item_done(item: Value) -> ModelEvent {
 pub fn transcript_from_arguments(raw: &str) -> String {
     if let Ok(Value::Object(args)) = serde_json::from_str::<Value>(raw) {
         for key in ["input_transcript", "input", "text", "prompt", "query"] {
-            if let Some(s) = args.get(key).and_then(Value::as_str) {
-                if !s.trim().is_empty() {
-                    return s.to_owned();
-                }
+            if let Some(s) = args
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+            {
+                return s.to_owned();
             }
         }
     }
@@ -111,7 +130,10 @@ pub fn build(frame: &ModelFrame) -> Option<String> {
             "item": {"type": "function_call_output", "call_id": call_id, "output": output}
         }),
         ModelFrame::ResponseCreate => json!({"type": "response.create"}),
-        ModelFrame::Truncate { item_id, audio_end_ms } => json!({
+        ModelFrame::Truncate {
+            item_id,
+            audio_end_ms,
+        } => json!({
             "type": "conversation.item.truncate",
             "item_id": item_id,
             "content_index": 0,

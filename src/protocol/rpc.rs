@@ -28,7 +28,10 @@ pub struct RpcError {
 
 impl RpcError {
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
     pub fn invalid_params(detail: impl std::fmt::Display) -> Self {
         Self::new(INVALID_REQUEST, format!("Invalid request: {detail}"))
@@ -46,16 +49,28 @@ pub struct TraceContext {
 /// One inbound message after envelope parsing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    Request { id: Value, method: String, params: Value, trace: Option<TraceContext> },
-    Notification { method: String, params: Value },
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+        trace: Option<TraceContext>,
+    },
+    Notification {
+        method: String,
+        params: Value,
+    },
     /// A response to something we never ask; ignored.
     Response,
 }
 
 /// Parse one message; errors carry the id to answer with (`null` when unknown).
 pub fn parse_incoming(text: &str) -> Result<Incoming, (Value, RpcError)> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| (Value::Null, RpcError::new(PARSE_ERROR, format!("Parse error: {e}"))))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        (
+            Value::Null,
+            RpcError::new(PARSE_ERROR, format!("Parse error: {e}")),
+        )
+    })?;
     let Value::Object(mut map) = value else {
         return Err((
             Value::Null,
@@ -79,12 +94,20 @@ pub fn parse_incoming(text: &str) -> Result<Incoming, (Value, RpcError)> {
         Some(t) => serde_json::from_value::<TraceContext>(t).ok(),
     };
     match (id, method) {
-        (Some(id), Some(method)) => Ok(Incoming::Request { id, method, params, trace }),
+        (Some(id), Some(method)) => Ok(Incoming::Request {
+            id,
+            method,
+            params,
+            trace,
+        }),
         (None, Some(method)) => Ok(Incoming::Notification { method, params }),
         (Some(_), None) if map.contains_key("result") || map.contains_key("error") => {
             Ok(Incoming::Response)
         }
-        (id, None) => Err((id.unwrap_or(Value::Null), RpcError::invalid_params("missing `method`"))),
+        (id, None) => Err((
+            id.unwrap_or(Value::Null),
+            RpcError::invalid_params("missing `method`"),
+        )),
     }
 }
 
@@ -98,7 +121,11 @@ pub fn response_err(id: &Value, err: &RpcError) -> String {
 
 /// Deserialize typed params, mapping serde errors to `-32600 "Invalid request: <detail>"`.
 pub fn parse_params<T: for<'de> Deserialize<'de>>(params: Value) -> Result<T, RpcError> {
-    let params = if params.is_null() { Value::Object(Map::new()) } else { params };
+    let params = if params.is_null() {
+        Value::Object(Map::new())
+    } else {
+        params
+    };
     serde_json::from_value(params).map_err(RpcError::invalid_params)
 }
 
@@ -135,7 +162,9 @@ pub struct InitializeParams {
 pub enum Transport {
     #[default]
     Websocket,
-    Webrtc { sdp: String },
+    Webrtc {
+        sdp: String,
+    },
 }
 
 fn tri_state_prompt<'de, D: Deserializer<'de>>(d: D) -> Result<PromptParam, D::Error> {
@@ -240,14 +269,29 @@ impl CloseReason {
 /// A `thread/realtime/*` notification, before the thread id is attached.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Notification {
-    Started { realtime_session_id: String, version: ModelVersion },
-    Sdp { sdp: String },
-    TranscriptDelta { role: TranscriptRole, delta: String },
-    TranscriptDone { role: TranscriptRole, text: String },
+    Started {
+        realtime_session_id: String,
+        version: ModelVersion,
+    },
+    Sdp {
+        sdp: String,
+    },
+    TranscriptDelta {
+        role: TranscriptRole,
+        delta: String,
+    },
+    TranscriptDone {
+        role: TranscriptRole,
+        text: String,
+    },
     OutputAudioDelta(AudioChunk),
     ItemAdded(Value),
-    Error { message: String },
-    Closed { reason: CloseReason },
+    Error {
+        message: String,
+    },
+    Closed {
+        reason: CloseReason,
+    },
 }
 
 impl Notification {
@@ -274,8 +318,14 @@ impl Notification {
         let mut p = Map::new();
         p.insert("threadId".into(), thread_id.into());
         match self {
-            Notification::Started { realtime_session_id, version } => {
-                p.insert("realtimeSessionId".into(), realtime_session_id.as_str().into());
+            Notification::Started {
+                realtime_session_id,
+                version,
+            } => {
+                p.insert(
+                    "realtimeSessionId".into(),
+                    realtime_session_id.as_str().into(),
+                );
                 p.insert("sessionId".into(), realtime_session_id.as_str().into());
                 p.insert("version".into(), version.as_str().into());
             }

@@ -5,10 +5,12 @@
 use super::model::ModelVersion;
 use serde_json::{Value, json};
 
-pub const V1_VOICES: &[&str] =
-    &["juniper", "maple", "spruce", "ember", "vale", "breeze", "arbor", "sol", "cove"];
-pub const V2_VOICES: &[&str] =
-    &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];
+pub const V1_VOICES: &[&str] = &[
+    "juniper", "maple", "spruce", "ember", "vale", "breeze", "arbor", "sol", "cove",
+];
+pub const V2_VOICES: &[&str] = &[
+    "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
+];
 pub const DEFAULT_V1_VOICE: &str = "cove";
 pub const DEFAULT_V2_VOICE: &str = "marin";
 pub const DEFAULT_MODEL: &str = "gpt-realtime-1.5";

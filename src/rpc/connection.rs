@@ -74,7 +74,12 @@ impl RpcConnection {
             Ok(Incoming::Notification { method, .. }) => {
                 tracing::debug!(%method, "ignoring client notification");
             }
-            Ok(Incoming::Request { id, method, params, trace }) => {
+            Ok(Incoming::Request {
+                id,
+                method,
+                params,
+                trace,
+            }) => {
                 let span = trace::request_span(&method, trace.as_ref());
                 let result = self.dispatch(&method, params).instrument(span).await;
                 match result {
@@ -108,7 +113,11 @@ impl RpcConnection {
         );
     }
 
-    async fn dispatch(&mut self, method: &str, params: Value) -> Result<(Value, Option<After>), RpcError> {
+    async fn dispatch(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> Result<(Value, Option<After>), RpcError> {
         if method == p::METHOD_INITIALIZE {
             if self.initialized {
                 return Err(RpcError::new(p::INVALID_REQUEST, "Already initialized"));
@@ -127,10 +136,17 @@ impl RpcConnection {
         }
         let known = matches!(
             method,
-            p::METHOD_START | p::METHOD_APPEND_AUDIO | p::METHOD_APPEND_TEXT | p::METHOD_STOP | p::METHOD_LIST_VOICES
+            p::METHOD_START
+                | p::METHOD_APPEND_AUDIO
+                | p::METHOD_APPEND_TEXT
+                | p::METHOD_STOP
+                | p::METHOD_LIST_VOICES
         );
         if !known {
-            return Err(RpcError::new(p::METHOD_NOT_FOUND, format!("Method not found: {method}")));
+            return Err(RpcError::new(
+                p::METHOD_NOT_FOUND,
+                format!("Method not found: {method}"),
+            ));
         }
         if !self.experimental {
             return Err(RpcError::new(
@@ -154,7 +170,10 @@ impl RpcConnection {
             p::METHOD_APPEND_TEXT => {
                 let params: p::AppendTextParams = p::parse_params(params)?;
                 self.subscribe(&params.thread_id);
-                let cmd = ClientCommand::AppendText { text: params.text, role: params.role.unwrap_or_default() };
+                let cmd = ClientCommand::AppendText {
+                    text: params.text,
+                    role: params.role.unwrap_or_default(),
+                };
                 let d = self.app.sessions.send_command(&params.thread_id, cmd);
                 Ok((json!({}), not_running(d, params.thread_id)))
             }
@@ -174,13 +193,17 @@ impl RpcConnection {
                 let thread_id = params.thread_id.clone();
                 if let Err(message) = self.app.start_conversation(*params) {
                     tracing::info!(%thread_id, %message, "realtime start refused");
-                    self.app.sessions.notify(&thread_id, &Notification::Error { message });
+                    self.app
+                        .sessions
+                        .notify(&thread_id, &Notification::Error { message });
                 }
             }
             After::Stop(thread_id) => self.app.sessions.stop(&thread_id),
             After::NotRunning(thread_id) => self.app.sessions.notify(
                 &thread_id,
-                &Notification::Error { message: "conversation is not running".into() },
+                &Notification::Error {
+                    message: "conversation is not running".into(),
+                },
             ),
         }
     }
@@ -214,7 +237,9 @@ fn validate_audio(a: p::AudioParam) -> Result<AudioChunk, RpcError> {
         .decode(a.data.as_bytes())
         .map_err(|e| RpcError::invalid_params(format!("audio.data is not valid base64: {e}")))?;
     if bytes.len() % 2 != 0 {
-        return Err(RpcError::invalid_params("audio.data has an odd byte count; PCM16 needs 2 bytes per sample"));
+        return Err(RpcError::invalid_params(
+            "audio.data has an odd byte count; PCM16 needs 2 bytes per sample",
+        ));
     }
     Ok(AudioChunk {
         data: a.data,

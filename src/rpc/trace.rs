@@ -14,9 +14,20 @@ pub struct TraceParent {
 /// Parse `version-traceid-parentid-flags` (version 00; ids lowercase hex, not all zero).
 pub fn parse_traceparent(s: &str) -> Option<TraceParent> {
     let parts: Vec<&str> = s.trim().split('-').collect();
-    let [version, trace_id, parent_id, flags] = parts.as_slice() else { return None };
-    let hex = |v: &str, n: usize| v.len() == n && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !hex(version, 2) || *version == "ff" || !hex(trace_id, 32) || !hex(parent_id, 16) || !hex(flags, 2) {
+    let [version, trace_id, parent_id, flags] = parts.as_slice() else {
+        return None;
+    };
+    let hex = |v: &str, n: usize| {
+        v.len() == n
+            && v.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !hex(version, 2)
+        || *version == "ff"
+        || !hex(trace_id, 32)
+        || !hex(parent_id, 16)
+        || !hex(flags, 2)
+    {
         return None;
     }
     if trace_id.bytes().all(|b| b == b'0') || parent_id.bytes().all(|b| b == b'0') {
@@ -33,7 +44,11 @@ pub fn parse_traceparent(s: &str) -> Option<TraceParent> {
 pub fn request_span(method: &str, trace: Option<&TraceContext>) -> tracing::Span {
     let parent = trace
         .and_then(|t| parse_traceparent(&t.traceparent))
-        .or_else(|| std::env::var("TRACEPARENT").ok().and_then(|t| parse_traceparent(&t)));
+        .or_else(|| {
+            std::env::var("TRACEPARENT")
+                .ok()
+                .and_then(|t| parse_traceparent(&t))
+        });
     match parent {
         Some(p) => tracing::info_span!(
             "rpc.request",
@@ -51,7 +66,8 @@ mod tests {
 
     #[test]
     fn valid_traceparent_parses() {
-        let p = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").expect("valid");
+        let p = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .expect("valid");
         assert_eq!(p.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(p.parent_id, "00f067aa0ba902b7");
     }

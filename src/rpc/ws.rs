@@ -12,12 +12,15 @@ use tokio::sync::mpsc;
 
 pub async fn upgrade(State(app): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
     let max = app.cfg.server.max_frame_bytes;
-    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| serve(app, socket))
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve(app, socket))
 }
 
 async fn serve(app: Arc<AppState>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<crate::runtime::Outbound>(app.cfg.server.outbound_queue);
+    let (out_tx, mut out_rx) =
+        mpsc::channel::<crate::runtime::Outbound>(app.cfg.server.outbound_queue);
     let writer = tokio::spawn(async move {
         while let Some(msg) = out_rx.recv().await {
             if sink.send(Message::text(msg.as_ref())).await.is_err() {

@@ -50,8 +50,11 @@ pub async fn run(
     mut audio: mpsc::Receiver<AudioChunk>,
     subs: Arc<ThreadSubscribers>,
 ) {
-    let span = tracing::info_span!("session", thread_id = %spec.thread_id, version = %spec.engine.version);
-    drive(spec, &mut control, &mut audio, subs).instrument(span).await;
+    let span =
+        tracing::info_span!("session", thread_id = %spec.thread_id, version = %spec.engine.version);
+    drive(spec, &mut control, &mut audio, subs)
+        .instrument(span)
+        .await;
 }
 
 async fn drive(
@@ -83,7 +86,10 @@ async fn drive(
                             handoff_id,
                             text,
                         });
-                        task = Some(RunningTask { handle, deadline: Instant::now() + spec.task_timeout });
+                        task = Some(RunningTask {
+                            handle,
+                            deadline: Instant::now() + spec.task_timeout,
+                        });
                     }
                     AgentCommand::Steer { text } => {
                         if let Some(t) = &task {
@@ -97,7 +103,9 @@ async fn drive(
                     }
                 },
                 Output::Close(reason) => {
-                    metrics::SESSIONS_CLOSED.with_label_values(&[reason.as_str()]).inc();
+                    metrics::SESSIONS_CLOSED
+                        .with_label_values(&[reason.as_str()])
+                        .inc();
                     tracing::info!(reason = reason.as_str(), "conversation closed");
                     return;
                 }

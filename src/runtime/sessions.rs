@@ -46,7 +46,9 @@ impl Sessions {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ThreadEntry>> {
-        self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.threads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Make `sub` a subscriber of `thread_id`; returns the thread's subscriber list.
@@ -59,7 +61,8 @@ impl Sessions {
 
     /// Forget a connection everywhere (it disconnected).
     pub fn unsubscribe_all(&self, conn_id: u64) {
-        self.lock().retain(|_, entry| !entry.subscribers.remove(conn_id) || entry.session.is_some());
+        self.lock()
+            .retain(|_, entry| !entry.subscribers.remove(conn_id) || entry.session.is_some());
     }
 
     pub fn notify(&self, thread_id: &str, n: &Notification) {
@@ -74,7 +77,9 @@ impl Sessions {
     }
 
     pub fn is_running(&self, thread_id: &str) -> bool {
-        self.lock().get(thread_id).is_some_and(|e| e.session.is_some())
+        self.lock()
+            .get(thread_id)
+            .is_some_and(|e| e.session.is_some())
     }
 
     /// Start (or replace) the conversation of `spec.thread_id`.
@@ -108,7 +113,11 @@ impl Sessions {
     fn finished(&self, thread_id: &str, generation: u64) {
         let mut threads = self.lock();
         if let Some(entry) = threads.get_mut(thread_id) {
-            if entry.session.as_ref().is_some_and(|s| s.generation == generation) {
+            if entry
+                .session
+                .as_ref()
+                .is_some_and(|s| s.generation == generation)
+            {
                 entry.session = None;
             }
             if entry.session.is_none() && entry.subscribers.is_empty() {
@@ -144,14 +153,23 @@ impl Sessions {
     /// answers `closed{requested}`.
     pub fn stop(&self, thread_id: &str) {
         if self.send_command(thread_id, ClientCommand::Stop) == Delivery::NotRunning {
-            self.notify(thread_id, &Notification::Closed { reason: CloseReason::Requested });
+            self.notify(
+                thread_id,
+                &Notification::Closed {
+                    reason: CloseReason::Requested,
+                },
+            );
         }
     }
 
     /// Stop every running session (shutdown).
     pub fn stop_all(&self) {
-        let ids: Vec<String> =
-            self.lock().iter().filter(|(_, e)| e.session.is_some()).map(|(k, _)| k.clone()).collect();
+        let ids: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.session.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
         for id in ids {
             self.stop(&id);
         }

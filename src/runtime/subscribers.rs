@@ -27,7 +27,9 @@ pub struct ThreadSubscribers {
 
 impl ThreadSubscribers {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
-        self.list.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.list
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn add(&self, sub: Subscriber) {
@@ -60,7 +62,9 @@ impl ThreadSubscribers {
             if sub.opt_out.contains(method) {
                 return true;
             }
-            let msg = text.get_or_insert_with(|| Arc::from(n.to_json(thread_id))).clone();
+            let msg = text
+                .get_or_insert_with(|| Arc::from(n.to_json(thread_id)))
+                .clone();
             match sub.tx.try_send(msg) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) if droppable => {
@@ -68,7 +72,10 @@ impl ThreadSubscribers {
                     true
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::warn!(conn = sub.conn_id, "closing a connection too slow to read its notifications");
+                    tracing::warn!(
+                        conn = sub.conn_id,
+                        "closing a connection too slow to read its notifications"
+                    );
                     sub.kill.notify_one();
                     false
                 }

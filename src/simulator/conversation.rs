@@ -32,7 +32,11 @@ pub const TRIGGER_PING: &str = "ping:";
 #[derive(Debug)]
 enum Step {
     Frame(Value),
-    Audio { item_id: String, response_id: Option<String>, pcm: Vec<u8> },
+    Audio {
+        item_id: String,
+        response_id: Option<String>,
+        pcm: Vec<u8>,
+    },
     /// The response ends: the next queued one may start.
     Finish,
 }
@@ -47,8 +51,13 @@ struct Scheduled {
 #[derive(Debug, Clone)]
 enum Plan {
     Speak(String),
-    Call { name: &'static str, arguments: String },
-    Handoff { input_transcript: String },
+    Call {
+        name: &'static str,
+        arguments: String,
+    },
+    Handoff {
+        input_transcript: String,
+    },
 }
 
 pub struct SimConversation {
@@ -124,15 +133,25 @@ impl SimConversation {
     }
 
     pub fn handle_binary(&mut self) {
-        self.error("invalid_value", "Binary frames are not supported; send JSON text events.".into());
+        self.error(
+            "invalid_value",
+            "Binary frames are not supported; send JSON text events.".into(),
+        );
     }
 
     pub fn handle_client_text(&mut self, text: &str, now: Instant) {
         let Ok(Value::Object(ev)) = serde_json::from_str::<Value>(text) else {
-            self.error("invalid_json", "The event is not a valid JSON object.".into());
+            self.error(
+                "invalid_json",
+                "The event is not a valid JSON object.".into(),
+            );
             return;
         };
-        let ty = ev.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+        let ty = ev
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         match ty.as_str() {
             "session.update" => self.on_session_update(&ev),
             "input_audio_buffer.append" => self.on_audio(&ev, now),
@@ -168,8 +187,15 @@ impl SimConversation {
     }
 
     fn on_audio(&mut self, ev: &serde_json::Map<String, Value>, now: Instant) {
-        let Some(pcm) = ev.get("audio").and_then(Value::as_str).and_then(|a| B64.decode(a).ok()) else {
-            self.error("invalid_value", "Invalid 'audio'. Expected base64-encoded PCM16 audio.".into());
+        let Some(pcm) = ev
+            .get("audio")
+            .and_then(Value::as_str)
+            .and_then(|a| B64.decode(a).ok())
+        else {
+            self.error(
+                "invalid_value",
+                "Invalid 'audio'. Expected base64-encoded PCM16 audio.".into(),
+            );
             return;
         };
         if self.cfg.echo {
@@ -191,7 +217,9 @@ impl SimConversation {
                         "audio_start_ms": 0,
                         "item_id": item
                     })),
-                    ModelVersion::V1 => self.emit(json!({"type": "input_audio_buffer.speech_started"})),
+                    ModelVersion::V1 => {
+                        self.emit(json!({"type": "input_audio_buffer.speech_started"}))
+                    }
                 }
                 self.cancel_active(now);
             }
@@ -244,11 +272,16 @@ impl SimConversation {
                     name: "background_agent",
                     arguments: json!({"prompt": rest}).to_string(),
                 },
-                ModelVersion::V1 => Plan::Handoff { input_transcript: rest.to_owned() },
+                ModelVersion::V1 => Plan::Handoff {
+                    input_transcript: rest.to_owned(),
+                },
             });
         }
         if find_trigger(text, TRIGGER_SILENT).is_some() {
-            return Some(Plan::Call { name: "remain_silent", arguments: "{}".into() });
+            return Some(Plan::Call {
+                name: "remain_silent",
+                arguments: "{}".into(),
+            });
         }
         if let Some(rest) = find_trigger(text, TRIGGER_FAIL) {
             self.error("simulated_failure", format!("Simulated failure: {rest}"));
@@ -267,7 +300,10 @@ impl SimConversation {
 
     fn on_item_create(&mut self, ev: &serde_json::Map<String, Value>, now: Instant) {
         let Some(mut item) = ev.get("item").cloned().filter(Value::is_object) else {
-            self.error("missing_required_parameter", "Missing required parameter: 'item'.".into());
+            self.error(
+                "missing_required_parameter",
+                "Missing required parameter: 'item'.".into(),
+            );
             return;
         };
         let id = self.id("item");
@@ -275,13 +311,19 @@ impl SimConversation {
             obj.entry("id").or_insert(id.into());
             obj.insert("status".into(), "completed".into());
         }
-        let kind = item.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+        let kind = item
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         self.emit(json!({"type": "conversation.item.added", "item": item}));
         self.emit(json!({"type": "conversation.item.done", "item": item}));
         match kind.as_str() {
             "function_call_output" => {
-                self.last_tool_output =
-                    item.get("output").and_then(Value::as_str).map(str::to_owned);
+                self.last_tool_output = item
+                    .get("output")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
             }
             "message" => {
                 let role = item.get("role").and_then(Value::as_str).unwrap_or("");
@@ -324,10 +366,17 @@ impl SimConversation {
     }
 
     fn on_truncate(&mut self, ev: &serde_json::Map<String, Value>) {
-        let item_id = ev.get("item_id").and_then(Value::as_str).unwrap_or("").to_owned();
+        let item_id = ev
+            .get("item_id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let end_ms = ev.get("audio_end_ms").and_then(Value::as_u64).unwrap_or(0);
         let Some(sent) = self.sent_samples.get(&item_id).copied() else {
-            self.error("item_not_found", format!("Item with item_id '{item_id}' not found."));
+            self.error(
+                "item_not_found",
+                format!("Item with item_id '{item_id}' not found."),
+            );
             return;
         };
         let sent_ms = sent * 1000 / u64::from(audio::SAMPLE_RATE);
@@ -354,7 +403,9 @@ impl SimConversation {
     }
 
     fn cancel_active(&mut self, now: Instant) {
-        let Some(active) = self.active.take() else { return };
+        let Some(active) = self.active.take() else {
+            return;
+        };
         self.schedule.clear();
         if self.version == ModelVersion::V2 {
             self.emit(json!({"type": "response.done", "response": {
@@ -366,10 +417,11 @@ impl SimConversation {
     }
 
     fn start_next(&mut self, now: Instant) {
-        if self.active.is_none() {
-            if let Some(plan) = self.queued.pop_front() {
-                self.start(plan, now);
-            }
+        if self.active.is_some() {
+            return;
+        }
+        if let Some(plan) = self.queued.pop_front() {
+            self.start(plan, now);
         }
     }
 
@@ -378,20 +430,30 @@ impl SimConversation {
         self.active = Some(response_id.clone());
         let mut at = now;
         let v2 = self.version == ModelVersion::V2;
-        let push = |s: &mut VecDeque<Scheduled>, at: Instant, step: Step| s.push_back(Scheduled { at, step });
+        let push = |s: &mut VecDeque<Scheduled>, at: Instant, step: Step| {
+            s.push_back(Scheduled { at, step })
+        };
         if v2 {
-            push(&mut self.schedule, at, Step::Frame(json!({"type": "response.created", "response": {
-                "id": response_id, "object": "realtime.response", "status": "in_progress", "output": []
-            }})));
+            push(
+                &mut self.schedule,
+                at,
+                Step::Frame(json!({"type": "response.created", "response": {
+                    "id": response_id, "object": "realtime.response", "status": "in_progress", "output": []
+                }})),
+            );
         }
         match plan {
             Plan::Handoff { input_transcript } => {
                 let handoff_id = self.id("handoff");
                 let item_id = self.id("item");
-                push(&mut self.schedule, at, Step::Frame(json!({
-                    "type": "conversation.handoff.requested",
-                    "handoff_id": handoff_id, "item_id": item_id, "input_transcript": input_transcript
-                })));
+                push(
+                    &mut self.schedule,
+                    at,
+                    Step::Frame(json!({
+                        "type": "conversation.handoff.requested",
+                        "handoff_id": handoff_id, "item_id": item_id, "input_transcript": input_transcript
+                    })),
+                );
             }
             Plan::Call { name, arguments } => {
                 let item_id = self.id("item");
@@ -419,10 +481,18 @@ impl SimConversation {
                 let item = json!({"id": item_id, "type": "message", "role": "assistant",
                     "status": "in_progress", "content": []});
                 if v2 {
-                    push(&mut self.schedule, at, Step::Frame(json!({"type": "response.output_item.added",
-                        "response_id": response_id, "output_index": 0, "item": item})));
+                    push(
+                        &mut self.schedule,
+                        at,
+                        Step::Frame(json!({"type": "response.output_item.added",
+                        "response_id": response_id, "output_index": 0, "item": item})),
+                    );
                 }
-                push(&mut self.schedule, at, Step::Frame(json!({"type": "conversation.item.added", "item": item})));
+                push(
+                    &mut self.schedule,
+                    at,
+                    Step::Frame(json!({"type": "conversation.item.added", "item": item})),
+                );
                 let words = split_words(&text);
                 let text_only = v2 && self.output_text_only;
                 let total_ms = (words.len() as u64 * 200).max(400);
@@ -430,21 +500,31 @@ impl SimConversation {
                 for i in 0..chunks.max(words.len() as u64) {
                     if let Some(word) = words.get(i as usize) {
                         let f = match (v2, text_only) {
-                            (true, true) => json!({"type": "response.output_text.delta", "response_id": response_id,
-                                "item_id": item_id, "output_index": 0, "content_index": 0, "delta": word}),
-                            (true, false) => json!({"type": "response.output_audio_transcript.delta", "response_id": response_id,
-                                "item_id": item_id, "output_index": 0, "content_index": 0, "delta": word}),
-                            (false, _) => json!({"type": "conversation.output_transcript.delta", "item_id": item_id, "delta": word}),
+                            (true, true) => {
+                                json!({"type": "response.output_text.delta", "response_id": response_id,
+                                "item_id": item_id, "output_index": 0, "content_index": 0, "delta": word})
+                            }
+                            (true, false) => {
+                                json!({"type": "response.output_audio_transcript.delta", "response_id": response_id,
+                                "item_id": item_id, "output_index": 0, "content_index": 0, "delta": word})
+                            }
+                            (false, _) => {
+                                json!({"type": "conversation.output_transcript.delta", "item_id": item_id, "delta": word})
+                            }
                         };
                         push(&mut self.schedule, at, Step::Frame(f));
                     }
                     if !text_only && i < chunks {
                         let pcm = audio::tone(self.cfg.chunk_ms, i * self.cfg.chunk_ms * 24);
-                        push(&mut self.schedule, at, Step::Audio {
-                            item_id: item_id.clone(),
-                            response_id: v2.then(|| response_id.clone()),
-                            pcm,
-                        });
+                        push(
+                            &mut self.schedule,
+                            at,
+                            Step::Audio {
+                                item_id: item_id.clone(),
+                                response_id: v2.then(|| response_id.clone()),
+                                pcm,
+                            },
+                        );
                         if self.cfg.realtime {
                             at += Duration::from_millis(self.cfg.chunk_ms);
                         }
@@ -461,16 +541,28 @@ impl SimConversation {
                 };
                 push(&mut self.schedule, at, Step::Frame(done));
                 if v2 && !text_only {
-                    push(&mut self.schedule, at, Step::Frame(json!({"type": "response.output_audio.done",
-                        "response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0})));
+                    push(
+                        &mut self.schedule,
+                        at,
+                        Step::Frame(json!({"type": "response.output_audio.done",
+                        "response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0})),
+                    );
                 }
-                push(&mut self.schedule, at, Step::Frame(json!({"type": "conversation.item.done", "item": done_item})));
+                push(
+                    &mut self.schedule,
+                    at,
+                    Step::Frame(json!({"type": "conversation.item.done", "item": done_item})),
+                );
             }
         }
         if v2 {
-            push(&mut self.schedule, at, Step::Frame(json!({"type": "response.done", "response": {
-                "id": response_id, "object": "realtime.response", "status": "completed"
-            }})));
+            push(
+                &mut self.schedule,
+                at,
+                Step::Frame(json!({"type": "response.done", "response": {
+                    "id": response_id, "object": "realtime.response", "status": "completed"
+                }})),
+            );
         }
         push(&mut self.schedule, at, Step::Finish);
         self.handle_timeout(now);
@@ -479,12 +571,16 @@ impl SimConversation {
     /// Run every scheduled step due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         while self.schedule.front().is_some_and(|s| s.at <= now) {
-            let Some(s) = self.schedule.pop_front() else { break };
+            let Some(s) = self.schedule.pop_front() else {
+                break;
+            };
             match s.step {
                 Step::Frame(v) => self.emit(v),
-                Step::Audio { item_id, response_id, pcm } => {
-                    self.send_audio_now(&item_id, response_id.as_deref(), &pcm)
-                }
+                Step::Audio {
+                    item_id,
+                    response_id,
+                    pcm,
+                } => self.send_audio_now(&item_id, response_id.as_deref(), &pcm),
                 Step::Finish => {
                     self.active = None;
                     self.start_next(now);
@@ -497,10 +593,14 @@ impl SimConversation {
         *self.sent_samples.entry(item_id.to_owned()).or_default() += (pcm.len() / 2) as u64;
         let delta = B64.encode(pcm);
         let frame = match self.version {
-            ModelVersion::V2 => json!({"type": "response.output_audio.delta", "response_id": response_id,
-                "item_id": item_id, "output_index": 0, "content_index": 0, "delta": delta}),
-            ModelVersion::V1 => json!({"type": "conversation.output_audio.delta", "item_id": item_id,
-                "delta": delta, "sample_rate": audio::SAMPLE_RATE, "channels": 1}),
+            ModelVersion::V2 => {
+                json!({"type": "response.output_audio.delta", "response_id": response_id,
+                "item_id": item_id, "output_index": 0, "content_index": 0, "delta": delta})
+            }
+            ModelVersion::V1 => {
+                json!({"type": "conversation.output_audio.delta", "item_id": item_id,
+                "delta": delta, "sample_rate": audio::SAMPLE_RATE, "channels": 1})
+            }
         };
         self.echo_offset += (pcm.len() / 2) as u64;
         self.emit(frame);
@@ -509,7 +609,9 @@ impl SimConversation {
 
 fn find_trigger<'a>(text: &'a str, trigger: &str) -> Option<&'a str> {
     let lower = text.to_ascii_lowercase();
-    lower.find(trigger).map(|i| text[i + trigger.len()..].trim())
+    lower
+        .find(trigger)
+        .map(|i| text[i + trigger.len()..].trim())
 }
 
 /// Words with their following space kept, so deltas concatenate back to the text.

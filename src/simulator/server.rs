@@ -26,9 +26,16 @@ pub enum SimRecord {
         user_agent: Option<String>,
         has_openai_beta: bool,
     },
-    Frame { conn: u64, text: String },
-    Pong { conn: u64 },
-    Disconnected { conn: u64 },
+    Frame {
+        conn: u64,
+        text: String,
+    },
+    Pong {
+        conn: u64,
+    },
+    Disconnected {
+        conn: u64,
+    },
 }
 
 struct SimState {
@@ -50,14 +57,22 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (records, _) = broadcast::channel(4096);
-        let state = Arc::new(SimState { cfg, next_conn: AtomicU64::new(1), records: records.clone() });
+        let state = Arc::new(SimState {
+            cfg,
+            next_conn: AtomicU64::new(1),
+            records: records.clone(),
+        });
         let app = router(state);
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "simulator server stopped");
             }
         });
-        Ok(Self { addr, records, task })
+        Ok(Self {
+            addr,
+            records,
+            task,
+        })
     }
 
     /// Base URL to configure as `[upstream] base_url`.
@@ -89,7 +104,11 @@ async fn upgrade(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> axum::response::Response {
     let Some(ws) = ws.ok().filter(|_| uri.path().ends_with("/realtime")) else {
-        return (axum::http::StatusCode::NOT_FOUND, "simulator serves websocket GET /v1/realtime").into_response();
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "simulator serves websocket GET /v1/realtime",
+        )
+            .into_response();
     };
     let query = query.unwrap_or_default();
     let version = if query.split('&').any(|p| p == "intent=quicksilver") {
@@ -98,10 +117,18 @@ async fn upgrade(
         ModelVersion::V2
     };
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let _ = state.records.send(SimRecord::Connected {
         conn,
-        path_and_query: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        path_and_query: uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         authorization: header("authorization"),
         session_id: header("x-session-id"),
         user_agent: header("user-agent"),

@@ -30,7 +30,11 @@ pub fn realtime_ws_url(
     let ws_scheme = match scheme.to_ascii_lowercase().as_str() {
         "http" | "ws" => "ws",
         "https" | "wss" => "wss",
-        other => return Err(format!("unsupported URL scheme `{other}` (use http, https, ws or wss)")),
+        other => {
+            return Err(format!(
+                "unsupported URL scheme `{other}` (use http, https, ws or wss)"
+            ));
+        }
     };
     let (rest, existing_query) = match rest.split_once('?') {
         Some((r, q)) => (r, Some(q)),
@@ -68,7 +72,12 @@ pub fn realtime_ws_url(
         (None, Some(m)) => query.push(format!("model={}", encode_query_value(m))),
         (None, None) => {}
     }
-    query.extend(extra_query.split('&').filter(|p| !p.is_empty()).map(str::to_owned));
+    query.extend(
+        extra_query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned),
+    );
     let mut url = format!("{ws_scheme}://{authority}{path}");
     if !query.is_empty() {
         url.push('?');
@@ -88,17 +97,35 @@ mod tests {
 
     #[test]
     fn paths_normalize_to_v1_realtime() {
-        assert_eq!(url("https://api.openai.com/v1", V2), "wss://api.openai.com/v1/realtime?model=gpt-realtime-1.5");
-        assert_eq!(url("https://api.openai.com/v1/", V2), "wss://api.openai.com/v1/realtime?model=gpt-realtime-1.5");
-        assert_eq!(url("http://127.0.0.1:9", V2), "ws://127.0.0.1:9/v1/realtime?model=gpt-realtime-1.5");
-        assert_eq!(url("http://127.0.0.1:9/", V2), "ws://127.0.0.1:9/v1/realtime?model=gpt-realtime-1.5");
-        assert_eq!(url("wss://h/x/realtime", V2), "wss://h/x/realtime?model=gpt-realtime-1.5");
+        assert_eq!(
+            url("https://api.openai.com/v1", V2),
+            "wss://api.openai.com/v1/realtime?model=gpt-realtime-1.5"
+        );
+        assert_eq!(
+            url("https://api.openai.com/v1/", V2),
+            "wss://api.openai.com/v1/realtime?model=gpt-realtime-1.5"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:9", V2),
+            "ws://127.0.0.1:9/v1/realtime?model=gpt-realtime-1.5"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:9/", V2),
+            "ws://127.0.0.1:9/v1/realtime?model=gpt-realtime-1.5"
+        );
+        assert_eq!(
+            url("wss://h/x/realtime", V2),
+            "wss://h/x/realtime?model=gpt-realtime-1.5"
+        );
     }
 
     #[test]
     fn query_order_is_existing_intent_model_extras() {
         let u = realtime_ws_url("https://h/v1?a=1", V1, Some("m"), None, "x=2&y=3").expect("valid");
-        assert_eq!(u, "wss://h/v1/realtime?a=1&intent=quicksilver&model=m&x=2&y=3");
+        assert_eq!(
+            u,
+            "wss://h/v1/realtime?a=1&intent=quicksilver&model=m&x=2&y=3"
+        );
     }
 
     #[test]

@@ -92,16 +92,28 @@ pub async fn connect(
             .map_err(|_| "API key contains characters not allowed in a header".to_owned())?;
         headers.insert("authorization", value);
     }
-    let sid = HeaderValue::from_str(&req.session_id)
-        .map_err(|_| "realtime session id contains characters not allowed in a header".to_owned())?;
+    let sid = HeaderValue::from_str(&req.session_id).map_err(|_| {
+        "realtime session id contains characters not allowed in a header".to_owned()
+    })?;
     headers.insert("x-session-id", sid);
-    headers.insert("user-agent", HeaderValue::from_static(concat!("voxgate/", env!("CARGO_PKG_VERSION"))));
+    headers.insert(
+        "user-agent",
+        HeaderValue::from_static(concat!("voxgate/", env!("CARGO_PKG_VERSION"))),
+    );
 
     let started = std::time::Instant::now();
-    let (ws, _resp) = tokio::time::timeout(req.connect_timeout, tokio_tungstenite::connect_async(request))
-        .await
-        .map_err(|_| format!("timed out connecting to the realtime model after {:?}", req.connect_timeout))?
-        .map_err(describe_connect_error)?;
+    let (ws, _resp) = tokio::time::timeout(
+        req.connect_timeout,
+        tokio_tungstenite::connect_async(request),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "timed out connecting to the realtime model after {:?}",
+            req.connect_timeout
+        )
+    })?
+    .map_err(describe_connect_error)?;
     metrics::UPSTREAM_CONNECT_SECONDS.observe(started.elapsed().as_secs_f64());
 
     let (mut sink, mut stream) = ws.split();
@@ -148,13 +160,15 @@ pub async fn connect(
                     UpstreamEvent::Failed("unexpected binary realtime websocket event".into())
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
-                    UpstreamEvent::Closed
-                }
+                Some(Err(
+                    tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
+                )) => UpstreamEvent::Closed,
                 Some(Err(tungstenite::Error::Protocol(
                     tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
                 ))) => UpstreamEvent::Closed,
-                Some(Err(e)) => UpstreamEvent::Failed(format!("realtime websocket read failed: {e}")),
+                Some(Err(e)) => {
+                    UpstreamEvent::Failed(format!("realtime websocket read failed: {e}"))
+                }
             };
             let terminal = !matches!(event, UpstreamEvent::Model(_));
             if events.send(event).await.is_err() || terminal {
@@ -163,13 +177,20 @@ pub async fn connect(
         }
     });
 
-    Ok(UpstreamLink { control: control_tx, audio: audio_tx, tasks: [writer, reader] })
+    Ok(UpstreamLink {
+        control: control_tx,
+        audio: audio_tx,
+        tasks: [writer, reader],
+    })
 }
 
 fn describe_connect_error(e: tungstenite::Error) -> String {
     match e {
         tungstenite::Error::Http(resp) => {
-            format!("realtime model refused the connection: HTTP {}", resp.status())
+            format!(
+                "realtime model refused the connection: HTTP {}",
+                resp.status()
+            )
         }
         other => format!("failed to connect to the realtime model: {other}"),
     }

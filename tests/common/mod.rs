@@ -52,17 +52,26 @@ pub async fn harness_with(
 ) -> Harness {
     let mut sim_cfg = voxgate::config::SimulatorConfig::default();
     tweak_sim(&mut sim_cfg);
-    let sim = Simulator::start(([127, 0, 0, 1], 0).into(), sim_cfg).await.expect("simulator binds");
+    let sim = Simulator::start(([127, 0, 0, 1], 0).into(), sim_cfg)
+        .await
+        .expect("simulator binds");
     let mut cfg = test_config(&sim);
     tweak(&mut cfg);
     let app = AppState::build(cfg).await.expect("app builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app2 = app.clone();
     let server = tokio::spawn(async move {
         let _ = voxgate::http::serve(listener, app2, std::future::pending()).await;
     });
-    Harness { sim, app, addr, server }
+    Harness {
+        sim,
+        app,
+        addr,
+        server,
+    }
 }
 
 pub struct RpcClient {
@@ -73,11 +82,18 @@ pub struct RpcClient {
 
 impl RpcClient {
     pub async fn connect(addr: std::net::SocketAddr) -> Self {
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(format!("ws://{addr}/rpc")))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        Self { ws, next_id: 1, pending: VecDeque::new() }
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::connect_async(format!("ws://{addr}/rpc")),
+        )
+        .await
+        .expect("connect in time")
+        .expect("connect");
+        Self {
+            ws,
+            next_id: 1,
+            pending: VecDeque::new(),
+        }
     }
 
     /// Connect and initialize with experimentalApi.
@@ -87,13 +103,21 @@ impl RpcClient {
 
     pub async fn ready_with(addr: std::net::SocketAddr, caps: Value) -> Self {
         let mut c = Self::connect(addr).await;
-        let r = c.request("initialize", json!({"clientInfo": {"name": "test", "version": "1"}, "capabilities": caps})).await;
+        let r = c
+            .request(
+                "initialize",
+                json!({"clientInfo": {"name": "test", "version": "1"}, "capabilities": caps}),
+            )
+            .await;
         assert!(r.get("result").is_some(), "initialize failed: {r}");
         c
     }
 
     pub async fn send_raw(&mut self, text: impl Into<String>) {
-        self.ws.send(Message::text(text.into())).await.expect("send");
+        self.ws
+            .send(Message::text(text.into()))
+            .await
+            .expect("send");
     }
 
     async fn recv(&mut self) -> Value {
@@ -113,7 +137,8 @@ impl RpcClient {
     pub async fn request(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
-        self.send_raw(json!({"id": id, "method": method, "params": params}).to_string()).await;
+        self.send_raw(json!({"id": id, "method": method, "params": params}).to_string())
+            .await;
         self.response_to(json!(id)).await
     }
 
@@ -157,7 +182,10 @@ impl RpcClient {
     /// Collect notifications until `method` arrives; returns (methods seen, that notification).
     pub async fn methods_until(&mut self, method: &str) -> (Vec<String>, Value) {
         let (params, skipped) = self.until(method).await;
-        let methods = skipped.iter().filter_map(|v| v["method"].as_str().map(str::to_owned)).collect();
+        let methods = skipped
+            .iter()
+            .filter_map(|v| v["method"].as_str().map(str::to_owned))
+            .collect();
         (methods, params)
     }
 
@@ -184,7 +212,10 @@ impl SimFrames {
     }
 
     pub async fn next(&mut self) -> SimRecord {
-        tokio::time::timeout(WAIT, self.rx.recv()).await.expect("simulator record in time").expect("record")
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("simulator record in time")
+            .expect("record")
     }
 
     pub async fn next_connected(&mut self) -> SimRecord {
@@ -210,7 +241,9 @@ impl SimFrames {
         let mut seen = Vec::new();
         loop {
             let f = self.next_frame().await;
-            let is = serde_json::from_str::<Value>(&f).ok().and_then(|v| v["type"].as_str().map(str::to_owned))
+            let is = serde_json::from_str::<Value>(&f)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned))
                 == Some(ty.to_owned());
             seen.push(f);
             if is {
@@ -238,7 +271,11 @@ pub fn pcm(ms: u64, loud: bool) -> Vec<u8> {
     let n = ms * 24;
     let mut out = Vec::with_capacity(n as usize * 2);
     for i in 0..n {
-        let s: i16 = if loud { if (i / 30) % 2 == 0 { 8000 } else { -8000 } } else { 0 };
+        let s: i16 = if loud {
+            if (i / 30) % 2 == 0 { 8000 } else { -8000 }
+        } else {
+            0
+        };
         out.extend_from_slice(&s.to_le_bytes());
     }
     out
