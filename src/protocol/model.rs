@@ -216,6 +216,56 @@ pub enum ModelFrame {
 pub const ACTIVE_RESPONSE_RACE_PREFIX: &str =
     "Conversation already has an active response in progress:";
 
+/// Append `s` to `out` as a JSON string literal (quotes included). The fast path copies strings
+/// that need no escaping (base64 audio, ids) without going through a serializer.
+pub fn push_json_str(out: &mut String, s: &str) {
+    // A branch-free fold the compiler vectorizes (base64 audio is kilobytes per frame).
+    let needs_escape = s.as_bytes().iter().fold(false, |acc, &b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !needs_escape {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
+    }
+}
+
+/// The fields of an inbound audio delta, borrowed from the frame (the hot path skips building a
+/// full JSON tree for the most frequent event).
+#[derive(serde::Deserialize)]
+pub(crate) struct AudioDeltaProbe<'a> {
+    #[serde(rename = "type", borrow)]
+    pub ty: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub delta: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub data: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub item_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    pub sample_rate: Option<u64>,
+    #[serde(default)]
+    pub channels: Option<u64>,
+    #[serde(default)]
+    pub num_channels: Option<u64>,
+    #[serde(default)]
+    pub samples_per_channel: Option<u64>,
+}
+
+impl<'a> AudioDeltaProbe<'a> {
+    /// Probe a frame whose text mentions `type_name`; `None` means "use the general parser".
+    pub fn probe(text: &'a str, type_name: &str) -> Option<Self> {
+        if !text.contains(type_name) {
+            return None;
+        }
+        serde_json::from_str::<AudioDeltaProbe<'a>>(text)
+            .ok()
+            .filter(|p| p.ty == type_name)
+    }
+}
+
 // Shared parsing helpers for the per-version modules.
 pub(crate) mod fields {
     use super::SkipReason;

@@ -2,10 +2,36 @@
 //! outbound JSON. v1 has no response lifecycle, no function calls and no truncation: handoffs
 //! arrive as `conversation.handoff.requested` and are answered with `conversation.handoff.append`.
 
-use super::model::{AudioChunk, ModelEvent, ModelFrame, SkipReason, TextRole, fields};
+use super::model::{
+    AudioChunk, AudioDeltaProbe, ModelEvent, ModelFrame, SkipReason, TextRole, fields,
+};
 use serde_json::{Value, json};
 
 pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
+    const AUDIO: &str = "conversation.output_audio.delta";
+    if let Some(p) = AudioDeltaProbe::probe(text, AUDIO) {
+        let missing = |field| SkipReason::MissingField {
+            event: AUDIO.to_owned(),
+            field,
+        };
+        let data = p.delta.or(p.data).ok_or(missing("delta"))?;
+        let sample_rate = p
+            .sample_rate
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or(missing("sample_rate"))?;
+        let channels = p
+            .channels
+            .or(p.num_channels)
+            .and_then(|v| u16::try_from(v).ok())
+            .ok_or(missing("channels"))?;
+        return Ok(ModelEvent::AudioOut(AudioChunk {
+            data: data.into_owned(),
+            sample_rate,
+            num_channels: channels,
+            samples_per_channel: p.samples_per_channel.and_then(|v| u32::try_from(v).ok()),
+            item_id: p.item_id.map(|s| s.into_owned()),
+        }));
+    }
     let (mut map, ty) = fields::object(text)?;
     let ev = match ty.as_str() {
         "session.updated" => {
@@ -92,6 +118,15 @@ pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
     Ok(ev)
 }
 
+/// `{"type":"input_audio_buffer.append","audio":…}` built directly (the per-frame hot path).
+pub(crate) fn audio_append(audio: &str) -> String {
+    let mut out = String::with_capacity(audio.len() + 48);
+    out.push_str(r#"{"type":"input_audio_buffer.append","audio":"#);
+    super::model::push_json_str(&mut out, audio);
+    out.push('}');
+    out
+}
+
 /// `conversation.item.create` carrying one text message (shared by both versions).
 pub(crate) fn message_item(role: TextRole, text: &str) -> Value {
     let content_type = match role {
@@ -111,9 +146,7 @@ pub(crate) fn message_item(role: TextRole, text: &str) -> Value {
 pub fn build(frame: &ModelFrame) -> Option<String> {
     let value = match frame {
         ModelFrame::SessionUpdate { update } => return Some(update.to_string()),
-        ModelFrame::AudioAppend { audio } => {
-            json!({"type": "input_audio_buffer.append", "audio": audio})
-        }
+        ModelFrame::AudioAppend { audio } => return Some(audio_append(audio)),
         ModelFrame::Text { role, text } => message_item(*role, text),
         ModelFrame::HandoffAppend {
             handoff_id,

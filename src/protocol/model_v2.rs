@@ -1,10 +1,26 @@
 //! Model wire version v2 (GA realtime): inbound JSON → [`ModelEvent`], [`ModelFrame`] → exact
 //! outbound JSON. Pure functions, no I/O.
 
-use super::model::{AudioChunk, ModelEvent, ModelFrame, SkipReason, fields};
+use super::model::{AudioChunk, AudioDeltaProbe, ModelEvent, ModelFrame, SkipReason, fields};
 use serde_json::{Value, json};
 
 pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
+    // Hot path: the audio delta, without building a JSON tree.
+    for name in ["response.output_audio.delta", "response.audio.delta"] {
+        if let Some(p) = AudioDeltaProbe::probe(text, name) {
+            let data = p.delta.ok_or(SkipReason::MissingField {
+                event: name.to_owned(),
+                field: "delta",
+            })?;
+            return Ok(ModelEvent::AudioOut(AudioChunk {
+                data: data.into_owned(),
+                sample_rate: 24_000,
+                num_channels: 1,
+                samples_per_channel: None,
+                item_id: p.item_id.map(|s| s.into_owned()),
+            }));
+        }
+    }
     let (mut map, ty) = fields::object(text)?;
     let ev = match ty.as_str() {
         "session.updated" => {
@@ -121,9 +137,7 @@ pub fn transcript_from_arguments(raw: &str) -> String {
 pub fn build(frame: &ModelFrame) -> Option<String> {
     let value = match frame {
         ModelFrame::SessionUpdate { update } => return Some(update.to_string()),
-        ModelFrame::AudioAppend { audio } => {
-            json!({"type": "input_audio_buffer.append", "audio": audio})
-        }
+        ModelFrame::AudioAppend { audio } => return Some(super::model_v1::audio_append(audio)),
         ModelFrame::Text { role, text } => super::model_v1::message_item(*role, text),
         ModelFrame::FunctionOutput { call_id, output } => json!({
             "type": "conversation.item.create",

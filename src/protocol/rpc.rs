@@ -315,6 +315,9 @@ impl Notification {
 
     /// The exact wire message `{"method":…,"params":{"threadId":…,…}}`.
     pub fn to_json(&self, thread_id: &str) -> String {
+        if let Notification::OutputAudioDelta(chunk) = self {
+            return output_audio_json(thread_id, chunk);
+        }
         let mut p = Map::new();
         p.insert("threadId".into(), thread_id.into());
         match self {
@@ -357,6 +360,30 @@ impl Notification {
     }
 }
 
+/// `thread/realtime/outputAudio/delta` built directly (the per-chunk hot path); byte-identical to
+/// the general serializer's output.
+fn output_audio_json(thread_id: &str, chunk: &AudioChunk) -> String {
+    use super::model::push_json_str;
+    let mut out = String::with_capacity(chunk.data.len() + 160);
+    out.push_str(r#"{"method":"thread/realtime/outputAudio/delta","params":{"threadId":"#);
+    push_json_str(&mut out, thread_id);
+    out.push_str(r#","audio":{"data":"#);
+    push_json_str(&mut out, &chunk.data);
+    out.push_str(&format!(
+        r#","sampleRate":{},"numChannels":{}"#,
+        chunk.sample_rate, chunk.num_channels
+    ));
+    if let Some(n) = chunk.samples_per_channel {
+        out.push_str(&format!(r#","samplesPerChannel":{n}"#));
+    }
+    if let Some(id) = &chunk.item_id {
+        out.push_str(r#","itemId":"#);
+        push_json_str(&mut out, id);
+    }
+    out.push_str("}}}");
+    out
+}
+
 /// The `audio` object shared by appendAudio and outputAudio/delta.
 pub fn audio_json(chunk: &AudioChunk) -> Value {
     let mut a = Map::new();
@@ -370,4 +397,33 @@ pub fn audio_json(chunk: &AudioChunk) -> Value {
         a.insert("itemId".into(), id.as_str().into());
     }
     Value::Object(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_output_audio_json_matches_the_general_serializer() {
+        for (spc, item) in [
+            (None, None),
+            (Some(480), Some("it\"em_1")),
+            (None, Some("item_2")),
+        ] {
+            let chunk = AudioChunk {
+                data: "AAEC/+8=".into(),
+                sample_rate: 24000,
+                num_channels: 1,
+                samples_per_channel: spc,
+                item_id: item.map(str::to_owned),
+            };
+            let general = json!({"method": "thread/realtime/outputAudio/delta",
+                "params": {"threadId": "t\"1", "audio": audio_json(&chunk)}})
+            .to_string();
+            assert_eq!(
+                Notification::OutputAudioDelta(chunk).to_json("t\"1"),
+                general
+            );
+        }
+    }
 }
