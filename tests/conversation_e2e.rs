@@ -170,3 +170,82 @@ async fn remain_silent_is_answered_with_empty_output_and_no_response() {
     let next = frames.next_frame().await;
     assert!(next.contains("[USER] marker"), "{next}");
 }
+
+#[tokio::test]
+async fn upstream_pings_are_answered_with_pongs() {
+    let h = harness().await;
+    let mut rx = h.sim.records();
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "ping: are you there"}),
+    )
+    .await;
+    loop {
+        let r = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("pong in time")
+            .expect("record");
+        if matches!(r, voxgate::simulator::SimRecord::Pong { .. }) {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn upstream_binary_frame_is_an_error_and_closes_with_error() {
+    let h = harness().await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "binary: please"}),
+    )
+    .await;
+    let err = c.notification("thread/realtime/error").await;
+    assert_eq!(err["message"], "unexpected binary realtime websocket event");
+    assert_eq!(
+        c.notification("thread/realtime/closed").await["reason"],
+        "error"
+    );
+}
+
+#[tokio::test]
+async fn delegated_task_timeout_still_resolves_the_call() {
+    let h = harness_with(
+        |_| {},
+        |cfg| {
+            cfg.agent.task_timeout_secs = 1;
+            cfg.agent.embedded.delay_ms = 60_000;
+        },
+    )
+    .await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "delegate: slow job"}),
+    )
+    .await;
+    let mut output = None;
+    while output.is_none() {
+        let f: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
+        if f["item"]["type"] == "function_call_output" {
+            output = Some(f);
+        }
+    }
+    let output = output.expect("function output");
+    assert_eq!(
+        output["item"]["output"],
+        "The background agent could not finish the task: timed out after 1s"
+    );
+    assert_eq!(frames.next_frame().await, r#"{"type":"response.create"}"#);
+}

@@ -66,3 +66,58 @@ async fn run(cfg: EmbeddedAgentConfig, task: AgentTask, mut io: TaskIo) {
         .send(AgentUpdate::End(TaskOutcome::Completed))
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(delay_ms: u64, progress: u32) -> EmbeddedAgent {
+        EmbeddedAgent::new(EmbeddedAgentConfig {
+            delay_ms,
+            progress_messages: progress,
+            reply: "Done: {input}".into(),
+        })
+    }
+
+    fn task(text: &str) -> AgentTask {
+        AgentTask {
+            thread_id: "t".into(),
+            handoff_id: "h".into(),
+            text: text.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_progress_then_reply_then_completed() {
+        let mut h = agent(1, 2).start(task(
+            "<realtime_delegation>\n  <input>a &amp; b</input>\n</realtime_delegation>",
+        ));
+        assert_eq!(
+            h.next().await,
+            AgentUpdate::Message("Working on it (1/2): a & b".into())
+        );
+        assert_eq!(
+            h.next().await,
+            AgentUpdate::Message("Working on it (2/2): a & b".into())
+        );
+        assert_eq!(h.next().await, AgentUpdate::Message("Done: a & b".into()));
+        assert_eq!(h.next().await, AgentUpdate::End(TaskOutcome::Completed));
+    }
+
+    #[tokio::test]
+    async fn steering_is_noted_in_the_next_message() {
+        let mut h = agent(200, 0).start(task("<input>x</input>"));
+        h.steer("<input>also y</input>".into());
+        assert_eq!(
+            h.next().await,
+            AgentUpdate::Message("Done: x (also noted: also y)".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_ends_the_task_as_cancelled() {
+        let mut h = agent(60_000, 0).start(task("<input>x</input>"));
+        h.cancel();
+        assert_eq!(h.next().await, AgentUpdate::End(TaskOutcome::Cancelled));
+    }
+}

@@ -84,3 +84,86 @@ impl ThreadSubscribers {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::AudioChunk;
+    use crate::protocol::rpc::CloseReason;
+
+    fn sub(conn_id: u64, cap: usize, opt_out: &[&str]) -> (Subscriber, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(cap);
+        let sub = Subscriber {
+            conn_id,
+            tx,
+            opt_out: Arc::new(opt_out.iter().map(|s| (*s).to_owned()).collect()),
+            kill: Arc::new(Notify::new()),
+        };
+        (sub, rx)
+    }
+
+    fn audio() -> Notification {
+        Notification::OutputAudioDelta(AudioChunk {
+            data: "AAAA".into(),
+            sample_rate: 24000,
+            num_channels: 1,
+            samples_per_channel: None,
+            item_id: None,
+        })
+    }
+
+    #[test]
+    fn full_queue_drops_audio_but_keeps_the_subscriber() {
+        let subs = ThreadSubscribers::default();
+        let (s, mut rx) = sub(1, 1, &[]);
+        subs.add(s);
+        subs.notify("t", &audio());
+        subs.notify("t", &audio());
+        assert_eq!(subs.len(), 1);
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn slow_subscriber_is_disconnected_on_control_and_others_still_get_it() {
+        let subs = ThreadSubscribers::default();
+        let (slow, _slow_rx) = sub(1, 1, &[]);
+        let kill = slow.kill.clone();
+        let (fast, mut fast_rx) = sub(2, 8, &[]);
+        subs.add(slow);
+        subs.add(fast);
+        let closed = Notification::Closed {
+            reason: CloseReason::Requested,
+        };
+        subs.notify("t", &closed);
+        subs.notify("t", &closed);
+        assert_eq!(subs.len(), 1, "the slow connection was dropped");
+        assert!(kill.notified().now_or_never_ready());
+        assert_eq!(
+            fast_rx.try_recv().ok().as_deref(),
+            Some(closed.to_json("t").as_str())
+        );
+        assert!(fast_rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn opted_out_methods_are_not_offered() {
+        let subs = ThreadSubscribers::default();
+        let (s, mut rx) = sub(1, 8, &["thread/realtime/outputAudio/delta"]);
+        subs.add(s);
+        subs.notify("t", &audio());
+        assert!(rx.try_recv().is_err());
+    }
+
+    trait NowOrNever {
+        fn now_or_never_ready(self) -> bool;
+    }
+    impl<F: std::future::Future> NowOrNever for F {
+        fn now_or_never_ready(self) -> bool {
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            let mut f = std::pin::pin!(self);
+            f.as_mut().poll(&mut cx).is_ready()
+        }
+    }
+}

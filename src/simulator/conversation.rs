@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq)]
 pub enum SimOutput {
     Text(String),
+    Binary(Vec<u8>),
     Ping,
     Close,
 }
@@ -28,6 +29,7 @@ pub const TRIGGER_SILENT: &str = "silent:";
 pub const TRIGGER_FAIL: &str = "fail:";
 pub const TRIGGER_CLOSE: &str = "close:";
 pub const TRIGGER_PING: &str = "ping:";
+pub const TRIGGER_BINARY: &str = "binary:";
 
 #[derive(Debug)]
 enum Step {
@@ -289,6 +291,10 @@ impl SimConversation {
         }
         if find_trigger(text, TRIGGER_CLOSE).is_some() {
             self.out.push_back(SimOutput::Close);
+            return None;
+        }
+        if find_trigger(text, TRIGGER_BINARY).is_some() {
+            self.out.push_back(SimOutput::Binary(vec![0, 1, 2, 3]));
             return None;
         }
         if find_trigger(text, TRIGGER_PING).is_some() {

@@ -143,6 +143,7 @@ async fn run(mut socket: WebSocket, state: Arc<SimState>, version: ModelVersion,
         while let Some(out) = sim.poll_output() {
             let msg = match out {
                 SimOutput::Text(t) => Message::text(t),
+                SimOutput::Binary(b) => Message::Binary(b.into()),
                 SimOutput::Ping => Message::Ping(axum::body::Bytes::from_static(b"sim")),
                 SimOutput::Close => break 'conn,
             };
