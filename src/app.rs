@@ -2,8 +2,9 @@
 //! core, and the resolved upstream (the in-process simulator when `[upstream] kind =
 //! "simulator"`). `start_conversation` turns validated start params into a running session.
 
-use crate::agent::{AgentCore, embedded::EmbeddedAgent};
+use crate::agent::AgentCore;
 use crate::config::{AgentKind, Config, UpstreamKind};
+use std::collections::HashMap;
 use crate::engine::EngineConfig;
 use crate::protocol::ModelVersion;
 use crate::protocol::rpc::{StartParams, Transport};
@@ -18,7 +19,8 @@ use std::time::Duration;
 pub struct AppState {
     pub cfg: Arc<Config>,
     pub sessions: Arc<Sessions>,
-    pub agent: Arc<dyn AgentCore>,
+    /// Agent backends by kind; `[agent] kind` is the default, a start may pick another.
+    pub agents: HashMap<AgentKind, Arc<dyn AgentCore>>,
     /// Base URL of the model (the embedded simulator's when it is used).
     pub upstream_base: String,
     /// Held to keep the in-process simulator running.
@@ -30,13 +32,14 @@ pub struct AppState {
 impl AppState {
     /// Build the shared state; starts the in-process simulator when configured.
     pub async fn build(cfg: Config) -> std::io::Result<Arc<Self>> {
-        let agent: Arc<dyn AgentCore> = match cfg.agent.kind {
-            AgentKind::Embedded => Arc::new(EmbeddedAgent::new(cfg.agent.embedded.clone())),
-        };
-        Self::with_agent(cfg, agent).await
+        let agents = crate::agent::backends(&cfg.agent);
+        Self::with_agents(cfg, agents).await
     }
 
-    pub async fn with_agent(cfg: Config, agent: Arc<dyn AgentCore>) -> std::io::Result<Arc<Self>> {
+    pub async fn with_agents(
+        cfg: Config,
+        agents: HashMap<AgentKind, Arc<dyn AgentCore>>,
+    ) -> std::io::Result<Arc<Self>> {
         let (simulator, upstream_base) = match cfg.upstream.kind {
             UpstreamKind::Simulator => {
                 let sim =
@@ -51,7 +54,7 @@ impl AppState {
             prompt_template: cfg.prompt_template(),
             cfg: Arc::new(cfg),
             sessions: Sessions::new(),
-            agent,
+            agents,
             upstream_base,
             simulator,
             next_conn: AtomicU64::new(1),
@@ -74,6 +77,14 @@ impl AppState {
             p.voice.as_deref(),
             self.cfg.upstream.voice.as_deref(),
         )?;
+        let agent_kind = p.agent.unwrap_or(self.cfg.agent.kind);
+        let agent = self.agents.get(&agent_kind).cloned().ok_or_else(|| {
+            format!(
+                "agent backend `{}` is not configured (set [agent.{}] in the config)",
+                agent_kind.as_str(),
+                agent_kind.as_str()
+            )
+        })?;
         if let Some(Transport::Webrtc { .. }) = p.transport {
             return Err("webrtc transport is not supported by this voxgate build yet".into());
         }
@@ -127,7 +138,7 @@ impl AppState {
                 connect_timeout: Duration::from_millis(self.cfg.upstream.connect_timeout_ms),
                 audio_queue: self.cfg.upstream.audio_queue_frames,
             },
-            agent: self.agent.clone(),
+            agent,
             task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
         };
         self.sessions

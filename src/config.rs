@@ -161,11 +161,25 @@ impl AckConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentKind {
     #[default]
     Embedded,
+    Codex,
+    Responses,
+    Webhook,
+}
+
+impl AgentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::Embedded => "embedded",
+            AgentKind::Codex => "codex",
+            AgentKind::Responses => "responses",
+            AgentKind::Webhook => "webhook",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +189,9 @@ pub struct AgentConfig {
     /// A task still running after this long ends as failed.
     pub task_timeout_secs: u64,
     pub embedded: EmbeddedAgentConfig,
+    pub codex: CodexAgentConfig,
+    pub responses: ResponsesAgentConfig,
+    pub webhook: WebhookAgentConfig,
 }
 
 impl Default for AgentConfig {
@@ -183,7 +200,84 @@ impl Default for AgentConfig {
             kind: AgentKind::Embedded,
             task_timeout_secs: 300,
             embedded: Default::default(),
+            codex: Default::default(),
+            responses: Default::default(),
+            webhook: Default::default(),
         }
+    }
+}
+
+/// How voxgate answers the approval requests a codex app-server sends.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalPolicy {
+    /// Decline, and tell the model what was declined (default).
+    #[default]
+    Decline,
+    /// Approve once.
+    Accept,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodexAgentConfig {
+    /// The app-server's websocket, e.g. "ws://127.0.0.1:4500" (`codex app-server --listen ...`).
+    pub url: String,
+    pub approvals: ApprovalPolicy,
+    /// Working directory for new codex threads (default: the app-server's).
+    pub cwd: Option<String>,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for CodexAgentConfig {
+    fn default() -> Self {
+        Self { url: String::new(), approvals: ApprovalPolicy::Decline, cwd: None, connect_timeout_ms: 5_000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponsesAgentConfig {
+    /// Base URL of an OpenAI Responses-compatible API; requests go to `{base_url}/responses`.
+    pub base_url: String,
+    pub model: String,
+    /// Environment variable holding the API key (sent as Bearer when set).
+    pub api_key_env: String,
+    /// Optional system instructions for the agent.
+    pub instructions: Option<String>,
+    /// Earlier delegations and answers kept per thread as conversation history.
+    pub max_history_items: usize,
+}
+
+impl Default for ResponsesAgentConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.openai.com/v1".into(),
+            model: "gpt-5.1".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            instructions: None,
+            max_history_items: 40,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookAgentConfig {
+    /// Where tasks are POSTed; the reply is an NDJSON stream.
+    pub url: String,
+    /// HMAC-SHA256 key for the `X-Voxgate-Signature` header; prefer `secret_env`. Never logged.
+    pub secret: Option<String>,
+    /// Environment variable holding the HMAC key.
+    pub secret_env: Option<String>,
+}
+
+impl WebhookAgentConfig {
+    pub fn resolve_secret(&self) -> Option<String> {
+        self.secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| self.secret_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|s| !s.is_empty()))
     }
 }
 
@@ -335,6 +429,7 @@ impl Config {
                 message: format!("{}: {e}", p.display()),
             })?;
         }
+        self.validate_agent()?;
         if self.agent.task_timeout_secs == 0 {
             return Err(ConfigError::Invalid {
                 key: "agent.task_timeout_secs",
@@ -345,6 +440,33 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "simulator.chunk_ms",
                 message: "must be between 1 and 1000".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_agent(&self) -> Result<(), ConfigError> {
+        let a = &self.agent;
+        let url_ok = |u: &str, schemes: &[&str]| schemes.iter().any(|s| u.starts_with(s));
+        if !a.codex.url.is_empty() && !url_ok(&a.codex.url, &["ws://", "wss://"]) {
+            return Err(ConfigError::Invalid { key: "agent.codex.url", message: "must be a ws:// or wss:// URL".into() });
+        }
+        if a.kind == AgentKind::Codex && a.codex.url.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "agent.codex.url",
+                message: "agent.kind = \"codex\" needs the app-server URL, e.g. ws://127.0.0.1:4500".into(),
+            });
+        }
+        if !url_ok(&a.responses.base_url, &["http://", "https://"]) {
+            return Err(ConfigError::Invalid { key: "agent.responses.base_url", message: "must be an http(s) URL".into() });
+        }
+        if !a.webhook.url.is_empty() && !url_ok(&a.webhook.url, &["http://", "https://"]) {
+            return Err(ConfigError::Invalid { key: "agent.webhook.url", message: "must be an http(s) URL".into() });
+        }
+        if a.kind == AgentKind::Webhook && a.webhook.url.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "agent.webhook.url",
+                message: "agent.kind = \"webhook\" needs the URL tasks are POSTed to".into(),
             });
         }
         Ok(())

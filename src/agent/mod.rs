@@ -1,8 +1,13 @@
 //! The agent-core face (protocol.md §6): a delegated task `{thread_id, handoff_id, text}` yields
 //! messages and then one end; new text for a running task steers it. Backends implement
-//! [`AgentCore`]; `embedded` is the offline default.
+//! [`AgentCore`]; `embedded` is the offline default, `codex`, `responses` and `webhook` forward
+//! to real agent cores.
 
+pub mod codex;
 pub mod embedded;
+pub mod responses;
+pub mod stream;
+pub mod webhook;
 
 use crate::engine::TaskOutcome;
 use tokio::sync::{mpsc, oneshot};
@@ -100,4 +105,20 @@ pub fn delegation_input(text: &str) -> String {
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&")
+}
+
+/// Build every backend the config makes available, keyed by kind.
+pub fn backends(cfg: &crate::config::AgentConfig) -> std::collections::HashMap<crate::config::AgentKind, std::sync::Arc<dyn AgentCore>> {
+    use crate::config::AgentKind;
+    use std::sync::Arc;
+    let mut map: std::collections::HashMap<AgentKind, Arc<dyn AgentCore>> = std::collections::HashMap::new();
+    map.insert(AgentKind::Embedded, Arc::new(embedded::EmbeddedAgent::new(cfg.embedded.clone())));
+    map.insert(AgentKind::Responses, Arc::new(responses::ResponsesAgent::new(cfg.responses.clone())));
+    if !cfg.codex.url.is_empty() {
+        map.insert(AgentKind::Codex, Arc::new(codex::CodexAgent::new(cfg.codex.clone())));
+    }
+    if !cfg.webhook.url.is_empty() {
+        map.insert(AgentKind::Webhook, Arc::new(webhook::WebhookAgent::new(&cfg.webhook)));
+    }
+    map
 }

@@ -19,6 +19,9 @@ pub const METHOD_APPEND_TEXT: &str = "thread/realtime/appendText";
 pub const METHOD_STOP: &str = "thread/realtime/stop";
 pub const METHOD_LIST_VOICES: &str = "thread/realtime/listVoices";
 
+/// The agent backend a start may ask for (voxgate extension `agent`).
+pub type AgentChoice = crate::config::AgentKind;
+
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {
@@ -196,6 +199,9 @@ pub struct StartParams {
     /// voxgate extension: `conversational` (default) or `transcription` (v2 only).
     #[serde(default)]
     pub mode: Option<SessionMode>,
+    /// voxgate extension: which agent backend runs this session's delegated tasks.
+    #[serde(default)]
+    pub agent: Option<AgentChoice>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

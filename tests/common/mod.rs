@@ -14,6 +14,8 @@ use voxgate::app::AppState;
 use voxgate::config::{Config, UpstreamKind};
 use voxgate::simulator::{SimRecord, Simulator};
 
+pub mod responses_server;
+
 pub const WAIT: Duration = Duration::from_secs(10);
 pub const API_KEY: &str = "sk-test-upstream-key";
 
