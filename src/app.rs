@@ -4,7 +4,6 @@
 
 use crate::agent::AgentCore;
 use crate::config::{AgentKind, Config, UpstreamKind};
-use std::collections::HashMap;
 use crate::engine::EngineConfig;
 use crate::protocol::ModelVersion;
 use crate::protocol::rpc::{StartParams, Transport};
@@ -12,6 +11,7 @@ use crate::protocol::session_config::{self, OutputModality, SessionSettings};
 use crate::runtime::{SessionSpec, Sessions};
 use crate::simulator::Simulator;
 use crate::upstream::{UpstreamRequest, url};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

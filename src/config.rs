@@ -231,7 +231,12 @@ pub struct CodexAgentConfig {
 
 impl Default for CodexAgentConfig {
     fn default() -> Self {
-        Self { url: String::new(), approvals: ApprovalPolicy::Decline, cwd: None, connect_timeout_ms: 5_000 }
+        Self {
+            url: String::new(),
+            approvals: ApprovalPolicy::Decline,
+            cwd: None,
+            connect_timeout_ms: 5_000,
+        }
     }
 }
 
@@ -274,10 +279,12 @@ pub struct WebhookAgentConfig {
 
 impl WebhookAgentConfig {
     pub fn resolve_secret(&self) -> Option<String> {
-        self.secret
-            .clone()
-            .filter(|s| !s.is_empty())
-            .or_else(|| self.secret_env.as_ref().and_then(|v| std::env::var(v).ok()).filter(|s| !s.is_empty()))
+        self.secret.clone().filter(|s| !s.is_empty()).or_else(|| {
+            self.secret_env
+                .as_ref()
+                .and_then(|v| std::env::var(v).ok())
+                .filter(|s| !s.is_empty())
+        })
     }
 }
 
@@ -449,19 +456,30 @@ impl Config {
         let a = &self.agent;
         let url_ok = |u: &str, schemes: &[&str]| schemes.iter().any(|s| u.starts_with(s));
         if !a.codex.url.is_empty() && !url_ok(&a.codex.url, &["ws://", "wss://"]) {
-            return Err(ConfigError::Invalid { key: "agent.codex.url", message: "must be a ws:// or wss:// URL".into() });
+            return Err(ConfigError::Invalid {
+                key: "agent.codex.url",
+                message: "must be a ws:// or wss:// URL".into(),
+            });
         }
         if a.kind == AgentKind::Codex && a.codex.url.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "agent.codex.url",
-                message: "agent.kind = \"codex\" needs the app-server URL, e.g. ws://127.0.0.1:4500".into(),
+                message:
+                    "agent.kind = \"codex\" needs the app-server URL, e.g. ws://127.0.0.1:4500"
+                        .into(),
             });
         }
         if !url_ok(&a.responses.base_url, &["http://", "https://"]) {
-            return Err(ConfigError::Invalid { key: "agent.responses.base_url", message: "must be an http(s) URL".into() });
+            return Err(ConfigError::Invalid {
+                key: "agent.responses.base_url",
+                message: "must be an http(s) URL".into(),
+            });
         }
         if !a.webhook.url.is_empty() && !url_ok(&a.webhook.url, &["http://", "https://"]) {
-            return Err(ConfigError::Invalid { key: "agent.webhook.url", message: "must be an http(s) URL".into() });
+            return Err(ConfigError::Invalid {
+                key: "agent.webhook.url",
+                message: "must be an http(s) URL".into(),
+            });
         }
         if a.kind == AgentKind::Webhook && a.webhook.url.is_empty() {
             return Err(ConfigError::Invalid {

@@ -23,13 +23,20 @@ fn agent(server: &ResponsesServer) -> ResponsesAgent {
 }
 
 fn task(thread: &str, handoff: &str, text: &str) -> AgentTask {
-    AgentTask { thread_id: thread.into(), handoff_id: handoff.into(), text: text.into() }
+    AgentTask {
+        thread_id: thread.into(),
+        handoff_id: handoff.into(),
+        text: text.into(),
+    }
 }
 
 async fn collect(h: &mut voxgate::agent::TaskHandle) -> (Vec<String>, TaskOutcome) {
     let mut msgs = Vec::new();
     loop {
-        match tokio::time::timeout(WAIT, h.next()).await.expect("update in time") {
+        match tokio::time::timeout(WAIT, h.next())
+            .await
+            .expect("update in time")
+        {
             AgentUpdate::Message(m) => msgs.push(m),
             AgentUpdate::End(o) => return (msgs, o),
         }
@@ -38,8 +45,16 @@ async fn collect(h: &mut voxgate::agent::TaskHandle) -> (Vec<String>, TaskOutcom
 
 #[tokio::test]
 async fn each_output_message_is_progress_and_the_request_is_streamed() {
-    let server = ResponsesServer::start(vec![Reply::Messages(vec!["Looking.".into(), "Found 3 files.".into()])]).await;
-    let mut h = agent(&server).start(task("t", "h1", "<realtime_delegation>count</realtime_delegation>"));
+    let server = ResponsesServer::start(vec![Reply::Messages(vec![
+        "Looking.".into(),
+        "Found 3 files.".into(),
+    ])])
+    .await;
+    let mut h = agent(&server).start(task(
+        "t",
+        "h1",
+        "<realtime_delegation>count</realtime_delegation>",
+    ));
     let (msgs, outcome) = collect(&mut h).await;
     assert_eq!(msgs, vec!["Looking.", "Found 3 files."]);
     assert_eq!(outcome, TaskOutcome::Completed);
@@ -47,7 +62,10 @@ async fn each_output_message_is_progress_and_the_request_is_streamed() {
     assert_eq!(req["model"], "scripted-model");
     assert_eq!(req["stream"], true);
     assert_eq!(req["instructions"], "Be useful.");
-    assert_eq!(input_texts(&req), vec!["<realtime_delegation>count</realtime_delegation>"]);
+    assert_eq!(
+        input_texts(&req),
+        vec!["<realtime_delegation>count</realtime_delegation>"]
+    );
 }
 
 #[tokio::test]
@@ -63,7 +81,10 @@ async fn a_second_task_on_the_thread_carries_the_history() {
     assert_eq!(msgs, vec!["Deployed."]);
     server.next_request().await;
     let second = server.next_request().await;
-    assert_eq!(input_texts(&second), vec!["check the build", "The build is green.", "then deploy it"]);
+    assert_eq!(
+        input_texts(&second),
+        vec!["check the build", "The build is green.", "then deploy it"]
+    );
     assert_eq!(second["input"][1]["role"], "assistant");
     // Another thread starts clean.
     collect(&mut a.start(task("other", "h3", "fresh"))).await;
@@ -75,14 +96,17 @@ async fn http_500_fails_the_task_with_the_status() {
     let server = ResponsesServer::start(vec![Reply::Status(500)]).await;
     let (msgs, outcome) = collect(&mut agent(&server).start(task("t", "h", "x"))).await;
     assert!(msgs.is_empty());
-    let TaskOutcome::Failed(m) = outcome else { panic!("expected failure, got {outcome:?}") };
+    let TaskOutcome::Failed(m) = outcome else {
+        panic!("expected failure, got {outcome:?}")
+    };
     assert!(m.contains("HTTP 500"), "{m}");
 }
 
 #[tokio::test]
 async fn cancel_mid_stream_ends_cancelled() {
     let release = Arc::new(Notify::new());
-    let server = ResponsesServer::start(vec![Reply::Hold(release.clone(), vec!["late".into()])]).await;
+    let server =
+        ResponsesServer::start(vec![Reply::Hold(release.clone(), vec!["late".into()])]).await;
     let mut h = agent(&server).start(task("t", "h", "x"));
     server.next_request().await;
     h.cancel();
@@ -106,16 +130,22 @@ async fn steering_during_a_stream_becomes_a_follow_up_request() {
     let (msgs, outcome) = collect(&mut h).await;
     assert_eq!(msgs, vec!["first part", "second part"]);
     assert_eq!(outcome, TaskOutcome::Completed);
-    assert_eq!(input_texts(&server.next_request().await), vec!["do a", "first part", "also b"]);
+    assert_eq!(
+        input_texts(&server.next_request().await),
+        vec!["do a", "first part", "also b"]
+    );
 }
 
 async fn delegated_harness(server: &ResponsesServer, timeout_secs: u64) -> Harness {
     let base = server.base_url();
-    harness_with(|_| {}, move |cfg| {
-        cfg.agent.responses.base_url = base;
-        cfg.agent.responses.api_key_env = "VOXGATE_TEST_UNSET_KEY".into();
-        cfg.agent.task_timeout_secs = timeout_secs;
-    })
+    harness_with(
+        |_| {},
+        move |cfg| {
+            cfg.agent.responses.base_url = base;
+            cfg.agent.responses.api_key_env = "VOXGATE_TEST_UNSET_KEY".into();
+            cfg.agent.task_timeout_secs = timeout_secs;
+        },
+    )
     .await
 }
 
@@ -136,17 +166,32 @@ async fn a_session_can_choose_the_responses_backend_and_gets_backend_progress() 
     let h = delegated_harness(&server, 60).await;
     let mut frames = SimFrames::new(&h.sim);
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "audio", "agent": "responses"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio", "agent": "responses"}))
+        .await;
     c.notification("thread/realtime/started").await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t", "text": "delegate: count the files"})).await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "delegate: count the files"}),
+    )
+    .await;
     let (seen, output) = function_output(&mut frames).await;
-    assert!(seen.iter().any(|f| f["item"]["content"][0]["text"] == "[BACKEND] Found 3 files."), "{seen:?}");
-    assert!(output["item"]["output"].as_str().is_some_and(|o| o.contains("finished")));
+    assert!(
+        seen.iter()
+            .any(|f| f["item"]["content"][0]["text"] == "[BACKEND] Found 3 files."),
+        "{seen:?}"
+    );
+    assert!(
+        output["item"]["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("finished"))
+    );
     assert_eq!(frames.next_frame().await, r#"{"type":"response.create"}"#);
     let req = server.next_request().await;
     assert_eq!(
         input_texts(&req),
-        vec!["<realtime_delegation>\n  <input>count the files</input>\n  <transcript_delta>user: count the files</transcript_delta>\n</realtime_delegation>"]
+        vec![
+            "<realtime_delegation>\n  <input>count the files</input>\n  <transcript_delta>user: count the files</transcript_delta>\n</realtime_delegation>"
+        ]
     );
 }
 
@@ -157,17 +202,29 @@ async fn responses_task_timeout_resolves_the_call() {
     let h = delegated_harness(&server, 1).await;
     let mut frames = SimFrames::new(&h.sim);
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "audio", "agent": "responses"})).await;
-    c.request("thread/realtime/appendText", json!({"threadId": "t", "text": "delegate: slow"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio", "agent": "responses"}))
+        .await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "delegate: slow"}),
+    )
+    .await;
     let (_, output) = function_output(&mut frames).await;
-    assert_eq!(output["item"]["output"], "The background agent could not finish the task: timed out after 1s");
+    assert_eq!(
+        output["item"]["output"],
+        "The background agent could not finish the task: timed out after 1s"
+    );
 }
 
 #[tokio::test]
 async fn an_unconfigured_backend_is_a_setup_error() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
-    c.start(json!({"threadId": "t", "outputModality": "audio", "agent": "codex"})).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio", "agent": "codex"}))
+        .await;
     let err = c.notification("thread/realtime/error").await;
-    assert_eq!(err["message"], "agent backend `codex` is not configured (set [agent.codex] in the config)");
+    assert_eq!(
+        err["message"],
+        "agent backend `codex` is not configured (set [agent.codex] in the config)"
+    );
 }

@@ -87,10 +87,11 @@ impl AgentCore for CodexAgent {
 impl Conn {
     async fn open(cfg: &CodexAgentConfig) -> Result<Arc<Conn>, String> {
         let timeout = Duration::from_millis(cfg.connect_timeout_ms);
-        let (ws, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(cfg.url.as_str()))
-            .await
-            .map_err(|_| format!("timed out after {timeout:?}"))?
-            .map_err(|e| e.to_string())?;
+        let (ws, _) =
+            tokio::time::timeout(timeout, tokio_tungstenite::connect_async(cfg.url.as_str()))
+                .await
+                .map_err(|_| format!("timed out after {timeout:?}"))?
+                .map_err(|e| e.to_string())?;
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
@@ -159,7 +160,9 @@ impl Conn {
             Ok(Err(_)) => Err(CONNECTION_LOST.into()),
             Err(_) => {
                 lock(&self.pending).remove(&id);
-                Err(format!("codex app-server did not answer {method} within {REQUEST_TIMEOUT:?}"))
+                Err(format!(
+                    "codex app-server did not answer {method} within {REQUEST_TIMEOUT:?}"
+                ))
             }
         }
     }
@@ -168,8 +171,12 @@ impl Conn {
         lock(&self.routes).insert(codex_thread.to_owned(), tx);
     }
 
-    fn unroute(&self, codex_thread: &str) {
-        lock(&self.routes).remove(codex_thread);
+    /// Remove this task's route (a newer task on the same codex thread keeps its own).
+    fn unroute(&self, codex_thread: &str, tx: &mpsc::UnboundedSender<Notice>) {
+        let mut routes = lock(&self.routes);
+        if routes.get(codex_thread).is_some_and(|t| t.same_channel(tx)) {
+            routes.remove(codex_thread);
+        }
     }
 
     fn deliver(&self, thread: Option<&str>, notice: Notice) {
@@ -190,7 +197,11 @@ impl Conn {
             (None, Some(id)) => {
                 let Some(id) = id.as_u64() else { return };
                 let result = match msg.get("error") {
-                    Some(e) => Err(e.get("message").and_then(Value::as_str).unwrap_or("codex request failed").to_owned()),
+                    Some(e) => Err(e
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("codex request failed")
+                        .to_owned()),
                     None => Ok(msg.get("result").cloned().unwrap_or(Value::Null)),
                 };
                 if let Some(tx) = lock(&self.pending).remove(&id) {
@@ -202,16 +213,30 @@ impl Conn {
                 let (reply, note) = answer_server_request(method, &params, policy);
                 self.send(match reply {
                     Ok(result) => json!({"id": id, "result": result}),
-                    Err(message) => json!({"id": id, "error": {"code": -32601, "message": message}}),
+                    Err(message) => {
+                        json!({"id": id, "error": {"code": -32601, "message": message}})
+                    }
                 });
                 if let Some(note) = note {
-                    self.deliver(params.get("threadId").and_then(Value::as_str), Notice::Approval(note));
+                    self.deliver(
+                        params.get("threadId").and_then(Value::as_str),
+                        Notice::Approval(note),
+                    );
                 }
             }
             (Some(method), None) => {
                 let params = msg.get("params").cloned().unwrap_or(Value::Null);
-                let thread = params.get("threadId").and_then(Value::as_str).map(str::to_owned);
-                self.deliver(thread.as_deref(), Notice::Notification { method: method.to_owned(), params });
+                let thread = params
+                    .get("threadId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                self.deliver(
+                    thread.as_deref(),
+                    Notice::Notification {
+                        method: method.to_owned(),
+                        params,
+                    },
+                );
             }
             (None, None) => {}
         }
@@ -230,12 +255,20 @@ impl Conn {
 }
 
 /// The reply to a server-initiated request, and what to tell the model about it.
-fn answer_server_request(method: &str, params: &Value, policy: ApprovalPolicy) -> (Result<Value, String>, Option<String>) {
+fn answer_server_request(
+    method: &str,
+    params: &Value,
+    policy: ApprovalPolicy,
+) -> (Result<Value, String>, Option<String>) {
     let accept = policy == ApprovalPolicy::Accept;
     let verb = if accept { "Approved" } else { "Declined" };
     let command = match params.get("command") {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
         _ => String::new(),
     };
     match method {
@@ -282,8 +315,15 @@ impl Shared {
         if lock(&conn.loaded).contains(&candidate) {
             return Ok(candidate);
         }
-        let resumed = conn.request("thread/resume", json!({"threadId": candidate})).await;
-        let id = match resumed.as_ref().ok().and_then(|r| r.pointer("/thread/id")).and_then(Value::as_str) {
+        let resumed = conn
+            .request("thread/resume", json!({"threadId": candidate}))
+            .await;
+        let id = match resumed
+            .as_ref()
+            .ok()
+            .and_then(|r| r.pointer("/thread/id"))
+            .and_then(Value::as_str)
+        {
             Some(id) => id.to_owned(),
             None => {
                 let mut params = json!({});
@@ -327,9 +367,9 @@ async fn drive(shared: &Shared, task: &AgentTask, io: &mut TaskIo) -> TaskOutcom
         },
     };
     let (tx, mut notices) = mpsc::unbounded_channel();
-    conn.route(&thread, tx);
+    conn.route(&thread, tx.clone());
     let outcome = run_turn(&conn, &thread, task, io, &mut notices).await;
-    conn.unroute(&thread);
+    conn.unroute(&thread, &tx);
     outcome
 }
 
@@ -341,9 +381,15 @@ async fn run_turn(
     notices: &mut mpsc::UnboundedReceiver<Notice>,
 ) -> TaskOutcome {
     let started = conn
-        .request("turn/start", json!({"threadId": thread, "input": text_input(&task.text)}))
+        .request(
+            "turn/start",
+            json!({"threadId": thread, "input": text_input(&task.text)}),
+        )
         .await;
-    let turn_id = match started.as_ref().map(|r| r.pointer("/turn/id").and_then(Value::as_str)) {
+    let turn_id = match started
+        .as_ref()
+        .map(|r| r.pointer("/turn/id").and_then(Value::as_str))
+    {
         Ok(Some(id)) => id.to_owned(),
         Ok(None) => return TaskOutcome::Failed("codex turn/start returned no turn id".into()),
         Err(m) => return TaskOutcome::Failed(format!("codex refused the turn: {m}")),
@@ -385,10 +431,9 @@ async fn run_turn(
                     match method.as_str() {
                         "item/completed" => {
                             let item = &params["item"];
-                            if item["type"] == "agentMessage" {
-                                if let Some(text) = item["text"].as_str().filter(|t| !t.is_empty()) {
-                                    let _ = io.updates.send(AgentUpdate::Message(text.to_owned())).await;
-                                }
+                            let text = item["text"].as_str().filter(|t| !t.is_empty());
+                            if let (true, Some(text)) = (item["type"] == "agentMessage", text) {
+                                let _ = io.updates.send(AgentUpdate::Message(text.to_owned())).await;
                             }
                         }
                         "turn/completed" if params.pointer("/turn/id").and_then(Value::as_str) == Some(turn_id.as_str()) => {

@@ -108,17 +108,32 @@ pub fn delegation_input(text: &str) -> String {
 }
 
 /// Build every backend the config makes available, keyed by kind.
-pub fn backends(cfg: &crate::config::AgentConfig) -> std::collections::HashMap<crate::config::AgentKind, std::sync::Arc<dyn AgentCore>> {
+pub fn backends(
+    cfg: &crate::config::AgentConfig,
+) -> std::collections::HashMap<crate::config::AgentKind, std::sync::Arc<dyn AgentCore>> {
     use crate::config::AgentKind;
     use std::sync::Arc;
-    let mut map: std::collections::HashMap<AgentKind, Arc<dyn AgentCore>> = std::collections::HashMap::new();
-    map.insert(AgentKind::Embedded, Arc::new(embedded::EmbeddedAgent::new(cfg.embedded.clone())));
-    map.insert(AgentKind::Responses, Arc::new(responses::ResponsesAgent::new(cfg.responses.clone())));
+    let mut map: std::collections::HashMap<AgentKind, Arc<dyn AgentCore>> =
+        std::collections::HashMap::new();
+    map.insert(
+        AgentKind::Embedded,
+        Arc::new(embedded::EmbeddedAgent::new(cfg.embedded.clone())),
+    );
+    map.insert(
+        AgentKind::Responses,
+        Arc::new(responses::ResponsesAgent::new(cfg.responses.clone())),
+    );
     if !cfg.codex.url.is_empty() {
-        map.insert(AgentKind::Codex, Arc::new(codex::CodexAgent::new(cfg.codex.clone())));
+        map.insert(
+            AgentKind::Codex,
+            Arc::new(codex::CodexAgent::new(cfg.codex.clone())),
+        );
     }
     if !cfg.webhook.url.is_empty() {
-        map.insert(AgentKind::Webhook, Arc::new(webhook::WebhookAgent::new(&cfg.webhook)));
+        map.insert(
+            AgentKind::Webhook,
+            Arc::new(webhook::WebhookAgent::new(&cfg.webhook)),
+        );
     }
     map
 }

@@ -21,7 +21,11 @@ pub struct ResponsesAgent {
 
 impl ResponsesAgent {
     pub fn new(cfg: ResponsesAgentConfig) -> Self {
-        Self { cfg, http: reqwest::Client::new(), history: Arc::default() }
+        Self {
+            cfg,
+            http: reqwest::Client::new(),
+            history: Arc::default(),
+        }
     }
 }
 
@@ -32,7 +36,9 @@ impl AgentCore for ResponsesAgent {
             cfg: self.cfg.clone(),
             http: self.http.clone(),
             history: self.history.clone(),
-            api_key: std::env::var(&self.cfg.api_key_env).ok().filter(|k| !k.is_empty()),
+            api_key: std::env::var(&self.cfg.api_key_env)
+                .ok()
+                .filter(|k| !k.is_empty()),
         };
         tokio::spawn(run.task(task, io));
         handle
@@ -72,7 +78,10 @@ enum StreamEnd {
 
 impl Run {
     fn history_with(&self, thread: &str, item: Value) -> Vec<Value> {
-        let mut map = self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let h = map.entry(thread.to_owned()).or_default();
         h.push(item);
         let excess = h.len().saturating_sub(self.cfg.max_history_items.max(1));
@@ -81,14 +90,19 @@ impl Run {
     }
 
     fn remember(&self, thread: &str, item: Value) {
-        let mut map = self.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry(thread.to_owned()).or_default().push(item);
     }
 
     async fn task(self, task: AgentTask, mut io: TaskIo) {
         let mut next_input = Some(task.text.clone());
         let outcome = loop {
-            let Some(text) = next_input.take() else { break TaskOutcome::Completed };
+            let Some(text) = next_input.take() else {
+                break TaskOutcome::Completed;
+            };
             let input = self.history_with(&task.thread_id, user_item(&text));
             match self.one_response(&task.thread_id, input, &mut io).await {
                 StreamEnd::Completed => {}
@@ -109,7 +123,8 @@ impl Run {
 
     async fn one_response(&self, thread: &str, input: Vec<Value>, io: &mut TaskIo) -> StreamEnd {
         let url = format!("{}/responses", self.cfg.base_url.trim_end_matches('/'));
-        let mut body = json!({"model": self.cfg.model, "input": input, "stream": true, "store": false});
+        let mut body =
+            json!({"model": self.cfg.model, "input": input, "stream": true, "store": false});
         if let Some(i) = &self.cfg.instructions {
             body["instructions"] = i.as_str().into();
         }
@@ -123,13 +138,21 @@ impl Run {
         };
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => return StreamEnd::Failed(format!("cannot reach the Responses endpoint: {}", e.without_url())),
+            Err(e) => {
+                return StreamEnd::Failed(format!(
+                    "cannot reach the Responses endpoint: {}",
+                    e.without_url()
+                ));
+            }
         };
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
             let detail: String = text.chars().take(300).collect();
-            return StreamEnd::Failed(format!("the Responses endpoint returned HTTP {}: {detail}", status.as_u16()));
+            return StreamEnd::Failed(format!(
+                "the Responses endpoint returned HTTP {}: {detail}",
+                status.as_u16()
+            ));
         }
         let mut stream = resp.bytes_stream();
         let mut sse = SseParser::default();
@@ -140,11 +163,18 @@ impl Run {
             };
             let events = match chunk {
                 Some(Ok(bytes)) => sse.push(&bytes),
-                Some(Err(e)) => return StreamEnd::Failed(format!("the Responses stream broke: {}", e.without_url())),
+                Some(Err(e)) => {
+                    return StreamEnd::Failed(format!(
+                        "the Responses stream broke: {}",
+                        e.without_url()
+                    ));
+                }
                 None => {
                     let last = sse.finish().into_iter().collect::<Vec<_>>();
                     if last.is_empty() {
-                        return StreamEnd::Failed("the Responses stream ended before response.completed".into());
+                        return StreamEnd::Failed(
+                            "the Responses stream ended before response.completed".into(),
+                        );
                     }
                     last
                 }
@@ -154,7 +184,9 @@ impl Run {
                     return StreamEnd::Completed;
                 }
                 let Ok(ev) = serde_json::from_str::<Value>(&data) else {
-                    return StreamEnd::Failed("the Responses stream sent an event that is not JSON".into());
+                    return StreamEnd::Failed(
+                        "the Responses stream sent an event that is not JSON".into(),
+                    );
                 };
                 match ev.get("type").and_then(Value::as_str).unwrap_or("") {
                     "response.output_item.done" => {

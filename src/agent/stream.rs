@@ -50,7 +50,8 @@ impl SseParser {
                     events.push(std::mem::take(&mut self.data).join("\n"));
                 }
             } else if let Some(rest) = line.strip_prefix("data:") {
-                self.data.push(rest.strip_prefix(' ').unwrap_or(rest).to_owned());
+                self.data
+                    .push(rest.strip_prefix(' ').unwrap_or(rest).to_owned());
             }
             // `event:`, `id:`, `retry:` and comments carry nothing the backends need.
         }
@@ -59,10 +60,13 @@ impl SseParser {
 
     /// The final event if the stream ended without a blank line.
     pub fn finish(&mut self) -> Option<String> {
-        if let Some(line) = self.lines.finish() {
-            if let Some(rest) = line.strip_prefix("data:") {
-                self.data.push(rest.trim_start().to_owned());
-            }
+        if let Some(rest) = self
+            .lines
+            .finish()
+            .as_deref()
+            .and_then(|l| l.strip_prefix("data:"))
+        {
+            self.data.push(rest.trim_start().to_owned());
         }
         (!self.data.is_empty()).then(|| std::mem::take(&mut self.data).join("\n"))
     }
@@ -88,7 +92,8 @@ mod tests {
     #[test]
     fn sse_events_are_joined_data_lines() {
         let mut p = SseParser::default();
-        let mut got = p.push(b"event: response.created\ndata: {\"x\":1}\n\n: comment\ndata: a\ndata: b\n");
+        let mut got =
+            p.push(b"event: response.created\ndata: {\"x\":1}\n\n: comment\ndata: a\ndata: b\n");
         assert_eq!(got, vec!["{\"x\":1}"]);
         got = p.push(b"\ndata:tail");
         assert_eq!(got, vec!["a\nb"]);

@@ -23,7 +23,11 @@ pub struct WebhookAgent {
 
 impl WebhookAgent {
     pub fn new(cfg: &WebhookAgentConfig) -> Self {
-        Self { url: cfg.url.clone(), secret: cfg.resolve_secret(), http: reqwest::Client::new() }
+        Self {
+            url: cfg.url.clone(),
+            secret: cfg.resolve_secret(),
+            http: reqwest::Client::new(),
+        }
     }
 }
 
@@ -38,7 +42,11 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 impl AgentCore for WebhookAgent {
     fn start(&self, task: AgentTask) -> TaskHandle {
         let (handle, io) = TaskHandle::pair(task.handoff_id.clone());
-        let post = Poster { url: self.url.clone(), secret: self.secret.clone(), http: self.http.clone() };
+        let post = Poster {
+            url: self.url.clone(),
+            secret: self.secret.clone(),
+            http: self.http.clone(),
+        };
         tokio::spawn(run(post, task, io));
         handle
     }
@@ -61,7 +69,8 @@ enum Line {
 
 fn parse_line(line: &str) -> Result<Line, String> {
     let shown: String = line.chars().take(120).collect();
-    let v: Value = serde_json::from_str(line).map_err(|_| format!("the webhook sent a line that is not JSON: {shown}"))?;
+    let v: Value = serde_json::from_str(line)
+        .map_err(|_| format!("the webhook sent a line that is not JSON: {shown}"))?;
     match v.get("type").and_then(Value::as_str) {
         Some("message") => v
             .get("text")
@@ -70,14 +79,22 @@ fn parse_line(line: &str) -> Result<Line, String> {
             .ok_or_else(|| format!("the webhook sent a message line without text: {shown}")),
         Some("done") => Ok(Line::Done),
         Some("error") => Ok(Line::Error(
-            v.get("message").and_then(Value::as_str).unwrap_or("the webhook reported an error").to_owned(),
+            v.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the webhook reported an error")
+                .to_owned(),
         )),
         _ => Err(format!("the webhook sent a line of unknown type: {shown}")),
     }
 }
 
 impl Poster {
-    async fn post(&self, task: &AgentTask, text: &str, steer: bool) -> Result<reqwest::Response, String> {
+    async fn post(
+        &self,
+        task: &AgentTask,
+        text: &str,
+        steer: bool,
+    ) -> Result<reqwest::Response, String> {
         let body = json!({"threadId": task.thread_id, "handoffId": task.handoff_id, "text": text, "steer": steer})
             .to_string();
         let mut req = self
@@ -88,9 +105,16 @@ impl Poster {
         if let Some(secret) = &self.secret {
             req = req.header(SIGNATURE_HEADER, signature(secret, body.as_bytes()));
         }
-        let resp = req.body(body).send().await.map_err(|e| format!("cannot reach the webhook: {}", e.without_url()))?;
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the webhook: {}", e.without_url()))?;
         if !resp.status().is_success() {
-            return Err(format!("the webhook returned HTTP {}", resp.status().as_u16()));
+            return Err(format!(
+                "the webhook returned HTTP {}",
+                resp.status().as_u16()
+            ));
         }
         Ok(resp)
     }
@@ -104,7 +128,12 @@ async fn pump(resp: reqwest::Response, lines: mpsc::Sender<Result<Line, String>>
         let batch = match stream.next().await {
             Some(Ok(bytes)) => splitter.push(&bytes),
             Some(Err(e)) => {
-                let _ = lines.send(Err(format!("the webhook stream broke: {}", e.without_url()))).await;
+                let _ = lines
+                    .send(Err(format!(
+                        "the webhook stream broke: {}",
+                        e.without_url()
+                    )))
+                    .await;
                 return;
             }
             None => {
@@ -197,11 +226,25 @@ mod tests {
 
     #[test]
     fn lines_parse_or_explain() {
-        assert_eq!(parse_line(r#"{"type":"message","text":"hi"}"#), Ok(Line::Message("hi".into())));
+        assert_eq!(
+            parse_line(r#"{"type":"message","text":"hi"}"#),
+            Ok(Line::Message("hi".into()))
+        );
         assert_eq!(parse_line(r#"{"type":"done"}"#), Ok(Line::Done));
-        assert_eq!(parse_line(r#"{"type":"error","message":"no"}"#), Ok(Line::Error("no".into())));
+        assert_eq!(
+            parse_line(r#"{"type":"error","message":"no"}"#),
+            Ok(Line::Error("no".into()))
+        );
         assert!(parse_line("nope").unwrap_err().contains("not JSON"));
-        assert!(parse_line(r#"{"type":"message"}"#).unwrap_err().contains("without text"));
-        assert!(parse_line(r#"{"type":"dance"}"#).unwrap_err().contains("unknown type"));
+        assert!(
+            parse_line(r#"{"type":"message"}"#)
+                .unwrap_err()
+                .contains("without text")
+        );
+        assert!(
+            parse_line(r#"{"type":"dance"}"#)
+                .unwrap_err()
+                .contains("unknown type")
+        );
     }
 }

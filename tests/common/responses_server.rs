@@ -43,7 +43,13 @@ impl Drop for ResponsesServer {
 fn sse(events: &[Value]) -> String {
     events
         .iter()
-        .map(|e| format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap_or(""), e))
+        .map(|e| {
+            format!(
+                "event: {}\ndata: {}\n\n",
+                e["type"].as_str().unwrap_or(""),
+                e
+            )
+        })
         .collect()
 }
 
@@ -85,17 +91,24 @@ async fn respond(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
             sse_response(Body::from(sse(&evs)))
         }
         Reply::Hold(release, texts) => {
-            let first = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(Bytes::from(sse(&[created]))) });
+            let first = futures_util::stream::once(async move {
+                Ok::<_, std::convert::Infallible>(Bytes::from(sse(&[created])))
+            });
             let rest = futures_util::stream::once(async move {
                 release.notified().await;
                 Ok::<_, std::convert::Infallible>(Bytes::from(sse(&message_events(&texts))))
             });
-            sse_response(Body::from_stream(futures_util::StreamExt::chain(first, rest)))
+            sse_response(Body::from_stream(futures_util::StreamExt::chain(
+                first, rest,
+            )))
         }
         Reply::Status(code) => Response::builder()
             .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
             .header("content-type", "application/json")
-            .body(Body::from(json!({"error": {"message": "scripted failure", "type": "server_error"}}).to_string()))
+            .body(Body::from(
+                json!({"error": {"message": "scripted failure", "type": "server_error"}})
+                    .to_string(),
+            ))
             .expect("response"),
     }
 }
@@ -103,16 +116,26 @@ async fn respond(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
 impl ResponsesServer {
     pub async fn start(script: Vec<Reply>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner { script: Mutex::new(script.into()), requests: tx });
+        let inner = Arc::new(Inner {
+            script: Mutex::new(script.into()),
+            requests: tx,
+        });
         let app = Router::new()
             .route("/v1/responses", axum::routing::post(respond))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, inner, requests: tokio::sync::Mutex::new(rx), task }
+        Self {
+            addr,
+            inner,
+            requests: tokio::sync::Mutex::new(rx),
+            task,
+        }
     }
 
     pub fn base_url(&self) -> String {
@@ -120,7 +143,11 @@ impl ResponsesServer {
     }
 
     pub fn push(&self, reply: Reply) {
-        self.inner.script.lock().expect("script lock").push_back(reply);
+        self.inner
+            .script
+            .lock()
+            .expect("script lock")
+            .push_back(reply);
     }
 
     /// The next request body received (bounded wait).

@@ -1,0 +1,326 @@
+//! The `codex` agent backend against a real codex app-server (the CLI from the npm registry,
+//! pinned in e2e/package.json and installed by .ci/run), whose model provider is a scripted
+//! Responses server on loopback. Nothing leaves the machine.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::responses_server::{Reply, ResponsesServer, input_texts};
+use common::*;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+
+fn codex_bin() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("VOXGATE_CODEX_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    // The native binary (not the node launcher), so killing it really ends the app-server.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e/node_modules");
+    let native = root.join("@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex");
+    let launcher = root.join(".bin/codex");
+    [native, launcher].into_iter().find(|p| p.exists())
+}
+
+/// The codex binary, or `None` (with a loud note) outside CI; in CI a missing codex fails.
+fn require_codex() -> Option<PathBuf> {
+    let bin = codex_bin();
+    if bin.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "codex CLI missing in CI: run `npm ci --prefix e2e`"
+        );
+        eprintln!("SKIPPING codex e2e: codex CLI not installed (run `npm ci --prefix e2e`)");
+    }
+    bin
+}
+
+struct CodexServer {
+    child: Child,
+    url: String,
+}
+
+async fn spawn_codex(bin: &PathBuf, responses_base: &str) -> CodexServer {
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "codex-home-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&home).expect("codex home");
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            r#"model = "scripted-model"
+model_provider = "scripted"
+approval_policy = "never"
+sandbox_mode = "read-only"
+
+[model_providers.scripted]
+name = "scripted"
+base_url = "{responses_base}"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+"#
+        ),
+    )
+    .expect("config.toml");
+    let mut child = Command::new(bin)
+        .args(["app-server", "--listen", "ws://127.0.0.1:0"])
+        .env("CODEX_HOME", &home)
+        .env("RUST_LOG", "warn")
+        .current_dir(&home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn codex app-server");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = tokio::time::timeout(WAIT * 3, lines.next_line())
+            .await
+            .expect("codex prints its address in time")
+            .expect("read stderr")
+            .expect("codex app-server exited before listening");
+        if let Some(i) = line.find("listening on: ") {
+            break line[i + "listening on: ".len()..].trim().to_owned();
+        }
+    };
+    // Keep draining stderr so codex never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    CodexServer { child, url }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn gateway(codex: &CodexServer, timeout_secs: u64) -> Harness {
+    let url = codex.url.clone();
+    harness_with(
+        |_| {},
+        move |cfg| {
+            cfg.agent.kind = voxgate::config::AgentKind::Codex;
+            cfg.agent.codex.url = url;
+            cfg.agent.task_timeout_secs = timeout_secs;
+        },
+    )
+    .await
+}
+
+/// Frames up to the next `function_call_output` (returned separately).
+async fn until_output(frames: &mut SimFrames) -> (Vec<Value>, Value) {
+    let mut seen = Vec::new();
+    loop {
+        let f: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
+        if f["item"]["type"] == "function_call_output" {
+            return (seen, f);
+        }
+        seen.push(f);
+    }
+}
+
+fn delegation(text: &str) -> String {
+    format!(
+        "<realtime_delegation>\n  <input>{text}</input>\n  <transcript_delta>user: {text}</transcript_delta>\n</realtime_delegation>"
+    )
+}
+
+async fn start(c: &mut RpcClient, thread: &str) {
+    c.start(json!({"threadId": thread, "outputModality": "audio"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+}
+
+async fn say(c: &mut RpcClient, thread: &str, text: &str) {
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": thread, "text": text}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn delegation_becomes_a_codex_turn_and_its_message_returns_as_backend() {
+    let Some(bin) = require_codex() else { return };
+    let responses =
+        ResponsesServer::start(vec![Reply::Messages(vec!["There are 3 files.".into()])]).await;
+    let codex = spawn_codex(&bin, &responses.base_url()).await;
+    let h = gateway(&codex, 120).await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    start(&mut c, "t").await;
+    say(&mut c, "t", "delegate: count the files").await;
+
+    let req = responses.next_request().await;
+    assert!(
+        input_texts(&req).contains(&delegation("count the files")),
+        "codex's model request carries the exact delegation text as user input: {:#?}",
+        input_texts(&req)
+    );
+    let (seen, output) = until_output(&mut frames).await;
+    assert!(
+        seen.iter()
+            .any(|f| f["item"]["content"][0]["text"] == "[BACKEND] There are 3 files."),
+        "{seen:#?}"
+    );
+    assert!(
+        output["item"]["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("finished")),
+        "{output}"
+    );
+    assert_eq!(frames.next_frame().await, r#"{"type":"response.create"}"#);
+}
+
+#[tokio::test]
+async fn second_delegation_while_the_turn_runs_arrives_as_a_steer() {
+    let Some(bin) = require_codex() else { return };
+    let release = Arc::new(Notify::new());
+    let responses = ResponsesServer::start(vec![
+        Reply::Hold(release.clone(), vec!["Counted the files.".into()]),
+        Reply::Messages(vec!["Also listed the tests.".into()]),
+    ])
+    .await;
+    let codex = spawn_codex(&bin, &responses.base_url()).await;
+    let h = gateway(&codex, 120).await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    start(&mut c, "t").await;
+    say(&mut c, "t", "delegate: count the files").await;
+    responses.next_request().await;
+
+    say(&mut c, "t", "delegate: also list the tests").await;
+    let (_, steer_ack) = until_output(&mut frames).await;
+    assert!(
+        steer_ack["item"]["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("already working")),
+        "{steer_ack}"
+    );
+    release.notify_one();
+
+    // codex folds the steer into the running turn: its next model request carries the text.
+    let second = responses.next_request().await;
+    assert!(
+        input_texts(&second)
+            .iter()
+            .any(|t| t.contains("also list the tests")),
+        "{:#?}",
+        input_texts(&second)
+    );
+    let (seen, done) = until_output(&mut frames).await;
+    let backend: Vec<&Value> = seen
+        .iter()
+        .filter(|f| {
+            f["item"]["content"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("[BACKEND]"))
+        })
+        .collect();
+    let texts: Vec<&str> = backend
+        .iter()
+        .filter_map(|f| f["item"]["content"][0]["text"].as_str())
+        .collect();
+    // codex may restart its sampling with the steered input, so the held first answer can be
+    // superseded; the answer to the steered turn must come back.
+    assert!(
+        texts.contains(&"[BACKEND] Also listed the tests."),
+        "{seen:#?}"
+    );
+    assert_ne!(done["item"]["call_id"], steer_ack["item"]["call_id"]);
+    assert!(
+        done["item"]["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("finished")),
+        "{done}"
+    );
+}
+
+#[tokio::test]
+async fn killing_the_app_server_mid_task_fails_the_task_and_the_session_keeps_running() {
+    let Some(bin) = require_codex() else { return };
+    let release = Arc::new(Notify::new());
+    let responses = ResponsesServer::start(vec![Reply::Hold(release, vec![])]).await;
+    let mut codex = spawn_codex(&bin, &responses.base_url()).await;
+    let h = gateway(&codex, 120).await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    start(&mut c, "t").await;
+    say(&mut c, "t", "delegate: a long job").await;
+    responses.next_request().await;
+    codex.child.kill().await.expect("kill codex");
+
+    let (_, output) = until_output(&mut frames).await;
+    assert_eq!(
+        output["item"]["output"],
+        "The background agent could not finish the task: the codex app-server connection was lost"
+    );
+    say(&mut c, "t", "are you still there").await;
+    let mut done = c.notification("thread/realtime/transcript/done").await;
+    while done["text"] != "You said: are you still there" {
+        done = c.notification("thread/realtime/transcript/done").await;
+    }
+}
+
+#[tokio::test]
+async fn stop_interrupts_the_turn_and_the_codex_thread_stays_usable() {
+    let Some(bin) = require_codex() else { return };
+    let release = Arc::new(Notify::new());
+    let responses = ResponsesServer::start(vec![Reply::Hold(release, vec![])]).await;
+    let codex = spawn_codex(&bin, &responses.base_url()).await;
+    let h = gateway(&codex, 120).await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    start(&mut c, "t").await;
+    say(&mut c, "t", "delegate: a long job").await;
+    responses.next_request().await;
+    c.request("thread/realtime/stop", json!({"threadId": "t"}))
+        .await;
+    assert_eq!(
+        c.notification("thread/realtime/closed").await["reason"],
+        "requested"
+    );
+
+    responses.push(Reply::Messages(vec!["Fresh answer.".into()]));
+    start(&mut c, "t").await;
+    say(&mut c, "t", "delegate: a short job").await;
+    let (seen, output) = until_output(&mut frames).await;
+    assert!(
+        seen.iter()
+            .any(|f| f["item"]["content"][0]["text"] == "[BACKEND] Fresh answer."),
+        "{output}"
+    );
+    assert!(
+        output["item"]["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("finished")),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn codex_task_timeout_resolves_the_call() {
+    let Some(bin) = require_codex() else { return };
+    let release = Arc::new(Notify::new());
+    let responses = ResponsesServer::start(vec![Reply::Hold(release, vec![])]).await;
+    let codex = spawn_codex(&bin, &responses.base_url()).await;
+    let h = gateway(&codex, 2).await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    start(&mut c, "t").await;
+    say(&mut c, "t", "delegate: a long job").await;
+    let (_, output) = until_output(&mut frames).await;
+    assert_eq!(
+        output["item"]["output"],
+        "The background agent could not finish the task: timed out after 2s"
+    );
+}
