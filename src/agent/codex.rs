@@ -87,11 +87,13 @@ impl AgentCore for CodexAgent {
 impl Conn {
     async fn open(cfg: &CodexAgentConfig) -> Result<Arc<Conn>, String> {
         let timeout = Duration::from_millis(cfg.connect_timeout_ms);
-        let (ws, _) =
-            tokio::time::timeout(timeout, tokio_tungstenite::connect_async(cfg.url.as_str()))
-                .await
-                .map_err(|_| format!("timed out after {timeout:?}"))?
-                .map_err(|e| e.to_string())?;
+        let (ws, _) = tokio::time::timeout(
+            timeout,
+            tokio_tungstenite::connect_async_with_config(cfg.url.as_str(), None, true),
+        )
+        .await
+        .map_err(|_| format!("timed out after {timeout:?}"))?
+        .map_err(|e| e.to_string())?;
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {

@@ -63,6 +63,9 @@ impl Simulator {
             records: records.clone(),
         });
         let app = router(state);
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "simulator server stopped");
