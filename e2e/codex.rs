@@ -45,6 +45,15 @@ struct CodexServer {
 }
 
 async fn spawn_codex(bin: &PathBuf, responses_base: &str) -> CodexServer {
+    spawn_codex_with(bin, responses_base, "never", "ws://127.0.0.1:0").await
+}
+
+async fn spawn_codex_with(
+    bin: &PathBuf,
+    responses_base: &str,
+    approval: &str,
+    listen: &str,
+) -> CodexServer {
     let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "codex-home-{}-{}",
         std::process::id(),
@@ -56,7 +65,7 @@ async fn spawn_codex(bin: &PathBuf, responses_base: &str) -> CodexServer {
         format!(
             r#"model = "scripted-model"
 model_provider = "scripted"
-approval_policy = "never"
+approval_policy = "{approval}"
 sandbox_mode = "read-only"
 
 [model_providers.scripted]
@@ -70,7 +79,7 @@ stream_max_retries = 0
     )
     .expect("config.toml");
     let mut child = Command::new(bin)
-        .args(["app-server", "--listen", "ws://127.0.0.1:0"])
+        .args(["app-server", "--listen", listen])
         .env("CODEX_HOME", &home)
         .env("RUST_LOG", "warn")
         .current_dir(&home)
@@ -269,6 +278,69 @@ async fn killing_the_app_server_mid_task_fails_the_task_and_the_session_keeps_ru
     while done["text"] != "You said: are you still there" {
         done = c.notification("thread/realtime/transcript/done").await;
     }
+
+    // The app-server comes back on the same address: the next task reconnects by itself.
+    responses.push(Reply::Messages(vec!["Back again.".into()]));
+    let _codex2 = spawn_codex_with(&bin, &responses.base_url(), "never", &codex.url).await;
+    say(&mut c, "t", "delegate: try again").await;
+    let (seen, output) = until_output(&mut frames).await;
+    assert!(
+        seen.iter()
+            .any(|f| f["item"]["content"][0]["text"] == "[BACKEND] Back again."),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn approval_requests_are_declined_and_reported_to_the_model() {
+    let Some(bin) = require_codex() else { return };
+    let marker =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("approval-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let args = json!({"cmd": format!("touch {}", marker.display()), "sandbox_permissions": "require_escalated",
+        "justification": "needs to write a file"})
+    .to_string();
+    let responses = ResponsesServer::start(vec![
+        Reply::FunctionCall("exec_command".into(), args),
+        Reply::Messages(vec!["I was not allowed to run it.".into()]),
+    ])
+    .await;
+    let codex = spawn_codex_with(
+        &bin,
+        &responses.base_url(),
+        "on-request",
+        "ws://127.0.0.1:0",
+    )
+    .await;
+    let h = gateway(&codex, 120).await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    start(&mut c, "t").await;
+    say(&mut c, "t", "delegate: create the file").await;
+    let (seen, output) = until_output(&mut frames).await;
+    let backend: Vec<&str> = seen
+        .iter()
+        .filter_map(|f| f["item"]["content"][0]["text"].as_str())
+        .filter(|t| t.starts_with("[BACKEND]"))
+        .collect();
+    assert!(
+        backend.iter().any(
+            |t| t.starts_with("[BACKEND] Declined the agent's request to run `")
+                && t.contains("touch")
+        ),
+        "{backend:#?}"
+    );
+    assert!(
+        backend.contains(&"[BACKEND] I was not allowed to run it."),
+        "{backend:#?}"
+    );
+    assert!(
+        output["item"]["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("finished")),
+        "{output}"
+    );
+    assert!(!marker.exists(), "the declined command must not have run");
 }
 
 #[tokio::test]

@@ -20,6 +20,8 @@ pub enum Reply {
     Hold(Arc<Notify>, Vec<String>),
     /// An HTTP error status with a JSON error body.
     Status(u16),
+    /// One function call item (name, JSON arguments), then `response.completed`.
+    FunctionCall(String, String),
 }
 
 struct Inner {
@@ -101,6 +103,15 @@ async fn respond(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
             sse_response(Body::from_stream(futures_util::StreamExt::chain(
                 first, rest,
             )))
+        }
+        Reply::FunctionCall(name, arguments) => {
+            let mut evs = vec![created];
+            evs.push(json!({"type": "response.output_item.done", "output_index": 0, "item": {
+                "type": "function_call", "id": "fc_scripted", "call_id": "call_scripted", "status": "completed",
+                "name": name, "arguments": arguments
+            }}));
+            evs.extend(message_events(&[]));
+            sse_response(Body::from(sse(&evs)))
         }
         Reply::Status(code) => Response::builder()
             .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
