@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod media;
 pub mod metrics;
 pub mod protocol;
 pub mod rpc;
