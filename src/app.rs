@@ -8,6 +8,7 @@ use crate::engine::EngineConfig;
 use crate::protocol::ModelVersion;
 use crate::protocol::rpc::{StartParams, Transport};
 use crate::protocol::session_config::{self, OutputModality, SessionSettings};
+use crate::runtime::session_task::CallLink;
 use crate::runtime::{SessionSpec, Sessions};
 use crate::simulator::Simulator;
 use crate::upstream::{UpstreamRequest, url};
@@ -68,6 +69,15 @@ impl AppState {
     /// Validate a start and launch the session. `Err` is a setup failure message for an
     /// `error` notification (no `closed`).
     pub fn start_conversation(&self, p: StartParams) -> Result<(), String> {
+        self.start_conversation_with(p, None)
+    }
+
+    /// Start a conversation whose client is a WebRTC peer voxgate terminates (relay mode).
+    pub fn start_conversation_with(
+        &self,
+        p: StartParams,
+        call: Option<CallLink>,
+    ) -> Result<(), String> {
         let version = p.version.unwrap_or(self.cfg.upstream.version);
         if p.output_modality == OutputModality::Text && version == ModelVersion::V1 {
             return Err("text realtime output modality requires realtime v2".into());
@@ -85,7 +95,7 @@ impl AppState {
                 agent_kind.as_str()
             )
         })?;
-        if let Some(Transport::Webrtc { .. }) = p.transport {
+        if let (Some(Transport::Webrtc { .. }), None) = (&p.transport, &call) {
             return Err("webrtc transport is not supported by this voxgate build yet".into());
         }
         let api_key = match self.cfg.upstream.kind {
@@ -137,9 +147,11 @@ impl AppState {
                 version,
                 connect_timeout: Duration::from_millis(self.cfg.upstream.connect_timeout_ms),
                 audio_queue: self.cfg.upstream.audio_queue_frames,
+                keep_raw: call.is_some(),
             },
             agent,
             task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
+            call,
         };
         self.sessions
             .start(spec, self.cfg.upstream.audio_queue_frames);

@@ -30,6 +30,34 @@ pub struct Config {
     pub session: SessionConfig,
     pub agent: AgentConfig,
     pub simulator: SimulatorConfig,
+    pub webrtc: WebrtcConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebrtcConfig {
+    /// Local address media sockets bind to (one UDP port per call).
+    pub bind_ip: std::net::IpAddr,
+    /// Address advertised in ICE host candidates when it differs from bind_ip (NAT, containers).
+    pub public_ip: Option<std::net::IpAddr>,
+    /// A call whose ICE/DTLS has not connected by then ends.
+    pub connect_timeout_secs: u64,
+    /// A connected caller that sends nothing for this long is gone.
+    pub silence_timeout_secs: u64,
+    /// Largest SDP offer body accepted (413 above).
+    pub max_offer_bytes: usize,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            public_ip: None,
+            connect_timeout_secs: 15,
+            silence_timeout_secs: 30,
+            max_offer_bytes: 64 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]

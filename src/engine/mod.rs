@@ -5,6 +5,7 @@
 
 pub mod delegation;
 pub mod playout;
+pub mod plumbing;
 pub mod response_queue;
 pub mod transcript;
 
@@ -64,7 +65,13 @@ pub struct EngineConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientCommand {
     AppendAudio(AudioChunk),
-    AppendText { text: String, role: TextRole },
+    AppendText {
+        text: String,
+        role: TextRole,
+    },
+    /// A raw OpenAI realtime client event (WebRTC data channel, `/v1/realtime` clients).
+    /// `response.create` goes through the response queue; `session.update` gets voxgate's tools.
+    RawEvent(String),
     Stop,
 }
 
@@ -121,6 +128,8 @@ pub enum Output {
     ToModel(ModelFrame),
     ToClient(Notification),
     ToAgent(AgentCommand),
+    /// Barge-in: drop audio queued for playout but not yet played (WebRTC relay).
+    ClearAudio,
     /// The conversation is over; the driver tears the session down.
     Close(CloseReason),
 }
@@ -267,7 +276,30 @@ impl Engine {
                 };
                 self.send_to_model(ModelFrame::Text { role, text });
             }
+            ClientCommand::RawEvent(raw) => self.on_client_event(raw),
             ClientCommand::Stop => self.close(CloseReason::Requested),
+        }
+    }
+
+    fn on_client_event(&mut self, raw: String) {
+        let Ok(Value::Object(mut ev)) = serde_json::from_str::<Value>(&raw) else {
+            // Not ours to judge: the model answers malformed events with an error event.
+            self.send_to_model(ModelFrame::Raw { text: raw });
+            return;
+        };
+        match ev.get("type").and_then(Value::as_str) {
+            Some("response.create") if self.cfg.version == ModelVersion::V2 => {
+                if self.responses.request() {
+                    self.send_to_model(ModelFrame::Raw { text: raw });
+                }
+            }
+            Some("session.update") => {
+                plumbing::inject_tools(&mut ev);
+                self.send_to_model(ModelFrame::Raw {
+                    text: Value::Object(ev).to_string(),
+                });
+            }
+            _ => self.send_to_model(ModelFrame::Raw { text: raw }),
         }
     }
 
@@ -316,6 +348,7 @@ impl Engine {
                     ModelVersion::V1 => None,
                 };
                 if let Some(t) = truncation {
+                    self.out.push_back(Output::ClearAudio);
                     self.send_to_model(ModelFrame::Truncate {
                         item_id: t.item_id,
                         audio_end_ms: t.audio_end_ms,

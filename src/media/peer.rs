@@ -42,7 +42,10 @@ pub enum PeerEvent {
     ChannelOpen,
     ChannelText(String),
     /// Played position of the output item now playing.
-    Played { item: Option<String>, played_ms: u64 },
+    Played {
+        item: Option<String>,
+        played_ms: u64,
+    },
     Closed(String),
 }
 
@@ -50,7 +53,10 @@ pub enum PeerEvent {
 #[derive(Debug)]
 pub enum PeerCommand {
     /// Queue model audio (24 kHz mono PCM) of an output item for paced playout.
-    Audio { item: Option<String>, pcm: Vec<i16> },
+    Audio {
+        item: Option<String>,
+        pcm: Vec<i16>,
+    },
     /// Barge-in: drop unplayed audio now.
     Flush,
     /// Send a text message on the `oai-events` data channel.
@@ -75,7 +81,10 @@ pub fn describe_offer(sdp: &str) -> String {
         .filter_map(|l| l.split_whitespace().nth(1))
         .filter_map(|c| c.split('/').next())
         .collect();
-    format!("{} bytes, {media} m-lines, {candidates} candidates, codecs {codecs:?}", sdp.len())
+    format!(
+        "{} bytes, {media} m-lines, {candidates} candidates, codecs {codecs:?}",
+        sdp.len()
+    )
 }
 
 fn install_crypto() {
@@ -91,7 +100,11 @@ fn audio_section(sdp: &str) -> Option<&str> {
 }
 
 /// Validate an offer, open the media socket and produce the answer SDP.
-pub fn accept_offer(offer: &str, bind_ip: IpAddr, public_ip: Option<IpAddr>) -> Result<(String, PeerSetup), OfferError> {
+pub fn accept_offer(
+    offer: &str,
+    bind_ip: IpAddr,
+    public_ip: Option<IpAddr>,
+) -> Result<(String, PeerSetup), OfferError> {
     if !offer.trim_start().starts_with("v=0") {
         return Err(OfferError::Malformed);
     }
@@ -101,18 +114,29 @@ pub fn accept_offer(offer: &str, bind_ip: IpAddr, public_ip: Option<IpAddr>) -> 
     }
     let parsed = SdpOffer::from_sdp_string(offer).map_err(|_| OfferError::Malformed)?;
     install_crypto();
-    let std_socket = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, 0)).map_err(|e| OfferError::Socket(e.to_string()))?;
-    std_socket.set_nonblocking(true).map_err(|e| OfferError::Socket(e.to_string()))?;
-    let local = std_socket.local_addr().map_err(|e| OfferError::Socket(e.to_string()))?;
+    let std_socket = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, 0))
+        .map_err(|e| OfferError::Socket(e.to_string()))?;
+    std_socket
+        .set_nonblocking(true)
+        .map_err(|e| OfferError::Socket(e.to_string()))?;
+    let local = std_socket
+        .local_addr()
+        .map_err(|e| OfferError::Socket(e.to_string()))?;
     let socket = UdpSocket::from_std(std_socket).map_err(|e| OfferError::Socket(e.to_string()))?;
     let mut rtc = RtcConfig::new().set_ice_lite(true).build(Instant::now());
     let advertised = SocketAddr::new(public_ip.unwrap_or(local.ip()), local.port());
-    let candidate = Candidate::host(advertised, "udp").map_err(|e| OfferError::Socket(e.to_string()))?;
+    let candidate =
+        Candidate::host(advertised, "udp").map_err(|e| OfferError::Socket(e.to_string()))?;
     rtc.add_local_candidate(candidate);
-    let answer = rtc.sdp_api().accept_offer(parsed).map_err(|_| OfferError::Malformed)?;
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(parsed)
+        .map_err(|_| OfferError::Malformed)?;
     let answer = answer.to_sdp_string();
     let answered_audio = audio_section(&answer).ok_or(OfferError::NoAudio)?;
-    if answered_audio.starts_with("m=audio 0 ") || !answered_audio.to_ascii_lowercase().contains("opus/48000") {
+    if answered_audio.starts_with("m=audio 0 ")
+        || !answered_audio.to_ascii_lowercase().contains("opus/48000")
+    {
         return Err(OfferError::NoOpus);
     }
     Ok((answer, PeerSetup { rtc, socket, local }))
@@ -164,14 +188,21 @@ pub async fn run(
         connected: false,
         events: events.clone(),
     };
-    let reason = peer.drive(&mut commands, connect_timeout, silence_timeout).await;
+    let reason = peer
+        .drive(&mut commands, connect_timeout, silence_timeout)
+        .await;
     peer.rtc.disconnect();
     tracing::info!(%reason, "webrtc peer closed");
     let _ = events.send(PeerEvent::Closed(reason)).await;
 }
 
 impl Peer {
-    async fn drive(&mut self, commands: &mut mpsc::Receiver<PeerCommand>, connect_timeout: Duration, silence_timeout: Duration) -> String {
+    async fn drive(
+        &mut self,
+        commands: &mut mpsc::Receiver<PeerCommand>,
+        connect_timeout: Duration,
+        silence_timeout: Duration,
+    ) -> String {
         let started = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -268,7 +299,11 @@ impl Peer {
                 self.last_rx_rtp = Some(t);
                 match self.codec.decode(&d.data) {
                     Ok(pcm) => {
-                        if self.events.try_send(PeerEvent::Audio(pcm.to_vec())).is_err() {
+                        if self
+                            .events
+                            .try_send(PeerEvent::Audio(pcm.to_vec()))
+                            .is_err()
+                        {
                             crate::metrics::AUDIO_FRAMES_DROPPED.inc();
                         }
                     }
@@ -315,14 +350,24 @@ impl Peer {
         match self.playout.next_frame() {
             Tick::Idle => {}
             Tick::Stopped => self.send_text(r#"{"type":"output_audio_buffer.stopped"}"#.into()),
-            Tick::Frame { pcm, item, played_ms, started } => {
+            Tick::Frame {
+                pcm,
+                item,
+                played_ms,
+                started,
+            } => {
                 if started {
                     self.send_text(r#"{"type":"output_audio_buffer.started"}"#.into());
                 }
-                let Ok(packet) = self.codec.encode(&pcm) else { return };
+                let Ok(packet) = self.codec.encode(&pcm) else {
+                    return;
+                };
                 if let Some(mid) = self.audio_mid {
                     if let Some(writer) = self.rtc.writer(mid) {
-                        let pt = writer.payload_params().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt());
+                        let pt = writer
+                            .payload_params()
+                            .find(|p| p.spec().codec == Codec::Opus)
+                            .map(|p| p.pt());
                         if let Some(pt) = pt {
                             let time = MediaTime::new(self.rtp_time, Frequency::FORTY_EIGHT_KHZ);
                             if let Err(e) = writer.write(pt, Instant::now(), time, packet) {

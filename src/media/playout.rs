@@ -21,7 +21,12 @@ pub struct PlayoutClock {
 #[derive(Debug, PartialEq)]
 pub enum Tick {
     /// A frame to send, of `item`, with that item's played position after this frame.
-    Frame { pcm: Vec<i16>, item: Option<String>, played_ms: u64, started: bool },
+    Frame {
+        pcm: Vec<i16>,
+        item: Option<String>,
+        played_ms: u64,
+        started: bool,
+    },
     /// The queue ran dry after playing.
     Stopped,
     Idle,
@@ -60,7 +65,9 @@ impl PlayoutClock {
         let mut left = n;
         let mut item = None;
         while left > 0 {
-            let Some((id, count)) = self.segments.front_mut() else { break };
+            let Some((id, count)) = self.segments.front_mut() else {
+                break;
+            };
             let take = left.min(*count);
             *count -= take;
             left -= take;
@@ -73,8 +80,16 @@ impl PlayoutClock {
                 self.segments.pop_front();
             }
         }
-        let played_ms = self.playing.as_ref().map_or(0, |(_, p)| p * 1000 / u64::from(SAMPLE_RATE));
-        Tick::Frame { pcm, item, played_ms, started }
+        let played_ms = self
+            .playing
+            .as_ref()
+            .map_or(0, |(_, p)| p * 1000 / u64::from(SAMPLE_RATE));
+        Tick::Frame {
+            pcm,
+            item,
+            played_ms,
+            started,
+        }
     }
 
     /// Played position of `item`, if it is the one playing or last played.
@@ -102,11 +117,23 @@ mod tests {
     fn frames_come_out_in_20ms_steps_and_track_the_played_position() {
         let mut p = PlayoutClock::default();
         p.push(Some("a".into()), &vec![1; 1200]); // 50 ms
-        let Tick::Frame { played_ms, started, .. } = p.next_frame() else { panic!() };
+        let Tick::Frame {
+            played_ms, started, ..
+        } = p.next_frame()
+        else {
+            panic!()
+        };
         assert_eq!((played_ms, started), (20, true));
-        let Tick::Frame { played_ms, started, .. } = p.next_frame() else { panic!() };
+        let Tick::Frame {
+            played_ms, started, ..
+        } = p.next_frame()
+        else {
+            panic!()
+        };
         assert_eq!((played_ms, started), (40, false));
-        let Tick::Frame { pcm, played_ms, .. } = p.next_frame() else { panic!() };
+        let Tick::Frame { pcm, played_ms, .. } = p.next_frame() else {
+            panic!()
+        };
         assert_eq!(played_ms, 50);
         assert_eq!(pcm.len(), 480);
         assert_eq!(pcm[239], 1);
@@ -122,7 +149,12 @@ mod tests {
         p.push(Some("a".into()), &[1; 480]);
         p.push(Some("b".into()), &[2; 4800]);
         p.next_frame();
-        let Tick::Frame { item, played_ms, .. } = p.next_frame() else { panic!() };
+        let Tick::Frame {
+            item, played_ms, ..
+        } = p.next_frame()
+        else {
+            panic!()
+        };
         assert_eq!((item.as_deref(), played_ms), (Some("b"), 20));
         assert!(p.flush());
         assert_eq!(p.queued_ms(), 0);

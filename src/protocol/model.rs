@@ -210,6 +210,10 @@ pub enum ModelFrame {
         item_id: String,
         audio_end_ms: u64,
     },
+    /// A client's own event, passed through as it came (OpenAI-protocol clients).
+    Raw {
+        text: String,
+    },
 }
 
 /// The race the response queue absorbs (protocol.md §3.3).

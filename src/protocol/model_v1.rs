@@ -146,6 +146,7 @@ pub(crate) fn message_item(role: TextRole, text: &str) -> Value {
 pub fn build(frame: &ModelFrame) -> Option<String> {
     let value = match frame {
         ModelFrame::SessionUpdate { update } => return Some(update.to_string()),
+        ModelFrame::Raw { text } => return Some(text.clone()),
         ModelFrame::AudioAppend { audio } => return Some(audio_append(audio)),
         ModelFrame::Text { role, text } => message_item(*role, text),
         ModelFrame::HandoffAppend {

@@ -137,6 +137,7 @@ pub fn transcript_from_arguments(raw: &str) -> String {
 pub fn build(frame: &ModelFrame) -> Option<String> {
     let value = match frame {
         ModelFrame::SessionUpdate { update } => return Some(update.to_string()),
+        ModelFrame::Raw { text } => return Some(text.clone()),
         ModelFrame::AudioAppend { audio } => return Some(super::model_v1::audio_append(audio)),
         ModelFrame::Text { role, text } => super::model_v1::message_item(*role, text),
         ModelFrame::FunctionOutput { call_id, output } => json!({

@@ -4,13 +4,16 @@
 
 use super::subscribers::ThreadSubscribers;
 use crate::agent::{AgentCore, AgentTask, AgentUpdate, TaskHandle};
+use crate::engine::plumbing::PlumbingFilter;
 use crate::engine::{
     AgentCommand, AgentEvent, ClientCommand, Engine, EngineConfig, Input, Output, TaskOutcome,
 };
+use crate::media::peer::{PeerCommand, PeerEvent};
 use crate::metrics;
 use crate::protocol::rpc::Notification;
 use crate::protocol::{AudioChunk, ModelFrame};
 use crate::upstream::{UpstreamEvent, UpstreamLink, UpstreamRequest, ws};
+use base64::Engine as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -23,6 +26,19 @@ pub struct SessionSpec {
     pub upstream: UpstreamRequest,
     pub agent: Arc<dyn AgentCore>,
     pub task_timeout: Duration,
+    /// Set when the client is a WebRTC peer voxgate terminates (relay mode).
+    pub call: Option<CallLink>,
+}
+
+/// The session's side of a relay call's peer task.
+pub struct CallLink {
+    pub commands: mpsc::Sender<PeerCommand>,
+    pub events: mpsc::Receiver<PeerEvent>,
+}
+
+struct Call {
+    link: CallLink,
+    filter: PlumbingFilter,
 }
 
 struct RunningTask {
@@ -58,7 +74,7 @@ pub async fn run(
 }
 
 async fn drive(
-    spec: SessionSpec,
+    mut spec: SessionSpec,
     control: &mut mpsc::UnboundedReceiver<ClientCommand>,
     audio: &mut mpsc::Receiver<AudioChunk>,
     subs: Arc<ThreadSubscribers>,
@@ -71,13 +87,27 @@ async fn drive(
     tokio::pin!(connect);
     let mut link: Option<UpstreamLink> = None;
     let mut task: Option<RunningTask> = None;
+    let mut call = spec.call.take().map(|link| Call {
+        link,
+        filter: PlumbingFilter::new(true),
+    });
     tracing::info!("conversation starting");
 
     loop {
         while let Some(out) = engine.poll_output() {
             match out {
                 Output::ToModel(frame) => send_frame(&engine, link.as_ref(), &frame),
+                Output::ToClient(Notification::OutputAudioDelta(chunk)) if call.is_some() => {
+                    if let Some(c) = &call {
+                        play(c, chunk);
+                    }
+                }
                 Output::ToClient(n) => subs.notify(&thread_id, &n),
+                Output::ClearAudio => {
+                    if let Some(c) = &call {
+                        let _ = c.link.commands.try_send(PeerCommand::Flush);
+                    }
+                }
                 Output::ToAgent(cmd) => match cmd {
                     AgentCommand::Start { handoff_id, text } => {
                         metrics::HANDOFFS_STARTED.inc();
@@ -126,11 +156,41 @@ async fn drive(
                     return;
                 }
             },
-            Some(ev) = ev_rx.recv() => engine.handle_input(match ev {
-                UpstreamEvent::Model(m) => Input::Model(m),
-                UpstreamEvent::Closed => Input::UpstreamClosed,
-                UpstreamEvent::Failed(msg) => Input::UpstreamFailed(msg),
-            }),
+            Some(ev) = ev_rx.recv() => match ev {
+                UpstreamEvent::Raw(text) => {
+                    if let Some(c) = &mut call {
+                        if let Some(out) = c.filter.filter(&text) {
+                            let _ = c.link.commands.try_send(PeerCommand::Text(out));
+                        }
+                    }
+                }
+                UpstreamEvent::Model(m) => engine.handle_input(Input::Model(m)),
+                UpstreamEvent::Closed => engine.handle_input(Input::UpstreamClosed),
+                UpstreamEvent::Failed(msg) => engine.handle_input(Input::UpstreamFailed(msg)),
+            },
+            Some(ev) = next_peer_event(&mut call) => match ev {
+                PeerEvent::Audio(pcm) => {
+                    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+                    engine.handle_input(Input::Client(ClientCommand::AppendAudio(AudioChunk {
+                        data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                        sample_rate: 24_000,
+                        num_channels: 1,
+                        samples_per_channel: u32::try_from(pcm.len()).ok(),
+                        item_id: None,
+                    })));
+                }
+                PeerEvent::ChannelText(t) => engine.handle_input(Input::Client(ClientCommand::RawEvent(t))),
+                PeerEvent::Played { item: Some(item_id), played_ms } => {
+                    engine.handle_input(Input::AudioPlayed { item_id, played_ms });
+                }
+                PeerEvent::Played { .. } => {}
+                PeerEvent::Connected => tracing::info!("webrtc caller connected"),
+                PeerEvent::ChannelOpen => tracing::debug!("oai-events data channel open"),
+                PeerEvent::Closed(reason) => {
+                    call = None;
+                    engine.handle_input(Input::UpstreamFailed(format!("the WebRTC caller went away: {reason}")));
+                }
+            },
             Some(cmd) = control.recv() => engine.handle_input(Input::Client(cmd)),
             Some(chunk) = audio.recv() => {
                 engine.handle_input(Input::Client(ClientCommand::AppendAudio(chunk)));
@@ -169,6 +229,35 @@ fn send_frame(engine: &Engine, link: Option<&UpstreamLink>, frame: &ModelFrame) 
         link.send_audio(text);
     } else {
         link.send_control(text);
+    }
+}
+
+/// Decode a model audio chunk and queue it for paced playout on the call.
+fn play(c: &Call, chunk: AudioChunk) {
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(chunk.data.as_bytes()) else {
+        tracing::debug!("model sent audio that is not base64");
+        return;
+    };
+    let pcm: Vec<i16> = bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    if c.link
+        .commands
+        .try_send(PeerCommand::Audio {
+            item: chunk.item_id,
+            pcm,
+        })
+        .is_err()
+    {
+        metrics::AUDIO_FRAMES_DROPPED.inc();
+    }
+}
+
+async fn next_peer_event(call: &mut Option<Call>) -> Option<PeerEvent> {
+    match call {
+        Some(c) => c.link.events.recv().await,
+        None => std::future::pending().await,
     }
 }
 

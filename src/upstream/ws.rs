@@ -16,6 +16,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the upstream reports to the session task.
 #[derive(Debug)]
 pub enum UpstreamEvent {
+    /// The raw text of an inbound frame (only with `keep_raw`), sent before its parsed event.
+    Raw(String),
     Model(ModelEvent),
     Closed,
     Failed(String),
@@ -30,6 +32,8 @@ pub struct UpstreamRequest {
     pub version: ModelVersion,
     pub connect_timeout: Duration,
     pub audio_queue: usize,
+    /// Also report every frame's raw text (clients that speak the OpenAI protocol themselves).
+    pub keep_raw: bool,
 }
 
 impl std::fmt::Debug for UpstreamRequest {
@@ -144,18 +148,29 @@ pub async fn connect(
     });
 
     let version = req.version;
+    let keep_raw = req.keep_raw;
     let reader = tokio::spawn(async move {
         loop {
             let event = match stream.next().await {
                 None | Some(Ok(Message::Close(_))) => UpstreamEvent::Closed,
-                Some(Ok(Message::Text(text))) => match version.parse(text.as_str()) {
-                    Ok(ev) => UpstreamEvent::Model(ev),
-                    Err(reason) => {
-                        metrics::MODEL_FRAMES_SKIPPED.inc();
-                        tracing::debug!(%reason, "skipped realtime frame");
-                        continue;
+                Some(Ok(Message::Text(text))) => {
+                    if keep_raw
+                        && events
+                            .send(UpstreamEvent::Raw(text.as_str().to_owned()))
+                            .await
+                            .is_err()
+                    {
+                        return;
                     }
-                },
+                    match version.parse(text.as_str()) {
+                        Ok(ev) => UpstreamEvent::Model(ev),
+                        Err(reason) => {
+                            metrics::MODEL_FRAMES_SKIPPED.inc();
+                            tracing::debug!(%reason, "skipped realtime frame");
+                            continue;
+                        }
+                    }
+                }
                 Some(Ok(Message::Binary(_))) => {
                     UpstreamEvent::Failed("unexpected binary realtime websocket event".into())
                 }

@@ -1,0 +1,145 @@
+"""A real WebRTC voice client (aiortc) for voxgate's e2e tests.
+
+Posts an SDP offer to /v1/realtime/calls, speaks (a loud tone, then silence so server VAD ends the
+turn), listens to the answer over RTP, talks on the `oai-events` data channel, and hangs up.
+Prints one JSON summary line on stdout. Loopback only; every wait is bounded.
+"""
+import argparse
+import array
+import asyncio
+import fractions
+import json
+import math
+import sys
+import time
+import urllib.request
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from av import AudioFrame
+
+# aioice drops 127.0.0.1 from host candidates; this test runs on loopback only.
+aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+
+class SpeechTrack(MediaStreamTrack):
+    """20 ms frames at 48 kHz: `loud_ms` of a 300 Hz tone, then silence, in real time."""
+
+    kind = "audio"
+
+    def __init__(self, loud_ms):
+        super().__init__()
+        self.loud_ms = loud_ms
+        self.pts = 0
+        self.start = None
+
+    async def recv(self):
+        if self.start is None:
+            self.start = time.time()
+        wait = self.start + self.pts / 48000 - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        samples = 960
+        loud = self.pts < self.loud_ms * 48
+        frame = AudioFrame(format="s16", layout="mono", samples=samples)
+        data = bytearray()
+        for i in range(samples):
+            v = int(9000 * math.sin(2 * math.pi * 300 * (self.pts + i) / 48000)) if loud else 0
+            data += v.to_bytes(2, "little", signed=True)
+        frame.planes[0].update(bytes(data))
+        frame.pts = self.pts
+        frame.sample_rate = 48000
+        frame.time_base = fractions.Fraction(1, 48000)
+        self.pts += samples
+        return frame
+
+
+def http(method, url, body=None, ctype=None):
+    req = urllib.request.Request(url, data=body, method=method)
+    if ctype:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+async def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--delegate", default="")
+    ap.add_argument("--timeout", type=float, default=30)
+    args = ap.parse_args()
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    events = []
+    got_event = asyncio.Event()
+    audio = {"frames": 0, "loud_frames": 0}
+    channel = pc.createDataChannel("oai-events")
+
+    @channel.on("message")
+    def on_message(msg):
+        try:
+            events.append(json.loads(msg))
+        except ValueError:
+            events.append({"type": "<not json>"})
+        got_event.set()
+
+    @pc.on("track")
+    def on_track(track):
+        async def pull():
+            while True:
+                try:
+                    frame = await track.recv()
+                except Exception:
+                    return
+                audio["frames"] += 1
+                pcm = array.array("h", bytes(frame.planes[0]))
+                if pcm and max(abs(v) for v in pcm) > 2000:
+                    audio["loud_frames"] += 1
+        asyncio.ensure_future(pull())
+
+    pc.addTrack(SpeechTrack(loud_ms=600))
+    await pc.setLocalDescription(await pc.createOffer())
+    status, headers, answer = http("POST", args.base + "/v1/realtime/calls", pc.localDescription.sdp.encode(), "application/sdp")
+    summary = {"post_status": status, "location": headers.get("Location"), "content_type": headers.get("Content-Type")}
+    if status != 201:
+        summary["error"] = answer
+        print(json.dumps(summary))
+        return
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+    async def wait_for(pred):
+        deadline = time.time() + args.timeout
+        while time.time() < deadline:
+            if any(pred(e) for e in events):
+                return True
+            got_event.clear()
+            try:
+                await asyncio.wait_for(got_event.wait(), timeout=max(0.01, deadline - time.time()))
+            except asyncio.TimeoutError:
+                break
+        return False
+
+    summary["spoken_reply"] = await wait_for(lambda e: e.get("type") == "response.output_audio_transcript.done")
+    summary["playback_stopped"] = await wait_for(lambda e: e.get("type") == "output_audio_buffer.stopped")
+    if args.delegate:
+        channel.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                     "content": [{"type": "input_text", "text": args.delegate}]}}))
+        summary["delegated_reply"] = await wait_for(
+            lambda e: e.get("type") == "response.output_audio_transcript.done" and "Here is what I found" in e.get("transcript", ""))
+    summary["audio"] = audio
+    summary["event_types"] = [e.get("type") for e in events]
+    summary["transcripts"] = [e.get("transcript") for e in events if e.get("type", "").endswith("transcript.done")
+                              or e.get("type") == "conversation.item.input_audio_transcription.completed"]
+    summary["events_json"] = json.dumps(events)
+    status, _, _ = http("DELETE", args.base + summary["location"])
+    summary["delete_status"] = status
+    await pc.close()
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,139 @@
+//! WebRTC relay end to end with a real peer: aiortc (PyPI, installed by .ci/run) posts an offer to
+//! `/v1/realtime/calls`, speaks Opus over RTP, hears the model's Opus answer, talks on the
+//! `oai-events` data channel, and hangs up. voxgate bridges to the simulator over websocket.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::time::Duration;
+
+fn aiortc_available() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import aiortc"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "aiortc missing in CI: pip install -r e2e/requirements.txt"
+        );
+        eprintln!(
+            "SKIPPING WebRTC e2e: aiortc not installed (pip install -r e2e/requirements.txt)"
+        );
+    }
+    ok
+}
+
+async fn run_client(base: &str, extra: &[&str]) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/aiortc_call.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .args(["--base", base])
+            .args(extra)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("aiortc client finishes in time")
+    .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "client printed no summary; stdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test]
+async fn aiortc_caller_speaks_and_hears_the_model_over_opus() {
+    if !aiortc_available() {
+        return;
+    }
+    let h = harness().await;
+    let s = run_client(&format!("http://{}", h.addr), &[]).await;
+    assert_eq!(s["post_status"], 201, "{s}");
+    assert_eq!(s["content_type"], "application/sdp");
+    assert!(
+        s["location"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("/v1/realtime/calls/rtc_")),
+        "{s}"
+    );
+    assert_eq!(s["spoken_reply"], true, "{s}");
+    let types: Vec<&str> = s["event_types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for expected in [
+        "session.updated",
+        "input_audio_buffer.speech_started",
+        "conversation.item.input_audio_transcription.completed",
+        "response.created",
+        "output_audio_buffer.started",
+        "response.done",
+    ] {
+        assert!(types.contains(&expected), "missing {expected} in {types:?}");
+    }
+    assert!(
+        !types.contains(&"response.output_audio.delta"),
+        "audio travels by RTP, not the data channel"
+    );
+    assert!(
+        s["audio"]["loud_frames"].as_u64().unwrap_or(0) >= 10,
+        "the model's tone was heard: {s}"
+    );
+    assert_eq!(s["delete_status"], 200);
+}
+
+#[tokio::test]
+async fn delegation_runs_server_side_and_the_caller_never_sees_the_plumbing() {
+    if !aiortc_available() {
+        return;
+    }
+    let h = harness().await;
+    let s = run_client(
+        &format!("http://{}", h.addr),
+        &["--delegate", "delegate: check the weather"],
+    )
+    .await;
+    assert_eq!(s["delegated_reply"], true, "{s}");
+    let events: Vec<Value> =
+        serde_json::from_str(s["events_json"].as_str().unwrap_or("[]")).expect("events");
+    for e in &events {
+        let item_type = e["item"]["type"].as_str().unwrap_or("");
+        assert!(
+            !item_type.starts_with("function_call"),
+            "tool plumbing leaked: {e}"
+        );
+        assert!(
+            !e["item"].to_string().contains("[BACKEND]"),
+            "backend items leaked: {e}"
+        );
+        assert!(
+            !e["type"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("response.function_call_arguments"),
+            "{e}"
+        );
+        let tools = e["session"]["tools"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            tools
+                .iter()
+                .all(|t| t["name"] != "background_agent" && t["name"] != "remain_silent"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! `PlumbingFilter`: decides which raw model events a client that speaks the OpenAI realtime
+//! protocol itself (a WebRTC data channel, later the `/v1/realtime` face) gets to see. voxgate's
+//! delegation is server-side, so the client never sees the agent plumbing: the
+//! `background_agent`/`remain_silent` calls and their arguments, their outputs, the `[BACKEND]`
+//! items voxgate inserts, and voxgate's tools in session objects. Everything else passes through
+//! untouched (re-serialized only when something had to be removed).
+
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+
+pub const HIDDEN_TOOLS: [&str; 2] = ["background_agent", "remain_silent"];
+
+#[derive(Debug, Default)]
+pub struct PlumbingFilter {
+    hidden_items: HashSet<String>,
+    hidden_calls: HashSet<String>,
+    /// Audio deltas travel by RTP for WebRTC clients; drop them from the event stream.
+    pub drop_audio: bool,
+}
+
+fn is_hidden_item(item: &Value) -> bool {
+    match item.get("type").and_then(Value::as_str) {
+        Some("function_call") => item
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| HIDDEN_TOOLS.contains(&n)),
+        Some("message") => item
+            .pointer("/content/0/text")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.starts_with("[BACKEND]")),
+        _ => false,
+    }
+}
+
+impl PlumbingFilter {
+    pub fn new(drop_audio: bool) -> Self {
+        Self {
+            drop_audio,
+            ..Default::default()
+        }
+    }
+
+    fn remember(&mut self, item: &Value) {
+        if let Some(id) = item.get("id").and_then(Value::as_str) {
+            self.hidden_items.insert(id.to_owned());
+        }
+        if let Some(id) = item.get("call_id").and_then(Value::as_str) {
+            self.hidden_calls.insert(id.to_owned());
+        }
+    }
+
+    fn item_is_hidden(&mut self, item: &Value) -> bool {
+        let by_id = item
+            .get("id")
+            .and_then(Value::as_str)
+            .is_some_and(|id| self.hidden_items.contains(id));
+        let output_of_hidden = item.get("type").and_then(Value::as_str)
+            == Some("function_call_output")
+            && item
+                .get("call_id")
+                .and_then(Value::as_str)
+                .is_some_and(|c| self.hidden_calls.contains(c));
+        if is_hidden_item(item) {
+            self.remember(item);
+            return true;
+        }
+        by_id || output_of_hidden
+    }
+
+    /// The text to forward to the client, or `None` to drop the event.
+    pub fn filter(&mut self, raw: &str) -> Option<String> {
+        if self.drop_audio
+            && (raw.contains("\"response.output_audio.delta\"")
+                || raw.contains("\"response.audio.delta\""))
+        {
+            return None;
+        }
+        let Ok(Value::Object(mut ev)) = serde_json::from_str::<Value>(raw) else {
+            return Some(raw.to_owned());
+        };
+        let ty = ev
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        if let Some(item) = ev.get("item") {
+            let item = item.clone();
+            if self.item_is_hidden(&item) {
+                return None;
+            }
+        }
+        let refs_hidden = ["item_id", "call_id"].iter().any(|k| {
+            ev.get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(|v| self.hidden_items.contains(v) || self.hidden_calls.contains(v))
+        });
+        if refs_hidden {
+            return None;
+        }
+        let mut changed = false;
+        if ty == "session.created" || ty == "session.updated" {
+            if let Some(Value::Array(tools)) =
+                ev.get_mut("session").and_then(|s| s.get_mut("tools"))
+            {
+                let before = tools.len();
+                tools.retain(|t| {
+                    !t.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| HIDDEN_TOOLS.contains(&n))
+                });
+                changed |= tools.len() != before;
+            }
+        }
+        if ty == "response.done" {
+            let hidden: Vec<Value> = ev
+                .get("response")
+                .and_then(|r| r.get("output"))
+                .and_then(Value::as_array)
+                .map(|o| o.iter().filter(|i| is_hidden_item(i)).cloned().collect())
+                .unwrap_or_default();
+            for item in &hidden {
+                self.remember(item);
+            }
+            if let Some(Value::Array(out)) =
+                ev.get_mut("response").and_then(|r| r.get_mut("output"))
+            {
+                let before = out.len();
+                out.retain(|i| !is_hidden_item(i));
+                changed |= out.len() != before;
+            }
+        }
+        if changed {
+            Some(Value::Object(ev).to_string())
+        } else {
+            Some(raw.to_owned())
+        }
+    }
+}
+
+/// Add voxgate's delegation tools to a client's `session.update` (keeping the client's own).
+pub fn inject_tools(update: &mut Map<String, Value>) {
+    let Some(Value::Object(session)) = update.get_mut("session") else {
+        return;
+    };
+    if session.get("type").and_then(Value::as_str) == Some("transcription") {
+        return;
+    }
+    let tools = session
+        .entry("tools")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    let Value::Array(tools) = tools else { return };
+    tools.retain(|t| {
+        !t.get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| HIDDEN_TOOLS.contains(&n))
+    });
+    if let Value::Array(ours) = crate::protocol::session_config::delegation_tools() {
+        tools.extend(ours);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn delegation_calls_their_arguments_and_outputs_are_hidden() {
+        let mut f = PlumbingFilter::new(false);
+        let call = json!({"type": "response.output_item.added", "item": {"id": "fc1", "type": "function_call",
+            "name": "background_agent", "call_id": "c1"}});
+        assert_eq!(f.filter(&call.to_string()), None);
+        assert_eq!(f.filter(&json!({"type": "response.function_call_arguments.delta", "item_id": "fc1", "delta": "{"}).to_string()), None);
+        assert_eq!(f.filter(&json!({"type": "conversation.item.added", "item": {"id": "o1", "type": "function_call_output", "call_id": "c1"}}).to_string()), None);
+        assert_eq!(f.filter(&json!({"type": "conversation.item.added", "item": {"id": "m9", "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "[BACKEND] found it"}]}}).to_string()), None);
+        let client_tool = json!({"type": "conversation.item.done", "item": {"id": "fc2", "type": "function_call", "name": "lookup", "call_id": "c2"}}).to_string();
+        assert_eq!(f.filter(&client_tool), Some(client_tool.clone()));
+        let unknown = r#"{"type":"brand.new.event","x":1}"#;
+        assert_eq!(f.filter(unknown).as_deref(), Some(unknown));
+    }
+
+    #[test]
+    fn voxgate_tools_are_removed_from_session_objects_and_response_output() {
+        let mut f = PlumbingFilter::new(false);
+        let ev = json!({"type": "session.updated", "session": {"id": "s", "tools": [
+            {"type": "function", "name": "background_agent"}, {"type": "function", "name": "lookup"}]}});
+        let out: Value =
+            serde_json::from_str(&f.filter(&ev.to_string()).expect("kept")).expect("json");
+        assert_eq!(
+            out["session"]["tools"],
+            json!([{"type": "function", "name": "lookup"}])
+        );
+        let done = json!({"type": "response.done", "response": {"id": "r", "output": [
+            {"id": "fc3", "type": "function_call", "name": "remain_silent", "call_id": "c3"}]}});
+        let out: Value =
+            serde_json::from_str(&f.filter(&done.to_string()).expect("kept")).expect("json");
+        assert_eq!(out["response"]["output"], json!([]));
+    }
+
+    #[test]
+    fn audio_deltas_are_dropped_for_rtp_clients_only() {
+        let delta = r#"{"type":"response.output_audio.delta","delta":"AAAA"}"#;
+        assert_eq!(PlumbingFilter::new(true).filter(delta), None);
+        assert_eq!(
+            PlumbingFilter::new(false).filter(delta).as_deref(),
+            Some(delta)
+        );
+    }
+
+    #[test]
+    fn injected_tools_keep_the_clients_own() {
+        let mut update = json!({"type": "session.update", "session": {"type": "realtime", "tools": [{"type": "function", "name": "lookup"}]}});
+        let Value::Object(map) = &mut update else {
+            unreachable!()
+        };
+        inject_tools(map);
+        let names: Vec<&str> = update["session"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert_eq!(names, vec!["lookup", "background_agent", "remain_silent"]);
+    }
+}

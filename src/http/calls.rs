@@ -1,0 +1,255 @@
+//! `POST /v1/realtime/calls` (voice clients post an SDP offer; relay mode: voxgate answers and
+//! terminates WebRTC) and hang-up (`DELETE /v1/realtime/calls/{id}`, `POST …/{id}/hangup`).
+//! Errors are OpenAI-shaped JSON and never echo the SDP.
+
+use crate::app::AppState;
+use crate::media::peer::{self, OfferError};
+use crate::protocol::rpc::StartParams;
+use crate::runtime::session_task::CallLink;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// An OpenAI-shaped error response.
+pub fn api_error(
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+    param: Option<&str>,
+) -> Response {
+    let kind = match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        500..=599 => "server_error",
+        _ => "invalid_request_error",
+    };
+    let body =
+        json!({"error": {"type": kind, "code": code, "message": message.into(), "param": param}});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn new_call_id() -> String {
+    let a: u64 = rand::random();
+    let b: u32 = rand::random();
+    format!("rtc_{a:016x}{b:08x}")
+}
+
+struct Offer {
+    sdp: String,
+    session: Option<Value>,
+}
+
+async fn read_offer(app: &AppState, headers: &HeaderMap, req: Request) -> Result<Offer, Response> {
+    let limit = app.cfg.webrtc.max_offer_bytes;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let too_large = || {
+        api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "offer_too_large",
+            format!("the offer exceeds {limit} bytes"),
+            Some("sdp"),
+        )
+    };
+    if ctype.starts_with("application/sdp") {
+        let body = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
+        let sdp = String::from_utf8(body.to_vec()).map_err(|_| {
+            api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_offer",
+                "the offer is not UTF-8 text",
+                Some("sdp"),
+            )
+        })?;
+        return Ok(Offer { sdp, session: None });
+    }
+    if ctype.starts_with("multipart/form-data") {
+        let (parts, body) = req.into_parts();
+        let limited = axum::body::Body::new(http_body_util::Limited::new(body, limit));
+        let req = Request::from_parts(parts, limited);
+        let mut form = Multipart::from_request(req, &()).await.map_err(|_| {
+            api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_form",
+                "malformed multipart body",
+                None,
+            )
+        })?;
+        let mut sdp = None;
+        let mut session = None;
+        loop {
+            let field = match form.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+                Err(_) => {
+                    return Err(api_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_form",
+                        "malformed multipart body",
+                        None,
+                    ));
+                }
+            };
+            let name = field.name().unwrap_or("").to_owned();
+            let bytes: Bytes = field.bytes().await.map_err(|_| too_large())?;
+            match name.as_str() {
+                "sdp" => sdp = Some(String::from_utf8_lossy(&bytes).into_owned()),
+                "session" => {
+                    session = Some(serde_json::from_slice::<Value>(&bytes).map_err(|_| {
+                        api_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_session",
+                            "the session part is not valid JSON",
+                            Some("session"),
+                        )
+                    })?)
+                }
+                _ => {}
+            }
+        }
+        let sdp = sdp.ok_or_else(|| {
+            api_error(
+                StatusCode::BAD_REQUEST,
+                "missing_sdp",
+                "the form has no `sdp` part",
+                Some("sdp"),
+            )
+        })?;
+        return Ok(Offer { sdp, session });
+    }
+    Err(api_error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_content_type",
+        "send the offer as application/sdp or as multipart/form-data with an `sdp` part",
+        None,
+    ))
+}
+
+/// Start params from an OpenAI `session` object (instructions, voice, model, output modality).
+fn start_params(call_id: &str, session: Option<&Value>) -> Result<StartParams, String> {
+    let mut p = json!({"threadId": call_id, "outputModality": "audio"});
+    if let Some(s) = session {
+        if let Some(i) = s.get("instructions").and_then(Value::as_str) {
+            p["prompt"] = i.into();
+        }
+        if let Some(v) = s
+            .pointer("/audio/output/voice")
+            .or_else(|| s.get("voice"))
+            .and_then(Value::as_str)
+        {
+            p["voice"] = v.into();
+        }
+        if let Some(m) = s.get("model").and_then(Value::as_str) {
+            p["model"] = m.into();
+        }
+    }
+    serde_json::from_value(p).map_err(|e| e.to_string())
+}
+
+pub async fn create(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    let offer = match read_offer(&app, &headers, req).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    tracing::info!(offer = %peer::describe_offer(&offer.sdp), "call offer received");
+    let (answer, setup) =
+        match peer::accept_offer(&offer.sdp, app.cfg.webrtc.bind_ip, app.cfg.webrtc.public_ip) {
+            Ok(v) => v,
+            Err(e @ OfferError::Socket(_)) => {
+                return api_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "media_unavailable",
+                    e.to_string(),
+                    None,
+                );
+            }
+            Err(e) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_offer",
+                    e.to_string(),
+                    Some("sdp"),
+                );
+            }
+        };
+    let call_id = new_call_id();
+    let params = match start_params(&call_id, offer.session.as_ref()) {
+        Ok(p) => p,
+        Err(m) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_session",
+                m,
+                Some("session"),
+            );
+        }
+    };
+    let (cmd_tx, cmd_rx) = mpsc::channel(4096);
+    let (evt_tx, evt_rx) = mpsc::channel(1024);
+    if let Err(message) = app.start_conversation_with(
+        params,
+        Some(CallLink {
+            commands: cmd_tx,
+            events: evt_rx,
+        }),
+    ) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_session",
+            message,
+            Some("session"),
+        );
+    }
+    let w = &app.cfg.webrtc;
+    tokio::spawn(peer::run(
+        setup,
+        cmd_rx,
+        evt_tx,
+        Duration::from_secs(w.connect_timeout_secs),
+        Duration::from_secs(w.silence_timeout_secs),
+    ));
+    tracing::info!(%call_id, answer = %peer::describe_offer(&answer), "call answered (relay)");
+    (
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_owned()),
+            (header::LOCATION, format!("/v1/realtime/calls/{call_id}")),
+        ],
+        answer,
+    )
+        .into_response()
+}
+
+pub async fn hangup(State(app): State<Arc<AppState>>, Path(call_id): Path<String>) -> Response {
+    if !app.sessions.is_running(&call_id) {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "call_not_found",
+            format!("no active call `{call_id}`"),
+            None,
+        );
+    }
+    app.sessions.stop(&call_id);
+    StatusCode::OK.into_response()
+}
