@@ -98,9 +98,10 @@ impl PlumbingFilter {
             return None;
         }
         let mut changed = false;
-        if ty == "session.created" || ty == "session.updated" {
-            if let Some(Value::Array(tools)) =
+        if (ty == "session.created" || ty == "session.updated")
+            && let Some(Value::Array(tools)) =
                 ev.get_mut("session").and_then(|s| s.get_mut("tools"))
+        {
             {
                 let before = tools.len();
                 tools.retain(|t| {

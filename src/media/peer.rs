@@ -310,14 +310,14 @@ impl Peer {
                     Err(e) => tracing::debug!(error = %e, "undecodable opus packet"),
                 }
             }
-            Event::ChannelOpen(id, label) => {
-                if label == DATA_CHANNEL_LABEL || self.channel.is_none() {
-                    self.channel = Some(id);
-                    for t in std::mem::take(&mut self.pending_text) {
-                        self.send_text(t);
-                    }
-                    let _ = self.events.try_send(PeerEvent::ChannelOpen);
+            Event::ChannelOpen(id, label)
+                if label == DATA_CHANNEL_LABEL || self.channel.is_none() =>
+            {
+                self.channel = Some(id);
+                for t in std::mem::take(&mut self.pending_text) {
+                    self.send_text(t);
                 }
+                let _ = self.events.try_send(PeerEvent::ChannelOpen);
             }
             Event::ChannelData(d) if Some(d.id) == self.channel && !d.binary => {
                 let text = String::from_utf8_lossy(&d.data).into_owned();
@@ -335,10 +335,10 @@ impl Peer {
             }
             return;
         };
-        if let Some(mut ch) = self.rtc.channel(id) {
-            if !matches!(ch.write(false, text.as_bytes()), Ok(true)) {
-                tracing::debug!("data channel full; dropped an event");
-            }
+        if let Some(mut ch) = self.rtc.channel(id)
+            && !matches!(ch.write(false, text.as_bytes()), Ok(true))
+        {
+            tracing::debug!("data channel full; dropped an event");
         }
     }
 
@@ -362,18 +362,18 @@ impl Peer {
                 let Ok(packet) = self.codec.encode(&pcm) else {
                     return;
                 };
-                if let Some(mid) = self.audio_mid {
-                    if let Some(writer) = self.rtc.writer(mid) {
-                        let pt = writer
-                            .payload_params()
-                            .find(|p| p.spec().codec == Codec::Opus)
-                            .map(|p| p.pt());
-                        if let Some(pt) = pt {
-                            let time = MediaTime::new(self.rtp_time, Frequency::FORTY_EIGHT_KHZ);
-                            if let Err(e) = writer.write(pt, Instant::now(), time, packet) {
-                                tracing::debug!(error = %e, "rtp write failed");
-                            }
-                        }
+                let opus_pt = |w: &str0m::media::Writer| {
+                    w.payload_params()
+                        .find(|p| p.spec().codec == Codec::Opus)
+                        .map(|p| p.pt())
+                };
+                if let Some(mid) = self.audio_mid
+                    && let Some(writer) = self.rtc.writer(mid)
+                    && let Some(pt) = opus_pt(&writer)
+                {
+                    let time = MediaTime::new(self.rtp_time, Frequency::FORTY_EIGHT_KHZ);
+                    if let Err(e) = writer.write(pt, Instant::now(), time, packet) {
+                        tracing::debug!(error = %e, "rtp write failed");
                     }
                 }
                 let _ = self.events.try_send(PeerEvent::Played { item, played_ms });

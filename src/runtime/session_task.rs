@@ -158,10 +158,10 @@ async fn drive(
             },
             Some(ev) = ev_rx.recv() => match ev {
                 UpstreamEvent::Raw(text) => {
-                    if let Some(c) = &mut call {
-                        if let Some(out) = c.filter.filter(&text) {
-                            let _ = c.link.commands.try_send(PeerCommand::Text(out));
-                        }
+                    if let Some(c) = &mut call
+                        && let Some(out) = c.filter.filter(&text)
+                    {
+                        let _ = c.link.commands.try_send(PeerCommand::Text(out));
                     }
                 }
                 UpstreamEvent::Model(m) => engine.handle_input(Input::Model(m)),
