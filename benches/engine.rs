@@ -21,6 +21,7 @@ fn engine() -> Engine {
         realtime_session_id: "s".into(),
         session_update: json!({"type": "session.update"}),
         acks: Acks::default(),
+        local_playout: false,
     });
     e.handle_input(Input::Connected);
     while e.poll_output().is_some() {}

@@ -137,3 +137,69 @@ async fn delegation_runs_server_side_and_the_caller_never_sees_the_plumbing() {
         );
     }
 }
+
+#[tokio::test]
+async fn barge_in_flushes_playout_and_truncates_at_the_played_position() {
+    if !aiortc_available() {
+        return;
+    }
+    let h = harness().await;
+    let mut frames = SimFrames::new(&h.sim);
+    let s = run_client(&format!("http://{}", h.addr), &["--barge-in"]).await;
+    assert_eq!(
+        s["cleared"], true,
+        "output_audio_buffer.cleared reached the caller: {s}"
+    );
+    let seen = frames.frames_until_type("conversation.item.truncate").await;
+    let truncate: Value = serde_json::from_str(seen.last().expect("frame")).expect("json");
+    let end = truncate["audio_end_ms"].as_u64().expect("ms");
+    // The simulator sent the whole 1200 ms reply at once; only what was played is kept.
+    assert!(
+        (100..1200).contains(&end),
+        "truncated at the played position, not the received one: {end}"
+    );
+    let events: Vec<Value> =
+        serde_json::from_str(s["events_json"].as_str().unwrap_or("[]")).expect("events");
+    assert!(
+        !events.iter().any(|e| e["type"] == "error"),
+        "the model accepted the truncation"
+    );
+}
+
+#[tokio::test]
+async fn rpc_start_with_webrtc_transport_announces_started_then_sdp() {
+    if !aiortc_available() {
+        return;
+    }
+    let h = harness().await;
+    let s = run_client(&format!("http://{}", h.addr), &["--rpc"]).await;
+    let n: Vec<&str> = s["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let started = n
+        .iter()
+        .position(|m| *m == "thread/realtime/started")
+        .expect("started");
+    let sdp = n
+        .iter()
+        .position(|m| *m == "thread/realtime/sdp")
+        .expect("sdp");
+    assert_eq!(sdp, started + 1, "sdp right after started: {n:?}");
+    assert_eq!(
+        n.iter()
+            .filter(|m| **m == "thread/realtime/started")
+            .count(),
+        1,
+        "{n:?}"
+    );
+    assert_eq!(s["assistant_text"], "You said: hello from the microphone");
+    assert!(s["audio"]["loud_frames"].as_u64().unwrap_or(0) >= 10, "{s}");
+    assert_eq!(s["closed_reason"], "requested");
+    assert!(
+        !n.contains(&"thread/realtime/outputAudio/delta"),
+        "audio goes by RTP: {n:?}"
+    );
+}

@@ -17,6 +17,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// Why a WebRTC start failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Offer(crate::media::peer::OfferError),
+    #[error("{0}")]
+    Setup(String),
+}
+
 pub struct AppState {
     pub cfg: Arc<Config>,
     pub sessions: Arc<Sessions>,
@@ -70,6 +79,56 @@ impl AppState {
     /// `error` notification (no `closed`).
     pub fn start_conversation(&self, p: StartParams) -> Result<(), String> {
         self.start_conversation_with(p, None)
+    }
+
+    /// Answer a WebRTC offer (relay mode): open the peer, start the conversation bridged to it, and
+    /// return the answer SDP. Announces `started` then `thread/realtime/sdp` to the thread.
+    pub fn start_webrtc(&self, p: StartParams, offer: &str) -> Result<String, CallError> {
+        let (answer, setup) = crate::media::peer::accept_offer(
+            offer,
+            self.cfg.webrtc.bind_ip,
+            self.cfg.webrtc.public_ip,
+        )
+        .map_err(CallError::Offer)?;
+        let thread_id = p.thread_id.clone();
+        let session_id = p
+            .realtime_session_id
+            .clone()
+            .unwrap_or_else(|| thread_id.clone());
+        let version = p.version.unwrap_or(self.cfg.upstream.version);
+        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4096);
+        let (evt_tx, evt_rx) = tokio::sync::mpsc::channel(1024);
+        self.start_conversation_with(
+            p,
+            Some(CallLink {
+                commands: cmd_tx,
+                events: evt_rx,
+            }),
+        )
+        .map_err(CallError::Setup)?;
+        let w = &self.cfg.webrtc;
+        tokio::spawn(crate::media::peer::run(
+            setup,
+            cmd_rx,
+            evt_tx,
+            Duration::from_secs(w.connect_timeout_secs),
+            Duration::from_secs(w.silence_timeout_secs),
+        ));
+        use crate::protocol::rpc::Notification;
+        self.sessions.notify(
+            &thread_id,
+            &Notification::Started {
+                realtime_session_id: session_id,
+                version,
+            },
+        );
+        self.sessions.notify(
+            &thread_id,
+            &Notification::Sdp {
+                sdp: answer.clone(),
+            },
+        );
+        Ok(answer)
     }
 
     /// Start a conversation whose client is a WebRTC peer voxgate terminates (relay mode).
@@ -139,6 +198,7 @@ impl AppState {
                 realtime_session_id: session_id.clone(),
                 session_update: session_config::session_update(&settings),
                 acks: self.cfg.session.acks.to_acks(),
+                local_playout: call.is_some(),
             },
             upstream: UpstreamRequest {
                 url: ws_url,
@@ -151,6 +211,7 @@ impl AppState {
             },
             agent,
             task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
+            announce_started: call.is_none(),
             call,
         };
         self.sessions

@@ -133,6 +133,7 @@ fn run_scenario(version: ModelVersion, rel: &str) {
         realtime_session_id: "sess-t".into(),
         session_update: json!({"type": "session.update", "session": {"type": "realtime", "instructions": "x"}}),
         acks: test_acks(),
+        local_playout: false,
     });
     for (i, step) in fixture_lines(rel).iter().enumerate() {
         let at = format!("{rel}:{}", i + 1);

@@ -24,7 +24,8 @@ aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 
 class SpeechTrack(MediaStreamTrack):
-    """20 ms frames at 48 kHz: `loud_ms` of a 300 Hz tone, then silence, in real time."""
+    """20 ms frames at 48 kHz: `loud_ms` of a 300 Hz tone, then silence, in real time.
+    `speak_again(ms)` makes it loud again (a barge-in)."""
 
     kind = "audio"
 
@@ -33,6 +34,10 @@ class SpeechTrack(MediaStreamTrack):
         self.loud_ms = loud_ms
         self.pts = 0
         self.start = None
+        self.again_until = -1
+
+    def speak_again(self, ms):
+        self.again_until = self.pts + ms * 48
 
     async def recv(self):
         if self.start is None:
@@ -41,7 +46,7 @@ class SpeechTrack(MediaStreamTrack):
         if wait > 0:
             await asyncio.sleep(wait)
         samples = 960
-        loud = self.pts < self.loud_ms * 48
+        loud = self.pts < self.loud_ms * 48 or self.pts < self.again_until
         frame = AudioFrame(format="s16", layout="mono", samples=samples)
         data = bytearray()
         for i in range(samples):
@@ -71,6 +76,8 @@ async def main():
     ap.add_argument("--base", required=True)
     ap.add_argument("--delegate", default="")
     ap.add_argument("--timeout", type=float, default=30)
+    ap.add_argument("--barge-in", action="store_true", help="speak again while the reply plays")
+    ap.add_argument("--rpc", action="store_true", help="offer through JSON-RPC thread/realtime/start")
     args = ap.parse_args()
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -101,8 +108,21 @@ async def main():
                     audio["loud_frames"] += 1
         asyncio.ensure_future(pull())
 
-    pc.addTrack(SpeechTrack(loud_ms=600))
+    mic = SpeechTrack(loud_ms=600)
+    pc.addTrack(mic)
+    if args.barge_in:
+        barged = {"done": False}
+
+        @channel.on("message")
+        def barge(msg):
+            if not barged["done"] and '"output_audio_buffer.started"' in msg:
+                barged["done"] = True
+                asyncio.get_event_loop().call_later(0.3, mic.speak_again, 600)
+
     await pc.setLocalDescription(await pc.createOffer())
+    if args.rpc:
+        await rpc_call(args, pc, audio)
+        return
     status, headers, answer = http("POST", args.base + "/v1/realtime/calls", pc.localDescription.sdp.encode(), "application/sdp")
     summary = {"post_status": status, "location": headers.get("Location"), "content_type": headers.get("Content-Type")}
     if status != 201:
@@ -124,6 +144,8 @@ async def main():
         return False
 
     summary["spoken_reply"] = await wait_for(lambda e: e.get("type") == "response.output_audio_transcript.done")
+    if args.barge_in:
+        summary["cleared"] = await wait_for(lambda e: e.get("type") == "output_audio_buffer.cleared")
     summary["playback_stopped"] = await wait_for(lambda e: e.get("type") == "output_audio_buffer.stopped")
     if args.delegate:
         channel.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
@@ -137,6 +159,47 @@ async def main():
     summary["events_json"] = json.dumps(events)
     status, _, _ = http("DELETE", args.base + summary["location"])
     summary["delete_status"] = status
+    await pc.close()
+    print(json.dumps(summary))
+
+
+async def rpc_call(args, pc, audio):
+    """thread/realtime/start with transport webrtc over the JSON-RPC websocket."""
+    import websockets
+
+    summary = {"notifications": []}
+    url = args.base.replace("http://", "ws://") + "/rpc"
+    async with websockets.connect(url, max_size=None) as ws:
+        async def send(obj):
+            await ws.send(json.dumps(obj))
+
+        async def until(pred):
+            deadline = time.time() + args.timeout
+            while time.time() < deadline:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=max(0.01, deadline - time.time())))
+                if "method" in msg:
+                    summary["notifications"].append(msg["method"])
+                if pred(msg):
+                    return msg
+            raise TimeoutError("no matching message")
+
+        await send({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "aiortc", "version": "1"},
+                    "capabilities": {"experimentalApi": True}}})
+        await until(lambda m: m.get("id") == 1)
+        await send({"id": 2, "method": "thread/realtime/start", "params": {"threadId": "rtc-thread", "outputModality": "audio",
+                    "transport": {"type": "webrtc", "sdp": pc.localDescription.sdp}}})
+        sdp = await until(lambda m: m.get("method") == "thread/realtime/sdp")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp["params"]["sdp"], type="answer"))
+        done = await until(lambda m: m.get("method") == "thread/realtime/transcript/done" and m["params"]["role"] == "assistant")
+        summary["assistant_text"] = done["params"]["text"]
+        # Listen until the paced reply has been heard over RTP (bounded).
+        deadline = time.time() + args.timeout
+        while audio["loud_frames"] < 10 and time.time() < deadline:
+            await asyncio.sleep(0.05)
+        await send({"id": 3, "method": "thread/realtime/stop", "params": {"threadId": "rtc-thread"}})
+        closed = await until(lambda m: m.get("method") == "thread/realtime/closed")
+        summary["closed_reason"] = closed["params"]["reason"]
+    summary["audio"] = audio
     await pc.close()
     print(json.dumps(summary))
 

@@ -59,6 +59,9 @@ pub struct EngineConfig {
     /// The first frame, built by `protocol::session_config`.
     pub session_update: Value,
     pub acks: Acks,
+    /// voxgate plays the model's audio itself (WebRTC relay): barge-in tracking lasts until
+    /// playback finishes, not until the model's `response.done`.
+    pub local_playout: bool,
 }
 
 /// Commands from the client face.
@@ -117,6 +120,8 @@ pub enum Input {
         item_id: String,
         played_ms: u64,
     },
+    /// Local playout drained its queue (WebRTC relay).
+    PlaybackFinished,
     /// Upstream socket closed or reached EOF.
     UpstreamClosed,
     /// Upstream send/read failure or protocol violation (e.g. a binary frame).
@@ -204,6 +209,7 @@ impl Engine {
             Input::AudioPlayed { item_id, played_ms } => {
                 self.playout.on_played(&item_id, played_ms)
             }
+            Input::PlaybackFinished => self.playout.clear(),
             Input::UpstreamClosed => self.close(CloseReason::TransportClosed),
             Input::UpstreamFailed(message) => self.fail(message),
         }
@@ -388,7 +394,9 @@ impl Engine {
                 self.response_finished();
             }
             ModelEvent::ResponseDone { .. } => {
-                self.playout.clear();
+                if !self.cfg.local_playout {
+                    self.playout.clear();
+                }
                 self.response_finished();
             }
             ModelEvent::Error { message } => {

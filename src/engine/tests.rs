@@ -17,6 +17,7 @@ fn engine(version: ModelVersion) -> Engine {
             cancelled: "CANCELLED".into(),
             nothing_to_delegate: "NOTHING".into(),
         },
+        local_playout: false,
     });
     e.handle_input(Input::Connected);
     drain(&mut e);
@@ -597,6 +598,7 @@ fn input_before_connect_is_sent_right_after_session_update() {
         realtime_session_id: "s".into(),
         session_update: json!({"type": "session.update"}),
         acks: Acks::default(),
+        local_playout: false,
     });
     e.handle_input(Input::Client(ClientCommand::AppendText {
         text: "early".into(),
@@ -658,4 +660,41 @@ fn append_text_never_requests_a_response() {
     }));
     assert!(!frames(&drain(&mut e)).contains(&ModelFrame::ResponseCreate));
     assert!(!e.response_queue().is_active());
+}
+
+#[test]
+fn with_local_playout_a_finished_response_can_still_be_truncated_at_the_played_position() {
+    let mut e = Engine::new(EngineConfig {
+        version: ModelVersion::V2,
+        realtime_session_id: "s".into(),
+        session_update: json!({"type": "session.update"}),
+        acks: Acks::default(),
+        local_playout: true,
+    });
+    e.handle_input(Input::Connected);
+    drain(&mut e);
+    model(&mut e, audio("out1", 1200));
+    model(&mut e, ModelEvent::ResponseDone { response_id: None });
+    e.handle_input(Input::AudioPlayed {
+        item_id: "out1".into(),
+        played_ms: 340,
+    });
+    let outs = model(
+        &mut e,
+        ModelEvent::SpeechStarted {
+            item_id: Some("in_2".into()),
+        },
+    );
+    assert_eq!(outs[0], Output::ClearAudio);
+    assert_eq!(
+        frames(&outs),
+        vec![ModelFrame::Truncate {
+            item_id: "out1".into(),
+            audio_end_ms: 340
+        }]
+    );
+    // Once playback finished, there is nothing left to cut.
+    model(&mut e, audio("out2", 200));
+    e.handle_input(Input::PlaybackFinished);
+    assert!(frames(&model(&mut e, ModelEvent::SpeechStarted { item_id: None })).is_empty());
 }

@@ -2,18 +2,15 @@
 //! terminates WebRTC) and hang-up (`DELETE /v1/realtime/calls/{id}`, `POST …/{id}/hangup`).
 //! Errors are OpenAI-shaped JSON and never echo the SDP.
 
-use crate::app::AppState;
+use crate::app::{AppState, CallError};
 use crate::media::peer::{self, OfferError};
 use crate::protocol::rpc::StartParams;
-use crate::runtime::session_task::CallLink;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// An OpenAI-shaped error response.
 pub fn api_error(
@@ -173,26 +170,6 @@ pub async fn create(
         Err(r) => return r,
     };
     tracing::info!(offer = %peer::describe_offer(&offer.sdp), "call offer received");
-    let (answer, setup) =
-        match peer::accept_offer(&offer.sdp, app.cfg.webrtc.bind_ip, app.cfg.webrtc.public_ip) {
-            Ok(v) => v,
-            Err(e @ OfferError::Socket(_)) => {
-                return api_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "media_unavailable",
-                    e.to_string(),
-                    None,
-                );
-            }
-            Err(e) => {
-                return api_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_offer",
-                    e.to_string(),
-                    Some("sdp"),
-                );
-            }
-        };
     let call_id = new_call_id();
     let params = match start_params(&call_id, offer.session.as_ref()) {
         Ok(p) => p,
@@ -205,30 +182,33 @@ pub async fn create(
             );
         }
     };
-    let (cmd_tx, cmd_rx) = mpsc::channel(4096);
-    let (evt_tx, evt_rx) = mpsc::channel(1024);
-    if let Err(message) = app.start_conversation_with(
-        params,
-        Some(CallLink {
-            commands: cmd_tx,
-            events: evt_rx,
-        }),
-    ) {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_session",
-            message,
-            Some("session"),
-        );
-    }
-    let w = &app.cfg.webrtc;
-    tokio::spawn(peer::run(
-        setup,
-        cmd_rx,
-        evt_tx,
-        Duration::from_secs(w.connect_timeout_secs),
-        Duration::from_secs(w.silence_timeout_secs),
-    ));
+    let answer = match app.start_webrtc(params, &offer.sdp) {
+        Ok(a) => a,
+        Err(CallError::Offer(e @ OfferError::Socket(_))) => {
+            return api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "media_unavailable",
+                e.to_string(),
+                None,
+            );
+        }
+        Err(CallError::Offer(e)) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_offer",
+                e.to_string(),
+                Some("sdp"),
+            );
+        }
+        Err(CallError::Setup(m)) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_session",
+                m,
+                Some("session"),
+            );
+        }
+    };
     tracing::info!(%call_id, answer = %peer::describe_offer(&answer), "call answered (relay)");
     (
         StatusCode::CREATED,

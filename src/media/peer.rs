@@ -46,6 +46,8 @@ pub enum PeerEvent {
         item: Option<String>,
         played_ms: u64,
     },
+    /// The playout queue ran dry.
+    PlaybackFinished,
     Closed(String),
 }
 
@@ -349,7 +351,10 @@ impl Peer {
         }
         match self.playout.next_frame() {
             Tick::Idle => {}
-            Tick::Stopped => self.send_text(r#"{"type":"output_audio_buffer.stopped"}"#.into()),
+            Tick::Stopped => {
+                self.send_text(r#"{"type":"output_audio_buffer.stopped"}"#.into());
+                let _ = self.events.try_send(PeerEvent::PlaybackFinished);
+            }
             Tick::Frame {
                 pcm,
                 item,

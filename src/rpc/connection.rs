@@ -191,6 +191,16 @@ impl RpcConnection {
         match after {
             After::Start(params) => {
                 let thread_id = params.thread_id.clone();
+                if let Some(p::Transport::Webrtc { sdp }) = params.transport.clone() {
+                    tracing::info!(%thread_id, offer = %crate::media::peer::describe_offer(&sdp), "webrtc start");
+                    if let Err(e) = self.app.start_webrtc(*params, &sdp) {
+                        let message = e.to_string();
+                        self.app
+                            .sessions
+                            .notify(&thread_id, &Notification::Error { message });
+                    }
+                    return;
+                }
                 if let Err(message) = self.app.start_conversation(*params) {
                     tracing::info!(%thread_id, %message, "realtime start refused");
                     self.app

@@ -28,6 +28,8 @@ pub struct SessionSpec {
     pub task_timeout: Duration,
     /// Set when the client is a WebRTC peer voxgate terminates (relay mode).
     pub call: Option<CallLink>,
+    /// False when `started` was already announced (a webrtc start announces it with the answer).
+    pub announce_started: bool,
 }
 
 /// The session's side of a relay call's peer task.
@@ -102,6 +104,7 @@ async fn drive(
                         play(c, chunk);
                     }
                 }
+                Output::ToClient(Notification::Started { .. }) if !spec.announce_started => {}
                 Output::ToClient(n) => subs.notify(&thread_id, &n),
                 Output::ClearAudio => {
                     if let Some(c) = &call {
@@ -184,6 +187,7 @@ async fn drive(
                     engine.handle_input(Input::AudioPlayed { item_id, played_ms });
                 }
                 PeerEvent::Played { .. } => {}
+                PeerEvent::PlaybackFinished => engine.handle_input(Input::PlaybackFinished),
                 PeerEvent::Connected => tracing::info!("webrtc caller connected"),
                 PeerEvent::ChannelOpen => tracing::debug!("oai-events data channel open"),
                 PeerEvent::Closed(reason) => {
