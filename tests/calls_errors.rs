@@ -20,14 +20,24 @@ async fn post(h: &Harness, ctype: &str, body: impl Into<reqwest::Body>) -> (u16,
         .expect("request");
     let status = resp.status().as_u16();
     let text = resp.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    )
 }
 
 fn assert_openai_error(body: &Value, raw: &str, code: &str) {
     let e = &body["error"];
     assert_eq!(e["code"], code, "{raw}");
-    assert!(e["type"].is_string() && e["message"].as_str().is_some_and(|m| !m.is_empty()), "{raw}");
-    assert!(e.as_object().is_some_and(|o| o.contains_key("param")), "{raw}");
+    assert!(
+        e["type"].is_string() && e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{raw}"
+    );
+    assert!(
+        e.as_object().is_some_and(|o| o.contains_key("param")),
+        "{raw}"
+    );
     for secret in ["SECRETUFRAG", "SECRETPASSWORD", "AA:BB:CC", "a=ice"] {
         assert!(!raw.contains(secret), "the error echoes the offer: {raw}");
     }
@@ -36,7 +46,12 @@ fn assert_openai_error(body: &Value, raw: &str, code: &str) {
 #[tokio::test]
 async fn malformed_sdp_is_400() {
     let h = harness().await;
-    let (status, body, raw) = post(&h, "application/sdp", "this is not sdp a=ice-pwd:SECRETPASSWORD").await;
+    let (status, body, raw) = post(
+        &h,
+        "application/sdp",
+        "this is not sdp a=ice-pwd:SECRETPASSWORD",
+    )
+    .await;
     assert_eq!(status, 400);
     assert_openai_error(&body, &raw, "invalid_offer");
 }
@@ -88,9 +103,15 @@ async fn multipart_without_sdp_part_is_400_and_bad_session_json_too() {
         .expect("request");
     assert_eq!(resp.status().as_u16(), 400);
     let raw = resp.text().await.expect("body");
-    assert_openai_error(&serde_json::from_str(&raw).expect("json"), &raw, "missing_sdp");
+    assert_openai_error(
+        &serde_json::from_str(&raw).expect("json"),
+        &raw,
+        "missing_sdp",
+    );
 
-    let form = reqwest::multipart::Form::new().text("sdp", PCMU_ONLY).text("session", "{not json");
+    let form = reqwest::multipart::Form::new()
+        .text("sdp", PCMU_ONLY)
+        .text("session", "{not json");
     let resp = reqwest::Client::new()
         .post(format!("http://{}/v1/realtime/calls", h.addr))
         .multipart(form)
@@ -99,7 +120,11 @@ async fn multipart_without_sdp_part_is_400_and_bad_session_json_too() {
         .expect("request");
     assert_eq!(resp.status().as_u16(), 400);
     let raw = resp.text().await.expect("body");
-    assert_openai_error(&serde_json::from_str(&raw).expect("json"), &raw, "invalid_session");
+    assert_openai_error(
+        &serde_json::from_str(&raw).expect("json"),
+        &raw,
+        "invalid_session",
+    );
 }
 
 #[tokio::test]
@@ -112,5 +137,9 @@ async fn hanging_up_an_unknown_call_is_404() {
         .expect("request");
     assert_eq!(resp.status().as_u16(), 404);
     let raw = resp.text().await.expect("body");
-    assert_openai_error(&serde_json::from_str(&raw).expect("json"), &raw, "call_not_found");
+    assert_openai_error(
+        &serde_json::from_str(&raw).expect("json"),
+        &raw,
+        "call_not_found",
+    );
 }

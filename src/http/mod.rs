@@ -1,5 +1,5 @@
 //! The axum router: `/rpc` (JSON-RPC websocket), `/v1/realtime/calls` (WebRTC offers and
-//! hang-up), `/healthz`, `/metrics`. Handlers are thin; all shared state is the one [`AppState`].
+//! hang-up), `/` (demo page), `/healthz`, `/metrics`. Handlers are thin; all shared state is the one [`AppState`].
 
 pub mod calls;
 
@@ -20,9 +20,15 @@ pub fn router(app: Arc<AppState>) -> Router {
             "/v1/realtime/calls/{call_id}/hangup",
             axum::routing::post(calls::hangup),
         )
+        .route("/", get(demo_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(|| async { crate::metrics::render() }))
         .with_state(app)
+}
+
+/// The demo page: a call with the microphone, the live transcript, the agent's work, hang-up.
+async fn demo_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("static/index.html"))
 }
 
 /// Serve `app` on `listener` until `shutdown` resolves.

@@ -41,6 +41,19 @@ pub struct CallLink {
 struct Call {
     link: CallLink,
     filter: PlumbingFilter,
+    /// The caller opted into voxgate's agent events (`voxgate.subscribe_agent_events`).
+    agent_events: bool,
+}
+
+impl Call {
+    fn agent_event(&self, event: serde_json::Value) {
+        if self.agent_events {
+            let _ = self
+                .link
+                .commands
+                .try_send(PeerCommand::Text(event.to_string()));
+        }
+    }
 }
 
 struct RunningTask {
@@ -92,6 +105,7 @@ async fn drive(
     let mut call = spec.call.take().map(|link| Call {
         link,
         filter: PlumbingFilter::new(true),
+        agent_events: false,
     });
     tracing::info!("conversation starting");
 
@@ -114,6 +128,10 @@ async fn drive(
                 Output::ToAgent(cmd) => match cmd {
                     AgentCommand::Start { handoff_id, text } => {
                         metrics::HANDOFFS_STARTED.inc();
+                        if let Some(c) = &call {
+                            c.agent_event(serde_json::json!({"type": "voxgate.agent.started",
+                                "handoff_id": handoff_id, "request": crate::agent::delegation_input(&text)}));
+                        }
                         let handle = spec.agent.start(AgentTask {
                             thread_id: thread_id.clone(),
                             handoff_id,
@@ -182,6 +200,11 @@ async fn drive(
                         item_id: None,
                     })));
                 }
+                PeerEvent::ChannelText(t) if t.contains("\"voxgate.subscribe_agent_events\"") => {
+                    if let Some(c) = &mut call {
+                        c.agent_events = true;
+                    }
+                }
                 PeerEvent::ChannelText(t) => engine.handle_input(Input::Client(ClientCommand::RawEvent(t))),
                 PeerEvent::Played { item: Some(item_id), played_ms } => {
                     engine.handle_input(Input::AudioPlayed { item_id, played_ms });
@@ -203,9 +226,18 @@ async fn drive(
                 let Some(t) = task.as_ref() else { continue };
                 let handoff_id = t.handle.handoff_id.clone();
                 let ev = match update {
-                    AgentUpdate::Message(text) => AgentEvent::Message { handoff_id, text },
+                    AgentUpdate::Message(text) => {
+                        if let Some(c) = &call {
+                            c.agent_event(serde_json::json!({"type": "voxgate.agent.message", "handoff_id": handoff_id, "text": text}));
+                        }
+                        AgentEvent::Message { handoff_id, text }
+                    }
                     AgentUpdate::End(outcome) => {
                         task = None;
+                        if let Some(c) = &call {
+                            c.agent_event(serde_json::json!({"type": "voxgate.agent.ended", "handoff_id": handoff_id,
+                                "outcome": format!("{outcome:?}")}));
+                        }
                         AgentEvent::Ended { handoff_id, outcome }
                     }
                 };

@@ -1,0 +1,113 @@
+//! The demo page at `/`, used for real: headless Chromium (Debian package) with a fake microphone
+//! plays speech-like audio, the page calls voxgate over WebRTC, shows the live transcript and the
+//! delegated work, and hangs up. Leaves a screenshot in target/tmp for a person to look at.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn tools() -> Option<PathBuf> {
+    let driver = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e/node_modules/playwright-core");
+    let chromium = Path::new("/usr/bin/chromium");
+    if driver.exists() && chromium.exists() {
+        return Some(driver);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "chromium or playwright-core missing in CI (see .ci/run)"
+    );
+    eprintln!("SKIPPING demo page e2e: needs Debian chromium and `npm ci --prefix e2e`");
+    None
+}
+
+/// 48 kHz mono WAV: 0.8 s of a speech-like harmonic buzz, then 2.2 s of silence.
+fn write_wav(path: &Path) {
+    let rate = 48_000u32;
+    let total = rate * 3;
+    let mut pcm = Vec::with_capacity(total as usize * 2);
+    for i in 0..total {
+        let t = f64::from(i) / f64::from(rate);
+        let s = if t < 0.8 {
+            let env = (t * 6.0 * std::f64::consts::TAU).sin().abs() * 0.6 + 0.4;
+            let v: f64 = (1..6)
+                .map(|h| (t * 180.0 * f64::from(h) * std::f64::consts::TAU).sin() / f64::from(h))
+                .sum();
+            v * env * 9000.0
+        } else {
+            0.0
+        };
+        pcm.extend_from_slice(&(s as i16).to_le_bytes());
+    }
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + pcm.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&pcm);
+    std::fs::write(path, wav).expect("write wav");
+}
+
+#[tokio::test]
+async fn demo_page_call_shows_transcript_and_delegated_work_in_chromium() {
+    if tools().is_none() {
+        return;
+    }
+    let h = harness_with(
+        |sim| sim.audio_transcript = "please delegate: check the build".into(),
+        |_| {},
+    )
+    .await;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let wav = dir.join("demo-speech.wav");
+    write_wav(&wav);
+    let shot = dir.join("demo-page.png");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/demo_page.mjs");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("node")
+            .arg(script)
+            .arg(format!("http://{}", h.addr))
+            .arg(&wav)
+            .arg(&shot)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("chromium run finishes in time")
+    .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let s: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
+            panic!(
+                "no summary: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(s.get("error").is_none(), "{s}");
+    assert_eq!(s["title"], "voxgate demo");
+    let transcript = s["transcript"].as_str().unwrap_or_default();
+    assert!(
+        transcript.contains("You: please delegate: check the build"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("Model:"), "{transcript}");
+    let agent = s["agent"].as_str().unwrap_or_default();
+    assert!(agent.contains("▶ check the build"), "{agent}");
+    assert!(agent.contains("• Done: check the build"), "{agent}");
+    assert!(agent.contains("■ Completed"), "{agent}");
+    assert_eq!(s["status"], "Hung up.");
+    assert!(shot.exists());
+}
