@@ -203,3 +203,93 @@ async fn rpc_start_with_webrtc_transport_announces_started_then_sdp() {
         "audio goes by RTP: {n:?}"
     );
 }
+
+#[tokio::test]
+async fn passthrough_forwards_the_offer_and_delegates_over_the_sideband() {
+    if !aiortc_available() {
+        return;
+    }
+    let h = harness().await;
+    let mut records = h.sim.records();
+    let s = run_client(
+        &format!("http://{}", h.addr),
+        &[
+            "--webrtc-mode",
+            "passthrough",
+            "--delegate",
+            "delegate: check the weather",
+        ],
+    )
+    .await;
+    assert_eq!(s["post_status"], 201, "{s}");
+    let location = s["location"].as_str().unwrap_or_default();
+    assert!(
+        location.starts_with("/v1/realtime/calls/rtc_sim"),
+        "voxgate's Location names the upstream call: {s}"
+    );
+    assert_eq!(s["spoken_reply"], true, "{s}");
+    assert!(
+        s["audio"]["loud_frames"].as_u64().unwrap_or(0) >= 10,
+        "the simulator's RTP audio was heard: {s}"
+    );
+    assert_eq!(
+        s["delegated_reply"], true,
+        "the sideband resolved the call: {s}"
+    );
+    assert_eq!(s["delete_status"], 200);
+
+    // voxgate joined the call's sideband and spoke first with session.update.
+    let call_id = location.rsplit('/').next().unwrap_or_default().to_owned();
+    let mut sideband_conn = None;
+    let mut first_frame = None;
+    while let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(5), records.recv()).await {
+        match r {
+            voxgate::simulator::SimRecord::Connected {
+                conn,
+                path_and_query,
+                ..
+            } if path_and_query == format!("/v1/realtime?call_id={call_id}") => {
+                sideband_conn = Some(conn)
+            }
+            voxgate::simulator::SimRecord::Frame { conn, text }
+                if Some(conn) == sideband_conn && first_frame.is_none() =>
+            {
+                first_frame = Some(text);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(sideband_conn.is_some(), "no sideband join seen");
+    let first: Value = serde_json::from_str(&first_frame.expect("a sideband frame")).expect("json");
+    assert_eq!(first["type"], "session.update");
+}
+
+#[tokio::test]
+async fn rpc_start_in_passthrough_gets_started_sdp_and_sideband_transcripts() {
+    if !aiortc_available() {
+        return;
+    }
+    let h = harness().await;
+    let s = run_client(
+        &format!("http://{}", h.addr),
+        &["--rpc", "--webrtc-mode", "passthrough"],
+    )
+    .await;
+    let n: Vec<&str> = s["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let started = n
+        .iter()
+        .position(|m| *m == "thread/realtime/started")
+        .expect("started");
+    assert_eq!(n.get(started + 1), Some(&"thread/realtime/sdp"), "{n:?}");
+    assert_eq!(
+        s["assistant_text"], "You said: hello from the microphone",
+        "transcripts come over the sideband"
+    );
+    assert_eq!(s["closed_reason"], "requested");
+}

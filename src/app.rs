@@ -24,6 +24,28 @@ pub enum CallError {
     Offer(crate::media::peer::OfferError),
     #[error("{0}")]
     Setup(String),
+    #[error(transparent)]
+    Upstream(crate::upstream::call::CallCreateError),
+}
+
+pub use crate::config::WebrtcMode;
+
+/// An answered WebRTC start.
+#[derive(Debug, Clone)]
+pub struct WebrtcStart {
+    pub answer: String,
+    /// The model service's call id (passthrough).
+    pub upstream_call_id: Option<String>,
+    /// The thread the conversation runs on.
+    pub thread_id: String,
+}
+
+struct Prepared {
+    model: String,
+    session_id: String,
+    settings: SessionSettings,
+    api_key: Option<String>,
+    agent: Arc<dyn AgentCore>,
 }
 
 pub struct AppState {
@@ -37,6 +59,7 @@ pub struct AppState {
     pub simulator: Option<Simulator>,
     prompt_template: String,
     next_conn: AtomicU64,
+    http: reqwest::Client,
 }
 
 impl AppState {
@@ -68,6 +91,7 @@ impl AppState {
             upstream_base,
             simulator,
             next_conn: AtomicU64::new(1),
+            http: reqwest::Client::new(),
         }))
     }
 
@@ -75,68 +99,8 @@ impl AppState {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Validate a start and launch the session. `Err` is a setup failure message for an
-    /// `error` notification (no `closed`).
-    pub fn start_conversation(&self, p: StartParams) -> Result<(), String> {
-        self.start_conversation_with(p, None)
-    }
-
-    /// Answer a WebRTC offer (relay mode): open the peer, start the conversation bridged to it, and
-    /// return the answer SDP. Announces `started` then `thread/realtime/sdp` to the thread.
-    pub fn start_webrtc(&self, p: StartParams, offer: &str) -> Result<String, CallError> {
-        let (answer, setup) = crate::media::peer::accept_offer(
-            offer,
-            self.cfg.webrtc.bind_ip,
-            self.cfg.webrtc.public_ip,
-        )
-        .map_err(CallError::Offer)?;
-        let thread_id = p.thread_id.clone();
-        let session_id = p
-            .realtime_session_id
-            .clone()
-            .unwrap_or_else(|| thread_id.clone());
-        let version = p.version.unwrap_or(self.cfg.upstream.version);
-        let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4096);
-        let (evt_tx, evt_rx) = tokio::sync::mpsc::channel(1024);
-        self.start_conversation_with(
-            p,
-            Some(CallLink {
-                commands: cmd_tx,
-                events: evt_rx,
-            }),
-        )
-        .map_err(CallError::Setup)?;
-        let w = &self.cfg.webrtc;
-        tokio::spawn(crate::media::peer::run(
-            setup,
-            cmd_rx,
-            evt_tx,
-            Duration::from_secs(w.connect_timeout_secs),
-            Duration::from_secs(w.silence_timeout_secs),
-        ));
-        use crate::protocol::rpc::Notification;
-        self.sessions.notify(
-            &thread_id,
-            &Notification::Started {
-                realtime_session_id: session_id,
-                version,
-            },
-        );
-        self.sessions.notify(
-            &thread_id,
-            &Notification::Sdp {
-                sdp: answer.clone(),
-            },
-        );
-        Ok(answer)
-    }
-
-    /// Start a conversation whose client is a WebRTC peer voxgate terminates (relay mode).
-    pub fn start_conversation_with(
-        &self,
-        p: StartParams,
-        call: Option<CallLink>,
-    ) -> Result<(), String> {
+    /// Validate a start and work out everything a session needs, without starting it.
+    fn prepare(&self, p: &StartParams) -> Result<Prepared, String> {
         let version = p.version.unwrap_or(self.cfg.upstream.version);
         if p.output_modality == OutputModality::Text && version == ModelVersion::V1 {
             return Err("text realtime output modality requires realtime v2".into());
@@ -154,9 +118,6 @@ impl AppState {
                 agent_kind.as_str()
             )
         })?;
-        if let (Some(Transport::Webrtc { .. }), None) = (&p.transport, &call) {
-            return Err("webrtc transport is not supported by this voxgate build yet".into());
-        }
         let api_key = match self.cfg.upstream.kind {
             UpstreamKind::Simulator => None,
             UpstreamKind::Openai => Some(
@@ -179,43 +140,176 @@ impl AppState {
             instructions,
             voice,
         };
-        let model = p.model.as_deref().unwrap_or(&self.cfg.upstream.model);
-        let ws_url = url::realtime_ws_url(
-            &self.upstream_base,
-            version,
-            Some(model),
-            None,
-            &self.cfg.upstream.extra_query,
-        )?;
-        let session_id = p
-            .realtime_session_id
-            .clone()
-            .unwrap_or_else(|| p.thread_id.clone());
+        Ok(Prepared {
+            model: p
+                .model
+                .clone()
+                .unwrap_or_else(|| self.cfg.upstream.model.clone()),
+            session_id: p
+                .realtime_session_id
+                .clone()
+                .unwrap_or_else(|| p.thread_id.clone()),
+            settings,
+            api_key,
+            agent,
+        })
+    }
+
+    /// Launch a prepared session toward `url`.
+    fn launch(
+        &self,
+        thread_id: &str,
+        prep: Prepared,
+        url: String,
+        call: Option<CallLink>,
+        webrtc: bool,
+    ) {
+        let version = prep.settings.version;
         let spec = SessionSpec {
-            thread_id: p.thread_id.clone(),
+            thread_id: thread_id.to_owned(),
             engine: EngineConfig {
                 version,
-                realtime_session_id: session_id.clone(),
-                session_update: session_config::session_update(&settings),
+                realtime_session_id: prep.session_id.clone(),
+                session_update: session_config::session_update(&prep.settings),
                 acks: self.cfg.session.acks.to_acks(),
                 local_playout: call.is_some(),
             },
             upstream: UpstreamRequest {
-                url: ws_url,
-                api_key,
-                session_id,
+                url,
+                api_key: prep.api_key,
+                session_id: prep.session_id,
                 version,
                 connect_timeout: Duration::from_millis(self.cfg.upstream.connect_timeout_ms),
                 audio_queue: self.cfg.upstream.audio_queue_frames,
                 keep_raw: call.is_some(),
+                // A sideband join retries with backoff (the call may still be settling upstream).
+                connect_attempts: if webrtc && call.is_none() { 5 } else { 1 },
             },
-            agent,
+            agent: prep.agent,
             task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
-            announce_started: call.is_none(),
+            announce_started: !webrtc,
             call,
         };
         self.sessions
             .start(spec, self.cfg.upstream.audio_queue_frames);
+    }
+
+    fn model_url(&self, prep: &Prepared) -> Result<String, String> {
+        url::realtime_ws_url(
+            &self.upstream_base,
+            prep.settings.version,
+            Some(&prep.model),
+            None,
+            &self.cfg.upstream.extra_query,
+        )
+    }
+
+    /// Validate a websocket start and launch the session. `Err` is a setup failure message for an
+    /// `error` notification (no `closed`).
+    pub fn start_conversation(&self, p: StartParams) -> Result<(), String> {
+        if let Some(Transport::Webrtc { .. }) = p.transport {
+            return Err("a webrtc start needs its offer answered first".into());
+        }
+        let prep = self.prepare(&p)?;
+        let url = self.model_url(&prep)?;
+        self.launch(&p.thread_id, prep, url, None, false);
         Ok(())
+    }
+
+    /// Answer a WebRTC offer. Relay: voxgate terminates WebRTC and bridges to the model's
+    /// websocket. Passthrough: the offer goes to the model's calls endpoint and voxgate joins the
+    /// call's sideband in the background. Announces `started` then `thread/realtime/sdp`.
+    /// With `adopt_call_id` (HTTP calls in passthrough) the thread is named after the upstream call.
+    pub async fn start_webrtc(
+        &self,
+        mut p: StartParams,
+        offer: &str,
+        mode: WebrtcMode,
+        adopt_call_id: bool,
+    ) -> Result<WebrtcStart, CallError> {
+        let prep = self.prepare(&p).map_err(CallError::Setup)?;
+        let version = prep.settings.version;
+        let session_id = prep.session_id.clone();
+        let answer = match mode {
+            WebrtcMode::Relay => {
+                let (answer, setup) = crate::media::peer::accept_offer(
+                    offer,
+                    self.cfg.webrtc.bind_ip,
+                    self.cfg.webrtc.public_ip,
+                )
+                .map_err(CallError::Offer)?;
+                let url = self.model_url(&prep).map_err(CallError::Setup)?;
+                let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4096);
+                let (evt_tx, evt_rx) = tokio::sync::mpsc::channel(1024);
+                self.launch(
+                    &p.thread_id,
+                    prep,
+                    url,
+                    Some(CallLink {
+                        commands: cmd_tx,
+                        events: evt_rx,
+                    }),
+                    true,
+                );
+                let w = &self.cfg.webrtc;
+                tokio::spawn(crate::media::peer::run(
+                    setup,
+                    cmd_rx,
+                    evt_tx,
+                    Duration::from_secs(w.connect_timeout_secs),
+                    Duration::from_secs(w.silence_timeout_secs),
+                ));
+                WebrtcStart {
+                    answer,
+                    upstream_call_id: None,
+                    thread_id: p.thread_id.clone(),
+                }
+            }
+            WebrtcMode::Passthrough => {
+                let mut session = session_config::session_object(&prep.settings);
+                session["model"] = prep.model.as_str().into();
+                let (answer, call_id) = crate::upstream::call::create_call(
+                    &self.http,
+                    &self.upstream_base,
+                    prep.api_key.as_deref(),
+                    offer,
+                    Some(&session),
+                )
+                .await
+                .map_err(CallError::Upstream)?;
+                if adopt_call_id {
+                    p.thread_id = call_id.clone();
+                }
+                let url = url::realtime_ws_url(
+                    &self.upstream_base,
+                    version,
+                    None,
+                    Some(&call_id),
+                    &self.cfg.upstream.extra_query,
+                )
+                .map_err(CallError::Setup)?;
+                self.launch(&p.thread_id, prep, url, None, true);
+                WebrtcStart {
+                    answer,
+                    upstream_call_id: Some(call_id),
+                    thread_id: p.thread_id.clone(),
+                }
+            }
+        };
+        use crate::protocol::rpc::Notification;
+        self.sessions.notify(
+            &answer.thread_id,
+            &Notification::Started {
+                realtime_session_id: session_id,
+                version,
+            },
+        );
+        self.sessions.notify(
+            &answer.thread_id,
+            &Notification::Sdp {
+                sdp: answer.answer.clone(),
+            },
+        );
+        Ok(answer)
     }
 }

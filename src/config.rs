@@ -33,9 +33,22 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
 }
 
+/// Who terminates a caller's WebRTC.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WebrtcMode {
+    /// voxgate answers the offer and bridges to the model's websocket.
+    #[default]
+    Relay,
+    /// The offer goes to the model's own calls endpoint; voxgate joins the call's sideband.
+    Passthrough,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebrtcConfig {
+    /// "relay" (default) or "passthrough"; a call may override it (`?mode=`, start `webrtcMode`).
+    pub mode: WebrtcMode,
     /// Local address media sockets bind to (one UDP port per call).
     pub bind_ip: std::net::IpAddr,
     /// Address advertised in ICE host candidates when it differs from bind_ip (NAT, containers).
@@ -51,6 +64,7 @@ pub struct WebrtcConfig {
 impl Default for WebrtcConfig {
     fn default() -> Self {
         Self {
+            mode: WebrtcMode::Relay,
             bind_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             public_ip: None,
             connect_timeout_secs: 15,

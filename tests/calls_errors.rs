@@ -143,3 +143,39 @@ async fn hanging_up_an_unknown_call_is_404() {
         "call_not_found",
     );
 }
+
+#[tokio::test]
+async fn passthrough_keeps_upstream_4xx_and_maps_5xx_to_502() {
+    let h = harness_with(
+        |_| {},
+        |cfg| cfg.webrtc.mode = voxgate::config::WebrtcMode::Passthrough,
+    )
+    .await;
+    // The simulator refuses an offer without Opus with 400: the client sees that 400.
+    let (status, body, raw) = post(&h, "application/sdp", PCMU_ONLY).await;
+    assert_eq!(status, 400, "{raw}");
+    assert_openai_error(&body, &raw, "upstream_call_failed");
+    assert!(raw.contains("HTTP 400"), "{raw}");
+    // A 5xx upstream (after retries) is a 502.
+    let form = reqwest::multipart::Form::new()
+        .text("sdp", PCMU_ONLY)
+        .text("session", r#"{"instructions":"sim:fail500"}"#);
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/realtime/calls", h.addr))
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 502);
+    let raw = resp.text().await.expect("body");
+    assert_openai_error(
+        &serde_json::from_str(&raw).expect("json"),
+        &raw,
+        "upstream_call_failed",
+    );
+    assert!(raw.contains("HTTP 500"), "{raw}");
+    assert!(
+        !raw.contains(API_KEY),
+        "the upstream key never reaches a client"
+    );
+}

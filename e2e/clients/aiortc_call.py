@@ -78,6 +78,7 @@ async def main():
     ap.add_argument("--timeout", type=float, default=30)
     ap.add_argument("--barge-in", action="store_true", help="speak again while the reply plays")
     ap.add_argument("--rpc", action="store_true", help="offer through JSON-RPC thread/realtime/start")
+    ap.add_argument("--webrtc-mode", default="", help="voxgate extension: relay or passthrough")
     args = ap.parse_args()
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -123,7 +124,8 @@ async def main():
     if args.rpc:
         await rpc_call(args, pc, audio)
         return
-    status, headers, answer = http("POST", args.base + "/v1/realtime/calls", pc.localDescription.sdp.encode(), "application/sdp")
+    query = "?mode=" + args.webrtc_mode if args.webrtc_mode else ""
+    status, headers, answer = http("POST", args.base + "/v1/realtime/calls" + query, pc.localDescription.sdp.encode(), "application/sdp")
     summary = {"post_status": status, "location": headers.get("Location"), "content_type": headers.get("Content-Type")}
     if status != 201:
         summary["error"] = answer
@@ -186,8 +188,11 @@ async def rpc_call(args, pc, audio):
         await send({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "aiortc", "version": "1"},
                     "capabilities": {"experimentalApi": True}}})
         await until(lambda m: m.get("id") == 1)
-        await send({"id": 2, "method": "thread/realtime/start", "params": {"threadId": "rtc-thread", "outputModality": "audio",
-                    "transport": {"type": "webrtc", "sdp": pc.localDescription.sdp}}})
+        params = {"threadId": "rtc-thread", "outputModality": "audio",
+                  "transport": {"type": "webrtc", "sdp": pc.localDescription.sdp}}
+        if args.webrtc_mode:
+            params["webrtcMode"] = args.webrtc_mode
+        await send({"id": 2, "method": "thread/realtime/start", "params": params})
         sdp = await until(lambda m: m.get("method") == "thread/realtime/sdp")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp["params"]["sdp"], type="answer"))
         done = await until(lambda m: m.get("method") == "thread/realtime/transcript/done" and m["params"]["role"] == "assistant")

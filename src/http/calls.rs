@@ -2,11 +2,11 @@
 //! terminates WebRTC) and hang-up (`DELETE /v1/realtime/calls/{id}`, `POST …/{id}/hangup`).
 //! Errors are OpenAI-shaped JSON and never echo the SDP.
 
-use crate::app::{AppState, CallError};
+use crate::app::{AppState, CallError, WebrtcMode};
 use crate::media::peer::{self, OfferError};
 use crate::protocol::rpc::StartParams;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -42,13 +42,18 @@ fn new_call_id() -> String {
     format!("rtc_{a:016x}{b:08x}")
 }
 
-struct Offer {
-    sdp: String,
-    session: Option<Value>,
+/// An SDP offer and the optional OpenAI `session` object sent with it.
+pub struct Offer {
+    pub sdp: String,
+    pub session: Option<Value>,
 }
 
-async fn read_offer(app: &AppState, headers: &HeaderMap, req: Request) -> Result<Offer, Response> {
-    let limit = app.cfg.webrtc.max_offer_bytes;
+/// Read an offer posted as `application/sdp` or `multipart/form-data` (`sdp`, `session`).
+pub async fn read_offer(
+    headers: &HeaderMap,
+    req: Request,
+    limit: usize,
+) -> Result<Offer, Response> {
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -160,16 +165,34 @@ fn start_params(call_id: &str, session: Option<&Value>) -> Result<StartParams, S
     serde_json::from_value(p).map_err(|e| e.to_string())
 }
 
+/// Map an upstream call-create failure to the status a client should see: the upstream's 4xx
+/// stays, 5xx becomes 502, no answer at all is 502.
+fn upstream_error(e: &crate::upstream::call::CallCreateError) -> Response {
+    let status = match e.status {
+        Some(s @ 400..=499) => StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY),
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    api_error(status, "upstream_call_failed", e.message.clone(), None)
+}
+
+#[derive(serde::Deserialize)]
+pub struct CallQuery {
+    /// Override `[webrtc] mode` for this call: `relay` or `passthrough`.
+    mode: Option<WebrtcMode>,
+}
+
 pub async fn create(
     State(app): State<Arc<AppState>>,
+    Query(q): Query<CallQuery>,
     headers: HeaderMap,
     req: Request,
 ) -> Response {
-    let offer = match read_offer(&app, &headers, req).await {
+    let offer = match read_offer(&headers, req, app.cfg.webrtc.max_offer_bytes).await {
         Ok(o) => o,
         Err(r) => return r,
     };
-    tracing::info!(offer = %peer::describe_offer(&offer.sdp), "call offer received");
+    let mode = q.mode.unwrap_or(app.cfg.webrtc.mode);
+    tracing::info!(offer = %peer::describe_offer(&offer.sdp), ?mode, "call offer received");
     let call_id = new_call_id();
     let params = match start_params(&call_id, offer.session.as_ref()) {
         Ok(p) => p,
@@ -182,7 +205,7 @@ pub async fn create(
             );
         }
     };
-    let answer = match app.start_webrtc(params, &offer.sdp) {
+    let started = match app.start_webrtc(params, &offer.sdp, mode, true).await {
         Ok(a) => a,
         Err(CallError::Offer(e @ OfferError::Socket(_))) => {
             return api_error(
@@ -208,15 +231,19 @@ pub async fn create(
                 Some("session"),
             );
         }
+        Err(CallError::Upstream(e)) => return upstream_error(&e),
     };
-    tracing::info!(%call_id, answer = %peer::describe_offer(&answer), "call answered (relay)");
+    tracing::info!(call_id = %started.thread_id, answer = %peer::describe_offer(&started.answer), ?mode, "call answered");
     (
         StatusCode::CREATED,
         [
             (header::CONTENT_TYPE, "application/sdp".to_owned()),
-            (header::LOCATION, format!("/v1/realtime/calls/{call_id}")),
+            (
+                header::LOCATION,
+                format!("/v1/realtime/calls/{}", started.thread_id),
+            ),
         ],
-        answer,
+        started.answer,
     )
         .into_response()
 }

@@ -202,6 +202,9 @@ pub struct StartParams {
     /// voxgate extension: which agent backend runs this session's delegated tasks.
     #[serde(default)]
     pub agent: Option<AgentChoice>,
+    /// voxgate extension: `relay` or `passthrough` for a webrtc transport.
+    #[serde(default)]
+    pub webrtc_mode: Option<crate::config::WebrtcMode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

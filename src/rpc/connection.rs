@@ -86,7 +86,7 @@ impl RpcConnection {
                     Ok((value, after)) => {
                         self.reply(&id, Ok(value)).await;
                         if let Some(after) = after {
-                            self.after_reply(after);
+                            self.after_reply(after).await;
                         }
                     }
                     Err(e) => self.reply(&id, Err(e)).await,
@@ -187,13 +187,14 @@ impl RpcConnection {
     }
 
     /// Work that must follow the `{}` reply (fire-and-forget semantics).
-    fn after_reply(&self, after: After) {
+    async fn after_reply(&self, after: After) {
         match after {
             After::Start(params) => {
                 let thread_id = params.thread_id.clone();
                 if let Some(p::Transport::Webrtc { sdp }) = params.transport.clone() {
                     tracing::info!(%thread_id, offer = %crate::media::peer::describe_offer(&sdp), "webrtc start");
-                    if let Err(e) = self.app.start_webrtc(*params, &sdp) {
+                    let mode = params.webrtc_mode.unwrap_or(self.app.cfg.webrtc.mode);
+                    if let Err(e) = self.app.start_webrtc(*params, &sdp, mode, false).await {
                         let message = e.to_string();
                         self.app
                             .sessions

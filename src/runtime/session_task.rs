@@ -98,7 +98,7 @@ async fn drive(
     let thread_id = spec.thread_id.clone();
     let mut engine = Engine::new(spec.engine.clone());
     let (ev_tx, mut ev_rx) = mpsc::channel::<UpstreamEvent>(256);
-    let connect = ws::connect(&spec.upstream, ev_tx);
+    let connect = ws::connect_with_retries(&spec.upstream, ev_tx);
     tokio::pin!(connect);
     let mut link: Option<UpstreamLink> = None;
     let mut task: Option<RunningTask> = None;
@@ -170,9 +170,13 @@ async fn drive(
                     engine.handle_input(Input::Connected);
                 }
                 Err(message) => {
-                    // Setup failure: `error` only, no `closed`.
+                    // Setup failure: `error` only, no `closed` — except after a webrtc start,
+                    // where the call already exists (`sdp` was sent): then `closed{error}` too.
                     tracing::warn!(%message, "upstream connect failed");
                     subs.notify(&thread_id, &Notification::Error { message });
+                    if !spec.announce_started {
+                        subs.notify(&thread_id, &Notification::Closed { reason: crate::protocol::rpc::CloseReason::Error });
+                    }
                     metrics::SESSIONS_CLOSED.with_label_values(&["setup_failed"]).inc();
                     return;
                 }

@@ -200,6 +200,12 @@ impl SimConversation {
             );
             return;
         };
+        self.handle_pcm(&pcm, now);
+    }
+
+    /// Input audio as PCM16LE bytes (from a WebRTC call's decoded RTP, or an append event).
+    pub fn handle_pcm(&mut self, pcm: &[u8], now: Instant) {
+        let pcm = pcm.to_vec();
         if self.cfg.echo {
             let item_id = "item_echo".to_owned();
             self.send_audio_now(&item_id, None, &pcm);

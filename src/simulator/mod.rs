@@ -4,6 +4,7 @@
 //! (tests assert exact frames through it).
 
 pub mod audio;
+pub mod calls;
 pub mod conversation;
 pub mod server;
 

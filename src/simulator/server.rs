@@ -38,10 +38,17 @@ pub enum SimRecord {
     },
 }
 
-struct SimState {
-    cfg: SimulatorConfig,
-    next_conn: AtomicU64,
-    records: broadcast::Sender<SimRecord>,
+pub(crate) struct SimState {
+    pub(crate) cfg: SimulatorConfig,
+    pub(crate) next_conn: AtomicU64,
+    pub(crate) records: broadcast::Sender<SimRecord>,
+    /// Live WebRTC calls: call id → where to hand a sideband socket.
+    pub(crate) calls: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            tokio::sync::mpsc::UnboundedSender<super::calls::Sideband>,
+        >,
+    >,
 }
 
 /// A running simulator; dropping it stops the server.
@@ -61,6 +68,7 @@ impl Simulator {
             cfg,
             next_conn: AtomicU64::new(1),
             records: records.clone(),
+            calls: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let app = router(state);
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -96,7 +104,13 @@ impl Drop for Simulator {
 }
 
 fn router(state: Arc<SimState>) -> Router {
-    Router::new().fallback(upgrade).with_state(state)
+    Router::new()
+        .route(
+            "/v1/realtime/calls",
+            axum::routing::post(super::calls::create),
+        )
+        .fallback(upgrade)
+        .with_state(state)
 }
 
 async fn upgrade(
@@ -114,6 +128,10 @@ async fn upgrade(
             .into_response();
     };
     let query = query.unwrap_or_default();
+    let call_id = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("call_id="))
+        .map(str::to_owned);
     let version = if query.split('&').any(|p| p == "intent=quicksilver") {
         ModelVersion::V1
     } else {
@@ -137,6 +155,24 @@ async fn upgrade(
         user_agent: header("user-agent"),
         has_openai_beta: headers.contains_key("openai-beta"),
     });
+    if let Some(call_id) = call_id {
+        let attach = state
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&call_id)
+            .cloned();
+        let Some(attach) = attach else {
+            return crate::http::calls::api_error(
+                axum::http::StatusCode::NOT_FOUND,
+                "call_not_found",
+                format!("no call `{call_id}`"),
+                None,
+            );
+        };
+        let records = state.records.clone();
+        return ws.on_upgrade(move |socket| super::calls::sideband(socket, attach, conn, records));
+    }
     ws.on_upgrade(move |socket| run(socket, state, version, conn))
 }
 

@@ -34,6 +34,8 @@ pub struct UpstreamRequest {
     pub audio_queue: usize,
     /// Also report every frame's raw text (clients that speak the OpenAI protocol themselves).
     pub keep_raw: bool,
+    /// Connection attempts before giving up (exponential backoff from 200 ms between them).
+    pub connect_attempts: u32,
 }
 
 impl std::fmt::Debug for UpstreamRequest {
@@ -77,6 +79,27 @@ impl Drop for UpstreamLink {
         // The writer ends by itself once both queues are closed (sending a close frame);
         // the reader would otherwise wait for the peer.
         self.tasks[1].abort();
+    }
+}
+
+/// `connect`, retried with exponential backoff up to `req.connect_attempts` times.
+pub async fn connect_with_retries(
+    req: &UpstreamRequest,
+    events: mpsc::Sender<UpstreamEvent>,
+) -> Result<UpstreamLink, String> {
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match connect(req, events.clone()).await {
+            Ok(link) => return Ok(link),
+            Err(e) if attempt >= req.connect_attempts.max(1) => return Err(e),
+            Err(e) => {
+                tracing::info!(attempt, error = %e, "realtime connect failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+        }
     }
 }
 

@@ -1,0 +1,240 @@
+//! The simulator's WebRTC face, as the real service has it: `POST /v1/realtime/calls` answers an
+//! offer with the same media stack voxgate uses (str0m + Opus), plays the model's audio over RTP,
+//! carries events on the data channel, and `GET /v1/realtime?call_id=…` joins a sideband socket
+//! that sees the call's events and can send client events. Lets passthrough run offline.
+
+use super::audio;
+use super::conversation::{SimConversation, SimOutput};
+use super::server::{SimRecord, SimState};
+use crate::http::calls::{api_error, read_offer};
+use crate::media::peer::{self, PeerCommand, PeerEvent};
+use crate::protocol::ModelVersion;
+use axum::extract::ws::{Message, WebSocket};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A sideband socket handed to a call's task.
+pub struct Sideband {
+    pub conn: u64,
+    pub out: mpsc::UnboundedSender<String>,
+    pub inbound: mpsc::UnboundedReceiver<String>,
+}
+
+pub(crate) async fn create(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "missing_api_key",
+            "Missing bearer authentication in header",
+            None,
+        );
+    }
+    let offer = match read_offer(&headers, req, 256 * 1024).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let instructions = offer
+        .session
+        .as_ref()
+        .and_then(|s| s.get("instructions"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if instructions.contains("sim:fail500") {
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "The simulator was asked to fail.",
+            None,
+        );
+    }
+    let (answer, setup) =
+        match peer::accept_offer(&offer.sdp, std::net::IpAddr::from([127, 0, 0, 1]), None) {
+            Ok(v) => v,
+            Err(e) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_offer",
+                    e.to_string(),
+                    Some("sdp"),
+                );
+            }
+        };
+    let n = state.next_conn.fetch_add(1, Ordering::Relaxed);
+    let call_id = format!("rtc_sim{n:08}");
+    let (cmd_tx, cmd_rx) = mpsc::channel(4096);
+    let (evt_tx, evt_rx) = mpsc::channel(1024);
+    let (attach_tx, attach_rx) = mpsc::unbounded_channel();
+    state
+        .calls
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(call_id.clone(), attach_tx);
+    tokio::spawn(peer::run(
+        setup,
+        cmd_rx,
+        evt_tx,
+        Duration::from_secs(15),
+        Duration::from_secs(30),
+    ));
+    let task_state = state.clone();
+    let id = call_id.clone();
+    tokio::spawn(async move {
+        run_call(&task_state, n, offer.session, cmd_tx, evt_rx, attach_rx).await;
+        task_state
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+    });
+    (
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_owned()),
+            (header::LOCATION, format!("/v1/realtime/calls/{call_id}")),
+        ],
+        answer,
+    )
+        .into_response()
+}
+
+/// Serve a sideband socket: hand its two directions to the call's task.
+pub(crate) async fn sideband(
+    socket: WebSocket,
+    attach: mpsc::UnboundedSender<Sideband>,
+    conn: u64,
+    records: tokio::sync::broadcast::Sender<SimRecord>,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let (in_tx, in_rx) = mpsc::unbounded_channel::<String>();
+    if attach
+        .send(Sideband {
+            conn,
+            out: out_tx,
+            inbound: in_rx,
+        })
+        .is_err()
+    {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(t) = out_rx.recv().await {
+            if sink.send(Message::text(t)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    while let Some(Ok(msg)) = stream.next().await {
+        if let Message::Text(t) = msg {
+            let _ = records.send(SimRecord::Frame {
+                conn,
+                text: t.to_string(),
+            });
+            if in_tx.send(t.to_string()).is_err() {
+                break;
+            }
+        }
+    }
+    writer.abort();
+    let _ = records.send(SimRecord::Disconnected { conn });
+}
+
+async fn run_call(
+    state: &SimState,
+    conn: u64,
+    session: Option<Value>,
+    peer_tx: mpsc::Sender<PeerCommand>,
+    mut peer_rx: mpsc::Receiver<PeerEvent>,
+    mut attach: mpsc::UnboundedReceiver<Sideband>,
+) {
+    let mut sim = SimConversation::new(ModelVersion::V2, state.cfg.clone(), conn);
+    let now = std::time::Instant::now;
+    if let Some(s) = session {
+        sim.handle_client_text(
+            &json!({"type": "session.update", "session": s}).to_string(),
+            now(),
+        );
+    }
+    let mut side: Option<Sideband> = None;
+    loop {
+        while let Some(out) = sim.poll_output() {
+            match out {
+                SimOutput::Text(t) => {
+                    if t.contains("\"response.output_audio.delta\"") {
+                        if let Some((item, pcm)) = audio_of(&t) {
+                            let _ = peer_tx.try_send(PeerCommand::Audio { item, pcm });
+                        }
+                        continue;
+                    }
+                    if let Some(s) = &side {
+                        let _ = s.out.send(t.clone());
+                    }
+                    let _ = peer_tx.try_send(PeerCommand::Text(t));
+                }
+                SimOutput::Close => {
+                    let _ = peer_tx.try_send(PeerCommand::Close);
+                    return;
+                }
+                SimOutput::Binary(_) | SimOutput::Ping => {}
+            }
+        }
+        let due = sim.next_due();
+        tokio::select! {
+            ev = peer_rx.recv() => match ev {
+                Some(PeerEvent::Audio(pcm)) => {
+                    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+                    sim.handle_pcm(&bytes, now());
+                }
+                Some(PeerEvent::ChannelText(t)) => sim.handle_client_text(&t, now()),
+                Some(PeerEvent::Closed(_)) | None => return,
+                Some(_) => {}
+            },
+            Some(s) = attach.recv() => side = Some(s),
+            Some(t) = next_inbound(&mut side) => sim.handle_client_text(&t, now()),
+            _ = sleep_until_opt(due) => sim.handle_timeout(now()),
+        }
+    }
+}
+
+fn audio_of(frame: &str) -> Option<(Option<String>, Vec<i16>)> {
+    let v: Value = serde_json::from_str(frame).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v.get("delta")?.as_str()?)
+        .ok()?;
+    let pcm = bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let _ = audio::SAMPLE_RATE;
+    Some((
+        v.get("item_id").and_then(Value::as_str).map(str::to_owned),
+        pcm,
+    ))
+}
+
+async fn next_inbound(side: &mut Option<Sideband>) -> Option<String> {
+    match side {
+        Some(s) => s.inbound.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(due: Option<std::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,189 @@
+//! Upstream WebRTC calls (protocol.md §2.4, passthrough mode): forward the caller's offer to the
+//! model service's calls endpoint (multipart with the session, or raw SDP), retry 5xx/429 with
+//! backoff, and extract the call id from the `Location` header for the sideband join.
+
+use serde_json::Value;
+use std::time::Duration;
+
+/// Why the upstream refused or failed to create the call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CallCreateError {
+    /// The upstream HTTP status, when there was one.
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+/// The call id in a `Location`: the rightmost path segment that starts with `rtc_` (longer than 4)
+/// or is a 36-character UUID; the query is ignored.
+pub fn call_id_from_location(location: &str) -> Result<String, String> {
+    let path = location.split(['?', '#']).next().unwrap_or("");
+    let is_uuid = |s: &str| {
+        s.len() == 36
+            && s.chars().enumerate().all(|(i, c)| {
+                if [8, 13, 18, 23].contains(&i) {
+                    c == '-'
+                } else {
+                    c.is_ascii_hexdigit()
+                }
+            })
+    };
+    path.rsplit('/')
+        .find(|seg| (seg.starts_with("rtc_") && seg.len() > 4) || is_uuid(seg))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("realtime call Location does not contain a call id: {location}"))
+}
+
+/// `{base}/realtime/calls` for a base like `https://api.openai.com/v1`.
+pub fn calls_url(base_url: &str) -> String {
+    let base = base_url.trim_end_matches('/');
+    if base.ends_with("/realtime") {
+        format!("{base}/calls")
+    } else {
+        format!("{base}/realtime/calls")
+    }
+}
+
+fn error_message(status: u16, body: &str) -> String {
+    let upstream = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| body.chars().take(300).collect());
+    format!("the realtime service refused the call (HTTP {status}): {upstream}")
+}
+
+/// Create the call upstream; returns (answer SDP, call id).
+pub async fn create_call(
+    http: &reqwest::Client,
+    base_url: &str,
+    api_key: Option<&str>,
+    offer: &str,
+    session: Option<&Value>,
+) -> Result<(String, String), CallCreateError> {
+    let url = calls_url(base_url);
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut req = http.post(&url);
+        if let Some(key) = api_key {
+            req = req.bearer_auth(key);
+        }
+        req = match session {
+            Some(s) => {
+                let sdp = reqwest::multipart::Part::text(offer.to_owned())
+                    .mime_str("application/sdp")
+                    .map_err(|e| CallCreateError {
+                        status: None,
+                        message: e.to_string(),
+                    })?;
+                let session = reqwest::multipart::Part::text(s.to_string())
+                    .mime_str("application/json")
+                    .map_err(|e| CallCreateError {
+                        status: None,
+                        message: e.to_string(),
+                    })?;
+                req.multipart(
+                    reqwest::multipart::Form::new()
+                        .part("sdp", sdp)
+                        .part("session", session),
+                )
+            }
+            None => req
+                .header("content-type", "application/sdp")
+                .body(offer.to_owned()),
+        };
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if attempt < 3 => {
+                tracing::warn!(error = %e.without_url(), attempt, "realtime call create failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                continue;
+            }
+            Err(e) => {
+                return Err(CallCreateError {
+                    status: None,
+                    message: format!("cannot reach the realtime service: {}", e.without_url()),
+                });
+            }
+        };
+        let status = resp.status().as_u16();
+        if (status >= 500 || status == 429) && attempt < 3 {
+            tracing::warn!(status, attempt, "realtime call create failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            continue;
+        }
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.text().await.unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(CallCreateError {
+                status: Some(status),
+                message: error_message(status, &body),
+            });
+        }
+        let location = location.ok_or(CallCreateError {
+            status: Some(status),
+            message: "realtime call response missing Location".into(),
+        })?;
+        let call_id = call_id_from_location(&location).map_err(|message| CallCreateError {
+            status: Some(status),
+            message,
+        })?;
+        return Ok((body, call_id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_id_is_the_rightmost_rtc_or_uuid_segment() {
+        assert_eq!(
+            call_id_from_location("/v1/realtime/calls/rtc_abc").as_deref(),
+            Ok("rtc_abc")
+        );
+        assert_eq!(
+            call_id_from_location("/v1/realtime/calls/calls/rtc_x").as_deref(),
+            Ok("rtc_x")
+        );
+        assert_eq!(
+            call_id_from_location("https://h/v1/realtime/calls/rtc_x?foo=rtc_y").as_deref(),
+            Ok("rtc_x")
+        );
+        assert_eq!(
+            call_id_from_location("/calls/123e4567-e89b-12d3-a456-426614174000").as_deref(),
+            Ok("123e4567-e89b-12d3-a456-426614174000")
+        );
+        assert_eq!(
+            call_id_from_location("/v1/realtime/calls/rtc_"),
+            Err(
+                "realtime call Location does not contain a call id: /v1/realtime/calls/rtc_".into()
+            )
+        );
+        assert!(call_id_from_location("/v1/realtime/calls/abc").is_err());
+    }
+
+    #[test]
+    fn calls_url_completes_the_base() {
+        assert_eq!(
+            calls_url("https://api.openai.com/v1"),
+            "https://api.openai.com/v1/realtime/calls"
+        );
+        assert_eq!(calls_url("http://h/v1/"), "http://h/v1/realtime/calls");
+        assert_eq!(
+            calls_url("http://h/v1/realtime"),
+            "http://h/v1/realtime/calls"
+        );
+    }
+}
