@@ -293,3 +293,14 @@ async fn rpc_start_in_passthrough_gets_started_sdp_and_sideband_transcripts() {
     );
     assert_eq!(s["closed_reason"], "requested");
 }
+
+#[tokio::test]
+async fn a_caller_that_never_connects_ends_the_session_with_a_clear_reason() {
+    if !aiortc_available() {
+        return;
+    }
+    let h = harness_with(|_| {}, |cfg| cfg.webrtc.connect_timeout_secs = 1).await;
+    let s = run_client(&format!("http://{}", h.addr), &["--rpc", "--abandon"]).await;
+    assert_eq!(s["error"], "the WebRTC caller went away: ICE/DTLS did not connect within 1s", "{s}");
+    assert_eq!(s["closed_reason"], "error");
+}

@@ -79,6 +79,7 @@ async def main():
     ap.add_argument("--barge-in", action="store_true", help="speak again while the reply plays")
     ap.add_argument("--rpc", action="store_true", help="offer through JSON-RPC thread/realtime/start")
     ap.add_argument("--webrtc-mode", default="", help="voxgate extension: relay or passthrough")
+    ap.add_argument("--abandon", action="store_true", help="(rpc) take the answer but never connect")
     args = ap.parse_args()
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -194,6 +195,13 @@ async def rpc_call(args, pc, audio):
             params["webrtcMode"] = args.webrtc_mode
         await send({"id": 2, "method": "thread/realtime/start", "params": params})
         sdp = await until(lambda m: m.get("method") == "thread/realtime/sdp")
+        if args.abandon:
+            err = await until(lambda m: m.get("method") == "thread/realtime/error")
+            closed = await until(lambda m: m.get("method") == "thread/realtime/closed")
+            summary["error"] = err["params"]["message"]
+            summary["closed_reason"] = closed["params"]["reason"]
+            print(json.dumps(summary))
+            return
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp["params"]["sdp"], type="answer"))
         done = await until(lambda m: m.get("method") == "thread/realtime/transcript/done" and m["params"]["role"] == "assistant")
         summary["assistant_text"] = done["params"]["text"]
