@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 fn tools() -> Option<PathBuf> {
@@ -24,41 +25,6 @@ fn tools() -> Option<PathBuf> {
     None
 }
 
-/// 48 kHz mono WAV: 0.8 s of a speech-like harmonic buzz, then 2.2 s of silence.
-fn write_wav(path: &Path) {
-    let rate = 48_000u32;
-    let total = rate * 3;
-    let mut pcm = Vec::with_capacity(total as usize * 2);
-    for i in 0..total {
-        let t = f64::from(i) / f64::from(rate);
-        let s = if t < 0.8 {
-            let env = (t * 6.0 * std::f64::consts::TAU).sin().abs() * 0.6 + 0.4;
-            let v: f64 = (1..6)
-                .map(|h| (t * 180.0 * f64::from(h) * std::f64::consts::TAU).sin() / f64::from(h))
-                .sum();
-            v * env * 9000.0
-        } else {
-            0.0
-        };
-        pcm.extend_from_slice(&(s as i16).to_le_bytes());
-    }
-    let mut wav = Vec::new();
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + pcm.len() as u32).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&rate.to_le_bytes());
-    wav.extend_from_slice(&(rate * 2).to_le_bytes());
-    wav.extend_from_slice(&2u16.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
-    wav.extend_from_slice(&pcm);
-    std::fs::write(path, wav).expect("write wav");
-}
-
 #[tokio::test]
 async fn demo_page_call_shows_transcript_and_delegated_work_in_chromium() {
     if tools().is_none() {
@@ -71,7 +37,7 @@ async fn demo_page_call_shows_transcript_and_delegated_work_in_chromium() {
     .await;
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let wav = dir.join("demo-speech.wav");
-    write_wav(&wav);
+    write_speech_wav(&wav);
     let shot = dir.join("demo-page.png");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/demo_page.mjs");
     let out = tokio::time::timeout(

@@ -29,11 +29,19 @@ fn aiortc_available() -> bool {
 
 async fn run_client(base: &str, extra: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/aiortc_call.py");
+    let wav = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aiortc-speech.wav");
+    if !wav.exists() {
+        let tmp = wav.with_extension(format!("{}.tmp", std::process::id()));
+        write_speech_wav(&tmp);
+        let _ = std::fs::rename(&tmp, &wav);
+    }
     let out = tokio::time::timeout(
         Duration::from_secs(90),
         tokio::process::Command::new("python3")
             .arg(script)
             .args(["--base", base])
+            .arg("--wav")
+            .arg(&wav)
             .args(extra)
             .kill_on_drop(true)
             .output(),
@@ -301,6 +309,9 @@ async fn a_caller_that_never_connects_ends_the_session_with_a_clear_reason() {
     }
     let h = harness_with(|_| {}, |cfg| cfg.webrtc.connect_timeout_secs = 1).await;
     let s = run_client(&format!("http://{}", h.addr), &["--rpc", "--abandon"]).await;
-    assert_eq!(s["error"], "the WebRTC caller went away: ICE/DTLS did not connect within 1s", "{s}");
+    assert_eq!(
+        s["error"], "the WebRTC caller went away: ICE/DTLS did not connect within 1s",
+        "{s}"
+    );
     assert_eq!(s["closed_reason"], "error");
 }

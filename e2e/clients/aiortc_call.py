@@ -6,6 +6,7 @@ Prints one JSON summary line on stdout. Loopback only; every wait is bounded.
 """
 import argparse
 import array
+import wave
 import asyncio
 import fractions
 import json
@@ -23,21 +24,28 @@ from av import AudioFrame
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
 
 
+def read_wav(path):
+    """48 kHz mono PCM16 samples of a WAV file."""
+    with wave.open(path, "rb") as w:
+        assert w.getframerate() == 48000 and w.getnchannels() == 1 and w.getsampwidth() == 2, "need 48 kHz mono s16"
+        return array.array("h", w.readframes(w.getnframes()))
+
+
 class SpeechTrack(MediaStreamTrack):
-    """20 ms frames at 48 kHz: `loud_ms` of a 300 Hz tone, then silence, in real time.
-    `speak_again(ms)` makes it loud again (a barge-in)."""
+    """20 ms frames at 48 kHz in real time: the WAV once, then silence.
+    `speak_again()` plays the WAV again (a barge-in)."""
 
     kind = "audio"
 
-    def __init__(self, loud_ms):
+    def __init__(self, samples):
         super().__init__()
-        self.loud_ms = loud_ms
+        self.samples = samples
         self.pts = 0
         self.start = None
-        self.again_until = -1
+        self.offset = 0
 
-    def speak_again(self, ms):
-        self.again_until = self.pts + ms * 48
+    def speak_again(self):
+        self.offset = self.pts
 
     async def recv(self):
         if self.start is None:
@@ -46,13 +54,11 @@ class SpeechTrack(MediaStreamTrack):
         if wait > 0:
             await asyncio.sleep(wait)
         samples = 960
-        loud = self.pts < self.loud_ms * 48 or self.pts < self.again_until
+        at = self.pts - self.offset
+        chunk = self.samples[at:at + samples] if at >= 0 else array.array("h")
+        chunk = chunk + array.array("h", [0] * (samples - len(chunk)))
         frame = AudioFrame(format="s16", layout="mono", samples=samples)
-        data = bytearray()
-        for i in range(samples):
-            v = int(9000 * math.sin(2 * math.pi * 300 * (self.pts + i) / 48000)) if loud else 0
-            data += v.to_bytes(2, "little", signed=True)
-        frame.planes[0].update(bytes(data))
+        frame.planes[0].update(chunk.tobytes())
         frame.pts = self.pts
         frame.sample_rate = 48000
         frame.time_base = fractions.Fraction(1, 48000)
@@ -74,6 +80,7 @@ def http(method, url, body=None, ctype=None):
 async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", required=True)
+    ap.add_argument("--wav", required=True, help="speech to send: 48 kHz mono PCM16")
     ap.add_argument("--delegate", default="")
     ap.add_argument("--timeout", type=float, default=30)
     ap.add_argument("--barge-in", action="store_true", help="speak again while the reply plays")
@@ -110,7 +117,7 @@ async def main():
                     audio["loud_frames"] += 1
         asyncio.ensure_future(pull())
 
-    mic = SpeechTrack(loud_ms=600)
+    mic = SpeechTrack(read_wav(args.wav))
     pc.addTrack(mic)
     if args.barge_in:
         barged = {"done": False}
@@ -119,7 +126,9 @@ async def main():
         def barge(msg):
             if not barged["done"] and '"output_audio_buffer.started"' in msg:
                 barged["done"] = True
-                asyncio.get_event_loop().call_later(0.3, mic.speak_again, 600)
+                asyncio.get_event_loop().call_later(0.3, mic.speak_again)
+            if '"output_audio_buffer.cleared"' in msg and "heard_at_clear" not in audio:
+                audio["heard_at_clear"] = audio["loud_frames"]
 
     await pc.setLocalDescription(await pc.createOffer())
     if args.rpc:

@@ -282,3 +282,39 @@ pub fn pcm(ms: u64, loud: bool) -> Vec<u8> {
     }
     out
 }
+
+/// A 48 kHz mono WAV of speech-like audio: 0.8 s of an amplitude-modulated harmonic buzz (loud
+/// enough for the simulator's VAD, with a voice-like spectrum), then 2.2 s of silence.
+pub fn write_speech_wav(path: &std::path::Path) {
+    let rate = 48_000u32;
+    let total = rate * 3;
+    let mut pcm = Vec::with_capacity(total as usize * 2);
+    for i in 0..total {
+        let t = f64::from(i) / f64::from(rate);
+        let s = if t < 0.8 {
+            let env = (t * 6.0 * std::f64::consts::TAU).sin().abs() * 0.6 + 0.4;
+            let v: f64 = (1..6)
+                .map(|h| (t * 180.0 * f64::from(h) * std::f64::consts::TAU).sin() / f64::from(h))
+                .sum();
+            v * env * 9000.0
+        } else {
+            0.0
+        };
+        pcm.extend_from_slice(&(s as i16).to_le_bytes());
+    }
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + pcm.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&pcm);
+    std::fs::write(path, wav).expect("write wav");
+}
