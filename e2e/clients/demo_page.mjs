@@ -22,6 +22,11 @@ try {
   await page.click("#start");
   await page.waitForFunction(() => document.querySelector("#transcript").textContent.includes("Model:"), null, { timeout: 30000 });
   await page.waitForFunction(() => document.querySelector("#agent").textContent.includes("■"), null, { timeout: 30000 });
+  await page.waitForFunction(() => {
+    const m = document.querySelector("#audio").textContent.match(/Model audio: (\d+) packets/);
+    return m && Number(m[1]) >= 25;
+  }, null, { timeout: 30000 });
+  summary.audio = await page.textContent("#audio");
   summary.transcript = await page.textContent("#transcript");
   summary.agent = await page.textContent("#agent");
   await page.screenshot({ path: shot, fullPage: true });
