@@ -76,6 +76,9 @@ async fn demo_page_call_shows_transcript_and_delegated_work_in_chromium() {
     assert!(agent.contains("■ Completed"), "{agent}");
     assert_eq!(s["status"], "Hung up.");
     let audio = s["audio"].as_str().unwrap_or_default();
-    assert!(audio.starts_with("Model audio: "), "the page shows the model's audio arriving: {audio}");
+    assert!(
+        audio.starts_with("Model audio: "),
+        "the page shows the model's audio arriving: {audio}"
+    );
     assert!(shot.exists());
 }

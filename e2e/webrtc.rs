@@ -250,8 +250,14 @@ async fn passthrough_forwards_the_offer_and_delegates_over_the_sideband() {
     let call_id = location.rsplit('/').next().unwrap_or_default().to_owned();
     let mut sideband_conn = None;
     let mut first_frame = None;
+    let mut offer_parts = Vec::new();
+    let mut offer_session = None;
     while let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(5), records.recv()).await {
         match r {
+            voxgate::simulator::SimRecord::CallOffer { parts, session, .. } => {
+                offer_parts = parts;
+                offer_session = session;
+            }
             voxgate::simulator::SimRecord::Connected {
                 conn,
                 path_and_query,
@@ -269,6 +275,18 @@ async fn passthrough_forwards_the_offer_and_delegates_over_the_sideband() {
         }
     }
     assert!(sideband_conn.is_some(), "no sideband join seen");
+    assert_eq!(
+        offer_parts,
+        vec![
+            ("sdp".to_owned(), "application/sdp".to_owned()),
+            ("session".to_owned(), "application/json".to_owned())
+        ]
+    );
+    let session = offer_session.expect("the offer carried the session");
+    assert_eq!(session["type"], "realtime");
+    assert_eq!(session["model"], "gpt-realtime-1.5");
+    assert!(session.get("id").is_none(), "{session}");
+    assert_eq!(session["tools"][0]["name"], "background_agent");
     let first: Value = serde_json::from_str(&first_frame.expect("a sideband frame")).expect("json");
     assert_eq!(first["type"], "session.update");
 }
@@ -311,6 +329,52 @@ async fn a_caller_that_never_connects_ends_the_session_with_a_clear_reason() {
     let s = run_client(&format!("http://{}", h.addr), &["--rpc", "--abandon"]).await;
     assert_eq!(
         s["error"], "the WebRTC caller went away: ICE/DTLS did not connect within 1s",
+        "{s}"
+    );
+    assert_eq!(s["closed_reason"], "error");
+}
+
+#[tokio::test]
+async fn stop_during_a_slow_sideband_join_cancels_it_cleanly() {
+    if !aiortc_available() {
+        return;
+    }
+    let h = harness_with(|sim| sim.sideband_delay_ms = 3_000, |_| {}).await;
+    let mut records = h.sim.records();
+    let s = run_client(
+        &format!("http://{}", h.addr),
+        &["--rpc", "--webrtc-mode", "passthrough", "--stop-after-sdp"],
+    )
+    .await;
+    assert_eq!(s["closed_reason"], "requested", "{s}");
+    let n: Vec<&str> = s["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(!n.contains(&"thread/realtime/error"), "{n:?}");
+    // The join was abandoned: the simulator never gets a sideband frame.
+    while let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(4), records.recv()).await {
+        if let voxgate::simulator::SimRecord::Frame { text, .. } = r {
+            panic!("a sideband frame arrived after stop: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_sideband_join_is_an_error_then_closed_error() {
+    if !aiortc_available() {
+        return;
+    }
+    let h = harness_with(|sim| sim.reject_sideband = true, |_| {}).await;
+    let s = run_client(
+        &format!("http://{}", h.addr),
+        &["--rpc", "--webrtc-mode", "passthrough", "--abandon"],
+    )
+    .await;
+    assert!(
+        s["error"].as_str().is_some_and(|e| e.contains("HTTP 403")),
         "{s}"
     );
     assert_eq!(s["closed_reason"], "error");

@@ -366,6 +366,10 @@ pub struct SimulatorConfig {
     pub chunk_ms: u64,
     /// Pace audio deltas in real time instead of sending them as fast as possible.
     pub realtime: bool,
+    /// Delay before accepting a call's sideband socket (a slow join, for testing).
+    pub sideband_delay_ms: u64,
+    /// Refuse sideband joins with 403 (a failed join, for testing).
+    pub reject_sideband: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -377,6 +381,8 @@ impl Default for SimulatorConfig {
             audio_transcript: "hello from the microphone".into(),
             chunk_ms: 100,
             realtime: false,
+            sideband_delay_ms: 0,
+            reject_sideband: false,
         }
     }
 }

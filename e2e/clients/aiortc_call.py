@@ -87,6 +87,7 @@ async def main():
     ap.add_argument("--rpc", action="store_true", help="offer through JSON-RPC thread/realtime/start")
     ap.add_argument("--webrtc-mode", default="", help="voxgate extension: relay or passthrough")
     ap.add_argument("--abandon", action="store_true", help="(rpc) take the answer but never connect")
+    ap.add_argument("--stop-after-sdp", action="store_true", help="(rpc) stop right after the answer")
     args = ap.parse_args()
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -204,6 +205,13 @@ async def rpc_call(args, pc, audio):
             params["webrtcMode"] = args.webrtc_mode
         await send({"id": 2, "method": "thread/realtime/start", "params": params})
         sdp = await until(lambda m: m.get("method") == "thread/realtime/sdp")
+        if args.stop_after_sdp:
+            await send({"id": 3, "method": "thread/realtime/stop", "params": {"threadId": "rtc-thread"}})
+            closed = await until(lambda m: m.get("method") == "thread/realtime/closed")
+            summary["closed_reason"] = closed["params"]["reason"]
+            await pc.close()
+            print(json.dumps(summary))
+            return
         if args.abandon:
             err = await until(lambda m: m.get("method") == "thread/realtime/error")
             closed = await until(lambda m: m.get("method") == "thread/realtime/closed")

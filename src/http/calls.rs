@@ -46,6 +46,8 @@ fn new_call_id() -> String {
 pub struct Offer {
     pub sdp: String,
     pub session: Option<Value>,
+    /// Multipart parts as (name, content type), in order; empty for a raw `application/sdp` body.
+    pub parts: Vec<(String, String)>,
 }
 
 /// Read an offer posted as `application/sdp` or `multipart/form-data` (`sdp`, `session`).
@@ -79,7 +81,11 @@ pub async fn read_offer(
                 Some("sdp"),
             )
         })?;
-        return Ok(Offer { sdp, session: None });
+        return Ok(Offer {
+            sdp,
+            session: None,
+            parts: Vec::new(),
+        });
     }
     if ctype.starts_with("multipart/form-data") {
         let (parts, body) = req.into_parts();
@@ -95,6 +101,7 @@ pub async fn read_offer(
         })?;
         let mut sdp = None;
         let mut session = None;
+        let mut parts = Vec::new();
         loop {
             let field = match form.next_field().await {
                 Ok(Some(f)) => f,
@@ -110,6 +117,7 @@ pub async fn read_offer(
                 }
             };
             let name = field.name().unwrap_or("").to_owned();
+            parts.push((name.clone(), field.content_type().unwrap_or("").to_owned()));
             let bytes: Bytes = field.bytes().await.map_err(|_| too_large())?;
             match name.as_str() {
                 "sdp" => sdp = Some(String::from_utf8_lossy(&bytes).into_owned()),
@@ -134,7 +142,11 @@ pub async fn read_offer(
                 Some("sdp"),
             )
         })?;
-        return Ok(Offer { sdp, session });
+        return Ok(Offer {
+            sdp,
+            session,
+            parts,
+        });
     }
     Err(api_error(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,

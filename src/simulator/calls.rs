@@ -72,6 +72,11 @@ pub(crate) async fn create(
         };
     let n = state.next_conn.fetch_add(1, Ordering::Relaxed);
     let call_id = format!("rtc_sim{n:08}");
+    let _ = state.records.send(SimRecord::CallOffer {
+        parts: offer.parts.clone(),
+        session: offer.session.clone(),
+        call_id: Some(call_id.clone()),
+    });
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (evt_tx, evt_rx) = mpsc::channel(1024);
     let (attach_tx, attach_rx) = mpsc::unbounded_channel();

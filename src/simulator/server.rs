@@ -33,6 +33,12 @@ pub enum SimRecord {
     Pong {
         conn: u64,
     },
+    /// `POST /v1/realtime/calls`: the body's shape (multipart part names and types) and session.
+    CallOffer {
+        parts: Vec<(String, String)>,
+        session: Option<serde_json::Value>,
+        call_id: Option<String>,
+    },
     Disconnected {
         conn: u64,
     },
@@ -156,6 +162,20 @@ async fn upgrade(
         has_openai_beta: headers.contains_key("openai-beta"),
     });
     if let Some(call_id) = call_id {
+        if state.cfg.reject_sideband {
+            return crate::http::calls::api_error(
+                axum::http::StatusCode::FORBIDDEN,
+                "sideband_refused",
+                "the simulator refuses sideband joins (simulator.reject_sideband)",
+                None,
+            );
+        }
+        if state.cfg.sideband_delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(
+                state.cfg.sideband_delay_ms,
+            ))
+            .await;
+        }
         let attach = state
             .calls
             .lock()
