@@ -124,19 +124,6 @@ async fn gateway(codex: &CodexServer, timeout_secs: u64) -> Harness {
     )
     .await
 }
-
-/// Frames up to the next `function_call_output` (returned separately).
-async fn until_output(frames: &mut SimFrames) -> (Vec<Value>, Value) {
-    let mut seen = Vec::new();
-    loop {
-        let f: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
-        if f["item"]["type"] == "function_call_output" {
-            return (seen, f);
-        }
-        seen.push(f);
-    }
-}
-
 fn delegation(text: &str) -> String {
     format!(
         "<realtime_delegation>\n  <input>{text}</input>\n  <transcript_delta>user: {text}</transcript_delta>\n</realtime_delegation>"
@@ -175,7 +162,7 @@ async fn delegation_becomes_a_codex_turn_and_its_message_returns_as_backend() {
         "codex's model request carries the exact delegation text as user input: {:#?}",
         input_texts(&req)
     );
-    let (seen, output) = until_output(&mut frames).await;
+    let (seen, output) = until_function_output(&mut frames).await;
     assert!(
         seen.iter()
             .any(|f| f["item"]["content"][0]["text"] == "[BACKEND] There are 3 files."),
@@ -208,7 +195,7 @@ async fn second_delegation_while_the_turn_runs_arrives_as_a_steer() {
     responses.next_request().await;
 
     say(&mut c, "t", "delegate: also list the tests").await;
-    let (_, steer_ack) = until_output(&mut frames).await;
+    let (_, steer_ack) = until_function_output(&mut frames).await;
     assert!(
         steer_ack["item"]["output"]
             .as_str()
@@ -226,7 +213,7 @@ async fn second_delegation_while_the_turn_runs_arrives_as_a_steer() {
         "{:#?}",
         input_texts(&second)
     );
-    let (seen, done) = until_output(&mut frames).await;
+    let (seen, done) = until_function_output(&mut frames).await;
     let backend: Vec<&Value> = seen
         .iter()
         .filter(|f| {
@@ -268,7 +255,7 @@ async fn killing_the_app_server_mid_task_fails_the_task_and_the_session_keeps_ru
     responses.next_request().await;
     codex.child.kill().await.expect("kill codex");
 
-    let (_, output) = until_output(&mut frames).await;
+    let (_, output) = until_function_output(&mut frames).await;
     assert_eq!(
         output["item"]["output"],
         "The background agent could not finish the task: the codex app-server connection was lost"
@@ -283,7 +270,7 @@ async fn killing_the_app_server_mid_task_fails_the_task_and_the_session_keeps_ru
     responses.push(Reply::Messages(vec!["Back again.".into()]));
     let _codex2 = spawn_codex_with(&bin, &responses.base_url(), "never", &codex.url).await;
     say(&mut c, "t", "delegate: try again").await;
-    let (seen, output) = until_output(&mut frames).await;
+    let (seen, output) = until_function_output(&mut frames).await;
     assert!(
         seen.iter()
             .any(|f| f["item"]["content"][0]["text"] == "[BACKEND] Back again."),
@@ -317,7 +304,7 @@ async fn approval_requests_are_declined_and_reported_to_the_model() {
     let mut c = RpcClient::ready(h.addr).await;
     start(&mut c, "t").await;
     say(&mut c, "t", "delegate: create the file").await;
-    let (seen, output) = until_output(&mut frames).await;
+    let (seen, output) = until_function_output(&mut frames).await;
     let backend: Vec<&str> = seen
         .iter()
         .filter_map(|f| f["item"]["content"][0]["text"].as_str())
@@ -365,7 +352,7 @@ async fn stop_interrupts_the_turn_and_the_codex_thread_stays_usable() {
     responses.push(Reply::Messages(vec!["Fresh answer.".into()]));
     start(&mut c, "t").await;
     say(&mut c, "t", "delegate: a short job").await;
-    let (seen, output) = until_output(&mut frames).await;
+    let (seen, output) = until_function_output(&mut frames).await;
     assert!(
         seen.iter()
             .any(|f| f["item"]["content"][0]["text"] == "[BACKEND] Fresh answer."),
@@ -390,7 +377,7 @@ async fn codex_task_timeout_resolves_the_call() {
     let mut c = RpcClient::ready(h.addr).await;
     start(&mut c, "t").await;
     say(&mut c, "t", "delegate: a long job").await;
-    let (_, output) = until_output(&mut frames).await;
+    let (_, output) = until_function_output(&mut frames).await;
     assert_eq!(
         output["item"]["output"],
         "The background agent could not finish the task: timed out after 2s"

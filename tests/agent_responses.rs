@@ -4,11 +4,11 @@ mod common;
 
 use common::responses_server::{Reply, ResponsesServer, input_texts};
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::Notify;
 use voxgate::agent::responses::ResponsesAgent;
-use voxgate::agent::{AgentCore, AgentTask, AgentUpdate};
+use voxgate::agent::{AgentCore, AgentTask};
 use voxgate::config::ResponsesAgentConfig;
 use voxgate::engine::TaskOutcome;
 
@@ -29,20 +29,6 @@ fn task(thread: &str, handoff: &str, text: &str) -> AgentTask {
         text: text.into(),
     }
 }
-
-async fn collect(h: &mut voxgate::agent::TaskHandle) -> (Vec<String>, TaskOutcome) {
-    let mut msgs = Vec::new();
-    loop {
-        match tokio::time::timeout(WAIT, h.next())
-            .await
-            .expect("update in time")
-        {
-            AgentUpdate::Message(m) => msgs.push(m),
-            AgentUpdate::End(o) => return (msgs, o),
-        }
-    }
-}
-
 #[tokio::test]
 async fn each_output_message_is_progress_and_the_request_is_streamed() {
     let server = ResponsesServer::start(vec![Reply::Messages(vec![
@@ -55,7 +41,7 @@ async fn each_output_message_is_progress_and_the_request_is_streamed() {
         "h1",
         "<realtime_delegation>count</realtime_delegation>",
     ));
-    let (msgs, outcome) = collect(&mut h).await;
+    let (msgs, outcome) = collect_task(&mut h).await;
     assert_eq!(msgs, vec!["Looking.", "Found 3 files."]);
     assert_eq!(outcome, TaskOutcome::Completed);
     let req = server.next_request().await;
@@ -76,8 +62,8 @@ async fn a_second_task_on_the_thread_carries_the_history() {
     ])
     .await;
     let a = agent(&server);
-    collect(&mut a.start(task("t", "h1", "check the build"))).await;
-    let (msgs, _) = collect(&mut a.start(task("t", "h2", "then deploy it"))).await;
+    collect_task(&mut a.start(task("t", "h1", "check the build"))).await;
+    let (msgs, _) = collect_task(&mut a.start(task("t", "h2", "then deploy it"))).await;
     assert_eq!(msgs, vec!["Deployed."]);
     server.next_request().await;
     let second = server.next_request().await;
@@ -87,14 +73,14 @@ async fn a_second_task_on_the_thread_carries_the_history() {
     );
     assert_eq!(second["input"][1]["role"], "assistant");
     // Another thread starts clean.
-    collect(&mut a.start(task("other", "h3", "fresh"))).await;
+    collect_task(&mut a.start(task("other", "h3", "fresh"))).await;
     assert_eq!(input_texts(&server.next_request().await), vec!["fresh"]);
 }
 
 #[tokio::test]
 async fn http_500_fails_the_task_with_the_status() {
     let server = ResponsesServer::start(vec![Reply::Status(500)]).await;
-    let (msgs, outcome) = collect(&mut agent(&server).start(task("t", "h", "x"))).await;
+    let (msgs, outcome) = collect_task(&mut agent(&server).start(task("t", "h", "x"))).await;
     assert!(msgs.is_empty());
     let TaskOutcome::Failed(m) = outcome else {
         panic!("expected failure, got {outcome:?}")
@@ -110,7 +96,7 @@ async fn cancel_mid_stream_ends_cancelled() {
     let mut h = agent(&server).start(task("t", "h", "x"));
     server.next_request().await;
     h.cancel();
-    let (msgs, outcome) = collect(&mut h).await;
+    let (msgs, outcome) = collect_task(&mut h).await;
     assert!(msgs.is_empty());
     assert_eq!(outcome, TaskOutcome::Cancelled);
 }
@@ -127,7 +113,7 @@ async fn steering_during_a_stream_becomes_a_follow_up_request() {
     server.next_request().await;
     h.steer("also b".into());
     release.notify_one();
-    let (msgs, outcome) = collect(&mut h).await;
+    let (msgs, outcome) = collect_task(&mut h).await;
     assert_eq!(msgs, vec!["first part", "second part"]);
     assert_eq!(outcome, TaskOutcome::Completed);
     assert_eq!(
@@ -148,18 +134,6 @@ async fn delegated_harness(server: &ResponsesServer, timeout_secs: u64) -> Harne
     )
     .await
 }
-
-async fn function_output(frames: &mut SimFrames) -> (Vec<Value>, Value) {
-    let mut seen = Vec::new();
-    loop {
-        let f: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
-        if f["item"]["type"] == "function_call_output" {
-            return (seen, f);
-        }
-        seen.push(f);
-    }
-}
-
 #[tokio::test]
 async fn a_session_can_choose_the_responses_backend_and_gets_backend_progress() {
     let server = ResponsesServer::start(vec![Reply::Messages(vec!["Found 3 files.".into()])]).await;
@@ -174,7 +148,7 @@ async fn a_session_can_choose_the_responses_backend_and_gets_backend_progress() 
         json!({"threadId": "t", "text": "delegate: count the files"}),
     )
     .await;
-    let (seen, output) = function_output(&mut frames).await;
+    let (seen, output) = until_function_output(&mut frames).await;
     assert!(
         seen.iter()
             .any(|f| f["item"]["content"][0]["text"] == "[BACKEND] Found 3 files."),
@@ -209,7 +183,7 @@ async fn responses_task_timeout_resolves_the_call() {
         json!({"threadId": "t", "text": "delegate: slow"}),
     )
     .await;
-    let (_, output) = function_output(&mut frames).await;
+    let (_, output) = until_function_output(&mut frames).await;
     assert_eq!(
         output["item"]["output"],
         "The background agent could not finish the task: timed out after 1s"

@@ -129,20 +129,6 @@ fn task(text: &str) -> AgentTask {
         text: text.into(),
     }
 }
-
-async fn collect(h: &mut voxgate::agent::TaskHandle) -> (Vec<String>, TaskOutcome) {
-    let mut msgs = Vec::new();
-    loop {
-        match tokio::time::timeout(WAIT, h.next())
-            .await
-            .expect("update in time")
-        {
-            AgentUpdate::Message(m) => msgs.push(m),
-            AgentUpdate::End(o) => return (msgs, o),
-        }
-    }
-}
-
 fn msg(t: &str) -> String {
     json!({"type": "message", "text": t}).to_string()
 }
@@ -159,7 +145,7 @@ async fn signed_post_and_progress_in_order() {
     let mut h = hook
         .agent()
         .start(task("<realtime_delegation>x</realtime_delegation>"));
-    let (msgs, outcome) = collect(&mut h).await;
+    let (msgs, outcome) = collect_task(&mut h).await;
     assert_eq!(msgs, vec!["one", "two", "three"]);
     assert_eq!(outcome, TaskOutcome::Completed);
     let (body, verified) = hook.next_post().await;
@@ -178,7 +164,7 @@ async fn malformed_line_fails_the_task_clearly() {
         msg("never"),
     ])])
     .await;
-    let (msgs, outcome) = collect(&mut hook.agent().start(task("x"))).await;
+    let (msgs, outcome) = collect_task(&mut hook.agent().start(task("x"))).await;
     assert_eq!(msgs, vec!["ok"]);
     assert_eq!(
         outcome,
@@ -192,10 +178,10 @@ async fn error_line_and_missing_done_fail_the_task() {
         r#"{"type":"error","message":"repo not found"}"#.into(),
     ])])
     .await;
-    let (_, outcome) = collect(&mut hook1.agent().start(task("x"))).await;
+    let (_, outcome) = collect_task(&mut hook1.agent().start(task("x"))).await;
     assert_eq!(outcome, TaskOutcome::Failed("repo not found".into()));
     let hook2 = hook(vec![Reply::Lines(vec![msg("partial")])]).await;
-    let (_, outcome) = collect(&mut hook2.agent().start(task("x"))).await;
+    let (_, outcome) = collect_task(&mut hook2.agent().start(task("x"))).await;
     assert_eq!(
         outcome,
         TaskOutcome::Failed("the webhook stream ended without a done line".into())
@@ -210,7 +196,7 @@ async fn unsigned_when_no_secret_and_http_errors_fail() {
         secret: None,
         secret_env: None,
     });
-    collect(&mut agent.start(task("x"))).await;
+    collect_task(&mut agent.start(task("x"))).await;
     let (_, verified) = hook.next_post().await;
     assert!(!verified);
     let bad = WebhookAgent::new(&WebhookAgentConfig {
@@ -218,7 +204,7 @@ async fn unsigned_when_no_secret_and_http_errors_fail() {
         secret: None,
         secret_env: None,
     });
-    let (_, outcome) = collect(&mut bad.start(task("x"))).await;
+    let (_, outcome) = collect_task(&mut bad.start(task("x"))).await;
     assert_eq!(
         outcome,
         TaskOutcome::Failed("the webhook returned HTTP 404".into())
@@ -253,7 +239,7 @@ async fn steering_posts_with_steer_true_and_forwards_its_messages() {
         AgentUpdate::Message("noted the change".into())
     );
     release.notify_one();
-    let (msgs, outcome) = collect(&mut h).await;
+    let (msgs, outcome) = collect_task(&mut h).await;
     assert_eq!(msgs, vec!["finished"]);
     assert_eq!(outcome, TaskOutcome::Completed);
 }
@@ -265,7 +251,7 @@ async fn cancel_ends_a_running_webhook_task() {
     let mut h = hook.agent().start(task("x"));
     hook.next_post().await;
     h.cancel();
-    assert_eq!(collect(&mut h).await.1, TaskOutcome::Cancelled);
+    assert_eq!(collect_task(&mut h).await.1, TaskOutcome::Cancelled);
 }
 
 #[tokio::test]

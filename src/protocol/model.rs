@@ -301,6 +301,23 @@ pub(crate) mod fields {
             })
     }
 
+    /// `session.updated` (both versions): `session.id` is required.
+    pub fn session_updated(
+        map: &Map<String, Value>,
+        ty: &str,
+    ) -> Result<super::ModelEvent, SkipReason> {
+        map.get("session")
+            .and_then(|s| s.get("id"))
+            .and_then(Value::as_str)
+            .map(|id| super::ModelEvent::SessionUpdated {
+                session_id: id.to_owned(),
+            })
+            .ok_or(SkipReason::MissingField {
+                event: ty.to_owned(),
+                field: "session.id",
+            })
+    }
+
     pub fn opt_str(map: &Map<String, Value>, field: &str) -> Option<String> {
         map.get(field).and_then(Value::as_str).map(str::to_owned)
     }

@@ -34,19 +34,7 @@ pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
     }
     let (mut map, ty) = fields::object(text)?;
     let ev = match ty.as_str() {
-        "session.updated" => {
-            let id = map
-                .get("session")
-                .and_then(|s| s.get("id"))
-                .and_then(Value::as_str)
-                .ok_or(SkipReason::MissingField {
-                    event: ty.clone(),
-                    field: "session.id",
-                })?;
-            ModelEvent::SessionUpdated {
-                session_id: id.to_owned(),
-            }
-        }
+        "session.updated" => fields::session_updated(&map, &ty)?,
         "conversation.output_audio.delta" => {
             let data = fields::opt_str(&map, "delta")
                 .or_else(|| fields::opt_str(&map, "data"))

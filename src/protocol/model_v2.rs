@@ -23,19 +23,7 @@ pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
     }
     let (mut map, ty) = fields::object(text)?;
     let ev = match ty.as_str() {
-        "session.updated" => {
-            let id = map
-                .get("session")
-                .and_then(|s| s.get("id"))
-                .and_then(Value::as_str)
-                .ok_or(SkipReason::MissingField {
-                    event: ty.clone(),
-                    field: "session.id",
-                })?;
-            ModelEvent::SessionUpdated {
-                session_id: id.to_owned(),
-            }
-        }
+        "session.updated" => fields::session_updated(&map, &ty)?,
         "response.output_audio.delta" | "response.audio.delta" => {
             ModelEvent::AudioOut(AudioChunk {
                 data: fields::str_field(&map, &ty, "delta")?,

@@ -318,3 +318,31 @@ pub fn write_speech_wav(path: &std::path::Path) {
     wav.extend_from_slice(&pcm);
     std::fs::write(path, wav).expect("write wav");
 }
+
+/// Simulator frames up to the next `function_call_output` (returned separately).
+pub async fn until_function_output(frames: &mut SimFrames) -> (Vec<Value>, Value) {
+    let mut seen = Vec::new();
+    loop {
+        let f: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
+        if f["item"]["type"] == "function_call_output" {
+            return (seen, f);
+        }
+        seen.push(f);
+    }
+}
+
+/// Every message of an agent task, then how it ended (bounded waits).
+pub async fn collect_task(
+    h: &mut voxgate::agent::TaskHandle,
+) -> (Vec<String>, voxgate::engine::TaskOutcome) {
+    let mut msgs = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, h.next())
+            .await
+            .expect("agent update in time")
+        {
+            voxgate::agent::AgentUpdate::Message(m) => msgs.push(m),
+            voxgate::agent::AgentUpdate::End(o) => return (msgs, o),
+        }
+    }
+}
