@@ -22,6 +22,7 @@ fn engine() -> Engine {
         session_update: json!({"type": "session.update"}),
         acks: Acks::default(),
         local_playout: false,
+        delegation: true,
     });
     e.handle_input(Input::Connected);
     while e.poll_output().is_some() {}

@@ -32,6 +32,7 @@ fn engine() -> Engine {
         session_update: json!({"type": "session.update"}),
         acks: Acks::default(),
         local_playout: true,
+        delegation: true,
     });
     e.handle_input(Input::Connected);
     while e.poll_output().is_some() {}

@@ -173,6 +173,7 @@ impl AppState {
                 session_update: session_config::session_update(&prep.settings),
                 acks: self.cfg.session.acks.to_acks(),
                 local_playout: call.is_some(),
+                delegation: true,
             },
             upstream: UpstreamRequest {
                 url,
@@ -189,9 +190,62 @@ impl AppState {
             task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
             announce_started: !webrtc,
             call,
+            openai_client: None,
         };
         self.sessions
             .start(spec, self.cfg.upstream.audio_queue_frames);
+    }
+
+    /// Start a session for an OpenAI-protocol websocket client (`GET /v1/realtime?model=…`):
+    /// raw events both ways, voxgate's delegation added when `[openai] delegation` is on.
+    pub fn start_openai_session(
+        &self,
+        thread_id: &str,
+        model: Option<String>,
+        out: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<(), String> {
+        let p: StartParams = serde_json::from_value(serde_json::json!({
+            "threadId": thread_id, "outputModality": "audio", "model": model,
+        }))
+        .map_err(|e| e.to_string())?;
+        let prep = self.prepare(&p)?;
+        let url = self.model_url(&prep)?;
+        let delegation = self.cfg.openai.delegation;
+        // The client configures its own session; voxgate only adds its tools (or nothing).
+        let mut session = serde_json::json!({"type": "realtime"});
+        if delegation {
+            session["tools"] = session_config::delegation_tools();
+            session["tool_choice"] = "auto".into();
+        }
+        let spec = SessionSpec {
+            thread_id: thread_id.to_owned(),
+            engine: EngineConfig {
+                version: ModelVersion::V2,
+                realtime_session_id: prep.session_id.clone(),
+                session_update: serde_json::json!({"type": "session.update", "session": session}),
+                acks: self.cfg.session.acks.to_acks(),
+                local_playout: false,
+                delegation,
+            },
+            upstream: UpstreamRequest {
+                url,
+                api_key: prep.api_key,
+                session_id: prep.session_id,
+                version: ModelVersion::V2,
+                connect_timeout: Duration::from_millis(self.cfg.upstream.connect_timeout_ms),
+                audio_queue: self.cfg.upstream.audio_queue_frames,
+                keep_raw: true,
+                connect_attempts: 1,
+            },
+            agent: prep.agent,
+            task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
+            announce_started: true,
+            call: None,
+            openai_client: Some(out),
+        };
+        self.sessions
+            .start(spec, self.cfg.upstream.audio_queue_frames);
+        Ok(())
     }
 
     fn model_url(&self, prep: &Prepared) -> Result<String, String> {

@@ -31,6 +31,22 @@ pub struct Config {
     pub agent: AgentConfig,
     pub simulator: SimulatorConfig,
     pub webrtc: WebrtcConfig,
+    pub openai: OpenaiFaceConfig,
+}
+
+/// The OpenAI-compatible face (`GET /v1/realtime`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpenaiFaceConfig {
+    /// Add voxgate's `background_agent`/`remain_silent` tools and answer them server-side. Off:
+    /// every tool and call passes through untouched (clients that delegate on their own).
+    pub delegation: bool,
+}
+
+impl Default for OpenaiFaceConfig {
+    fn default() -> Self {
+        Self { delegation: true }
+    }
 }
 
 /// Who terminates a caller's WebRTC.

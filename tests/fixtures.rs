@@ -134,6 +134,7 @@ fn run_scenario(version: ModelVersion, rel: &str) {
         session_update: json!({"type": "session.update", "session": {"type": "realtime", "instructions": "x"}}),
         acks: test_acks(),
         local_playout: false,
+        delegation: true,
     });
     for (i, step) in fixture_lines(rel).iter().enumerate() {
         let at = format!("{rel}:{}", i + 1);

@@ -62,6 +62,9 @@ pub struct EngineConfig {
     /// voxgate plays the model's audio itself (WebRTC relay): barge-in tracking lasts until
     /// playback finishes, not until the model's `response.done`.
     pub local_playout: bool,
+    /// voxgate answers `background_agent`/`remain_silent` itself. Off for OpenAI-protocol clients
+    /// that delegate on their own: their calls (and tools) pass through untouched.
+    pub delegation: bool,
 }
 
 /// Commands from the client face.
@@ -300,7 +303,9 @@ impl Engine {
                 }
             }
             Some("session.update") => {
-                plumbing::inject_tools(&mut ev);
+                if self.cfg.delegation {
+                    plumbing::inject_tools(&mut ev);
+                }
                 self.send_to_model(ModelFrame::Raw {
                     text: Value::Object(ev).to_string(),
                 });
@@ -368,6 +373,8 @@ impl Engine {
                 self.notify(Notification::ItemAdded(Value::Object(item)));
             }
             ModelEvent::ItemAdded { item } => self.notify(Notification::ItemAdded(item)),
+            ModelEvent::HandoffRequested { .. } | ModelEvent::NoopRequested { .. }
+                if !self.cfg.delegation => {}
             ModelEvent::HandoffRequested {
                 handoff_id,
                 item_id,

@@ -16,6 +16,8 @@ pub struct PlumbingFilter {
     hidden_calls: HashSet<String>,
     /// Audio deltas travel by RTP for WebRTC clients; drop them from the event stream.
     pub drop_audio: bool,
+    /// Hide delegation plumbing (off when the client delegates on its own).
+    pub hide: bool,
 }
 
 fn is_hidden_item(item: &Value) -> bool {
@@ -36,6 +38,16 @@ impl PlumbingFilter {
     pub fn new(drop_audio: bool) -> Self {
         Self {
             drop_audio,
+            hide: true,
+            ..Default::default()
+        }
+    }
+
+    /// A filter that hides nothing (delegation off) but may still drop audio.
+    pub fn passthrough(drop_audio: bool) -> Self {
+        Self {
+            drop_audio,
+            hide: false,
             ..Default::default()
         }
     }
@@ -69,11 +81,15 @@ impl PlumbingFilter {
 
     /// The text to forward to the client, or `None` to drop the event.
     pub fn filter(&mut self, raw: &str) -> Option<String> {
-        if self.drop_audio
-            && (raw.contains("\"response.output_audio.delta\"")
-                || raw.contains("\"response.audio.delta\""))
+        if !self.hide && !self.drop_audio {
+            return Some(raw.to_owned());
+        }
+        // Hot path: audio deltas (type first, as the service sends them) carry no plumbing.
+        let head = raw.trim_start();
+        if head.starts_with(r#"{"type":"response.output_audio.delta""#)
+            || head.starts_with(r#"{"type":"response.audio.delta""#)
         {
-            return None;
+            return (!self.drop_audio).then(|| raw.to_owned());
         }
         let Ok(Value::Object(mut ev)) = serde_json::from_str::<Value>(raw) else {
             return Some(raw.to_owned());
@@ -83,6 +99,12 @@ impl PlumbingFilter {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
+        if ty == "response.output_audio.delta" || ty == "response.audio.delta" {
+            return (!self.drop_audio).then(|| raw.to_owned());
+        }
+        if !self.hide {
+            return Some(raw.to_owned());
+        }
         if let Some(item) = ev.get("item") {
             let item = item.clone();
             if self.item_is_hidden(&item) {
@@ -197,6 +219,23 @@ mod tests {
         let out: Value =
             serde_json::from_str(&f.filter(&done.to_string()).expect("kept")).expect("json");
         assert_eq!(out["response"]["output"], json!([]));
+    }
+
+    #[test]
+    fn a_passthrough_filter_hides_nothing() {
+        let mut f = PlumbingFilter::passthrough(false);
+        let call =
+            json!({"type": "conversation.item.done", "item": {"id": "fc1", "type": "function_call",
+            "name": "background_agent", "call_id": "c1"}})
+            .to_string();
+        assert_eq!(f.filter(&call), Some(call.clone()));
+        let session = json!({"type": "session.updated", "session": {"tools": [{"name": "background_agent"}]}}).to_string();
+        assert_eq!(f.filter(&session), Some(session.clone()));
+        assert_eq!(
+            PlumbingFilter::passthrough(true)
+                .filter(r#"{"type":"response.output_audio.delta","delta":"A"}"#),
+            None
+        );
     }
 
     #[test]

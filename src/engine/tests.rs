@@ -18,6 +18,7 @@ fn engine(version: ModelVersion) -> Engine {
             nothing_to_delegate: "NOTHING".into(),
         },
         local_playout: false,
+        delegation: true,
     });
     e.handle_input(Input::Connected);
     drain(&mut e);
@@ -599,6 +600,7 @@ fn input_before_connect_is_sent_right_after_session_update() {
         session_update: json!({"type": "session.update"}),
         acks: Acks::default(),
         local_playout: false,
+        delegation: true,
     });
     e.handle_input(Input::Client(ClientCommand::AppendText {
         text: "early".into(),
@@ -670,6 +672,7 @@ fn with_local_playout_a_finished_response_can_still_be_truncated_at_the_played_p
         session_update: json!({"type": "session.update"}),
         acks: Acks::default(),
         local_playout: true,
+        delegation: true,
     });
     e.handle_input(Input::Connected);
     drain(&mut e);
@@ -697,4 +700,35 @@ fn with_local_playout_a_finished_response_can_still_be_truncated_at_the_played_p
     model(&mut e, audio("out2", 200));
     e.handle_input(Input::PlaybackFinished);
     assert!(frames(&model(&mut e, ModelEvent::SpeechStarted { item_id: None })).is_empty());
+}
+
+#[test]
+fn with_delegation_off_calls_are_left_to_the_client() {
+    let mut e = Engine::new(EngineConfig {
+        version: ModelVersion::V2,
+        realtime_session_id: "s".into(),
+        session_update: json!({"type": "session.update"}),
+        acks: Acks::default(),
+        local_playout: false,
+        delegation: false,
+    });
+    e.handle_input(Input::Connected);
+    drain(&mut e);
+    assert!(model(&mut e, handoff("c1", "do it")).is_empty());
+    assert!(
+        model(
+            &mut e,
+            ModelEvent::NoopRequested {
+                call_id: "c2".into()
+            }
+        )
+        .is_empty()
+    );
+    let raw = r#"{"type":"session.update","session":{"type":"realtime","tools":[]}}"#;
+    e.handle_input(Input::Client(ClientCommand::RawEvent(raw.into())));
+    assert_eq!(
+        frames(&drain(&mut e)),
+        vec![ModelFrame::Raw { text: raw.into() }],
+        "no tools injected"
+    );
 }

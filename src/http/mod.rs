@@ -2,6 +2,7 @@
 //! hang-up), `/` (demo page), `/healthz`, `/metrics`. Handlers are thin; all shared state is the one [`AppState`].
 
 pub mod calls;
+pub mod realtime;
 
 use crate::app::AppState;
 use axum::Router;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route("/rpc", get(crate::rpc::ws::upgrade))
+        .route("/v1/realtime", get(realtime::upgrade))
         .route("/v1/realtime/calls", axum::routing::post(calls::create))
         .route(
             "/v1/realtime/calls/{call_id}",

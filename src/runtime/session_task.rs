@@ -30,6 +30,8 @@ pub struct SessionSpec {
     pub call: Option<CallLink>,
     /// False when `started` was already announced (a webrtc start announces it with the answer).
     pub announce_started: bool,
+    /// An OpenAI-protocol websocket client (`/v1/realtime`): raw model events, filtered, go here.
+    pub openai_client: Option<mpsc::Sender<String>>,
 }
 
 /// The session's side of a relay call's peer task.
@@ -102,6 +104,12 @@ async fn drive(
     tokio::pin!(connect);
     let mut link: Option<UpstreamLink> = None;
     let mut task: Option<RunningTask> = None;
+    let openai_client = spec.openai_client.take();
+    let mut openai_filter = if spec.engine.delegation {
+        PlumbingFilter::new(false)
+    } else {
+        PlumbingFilter::passthrough(false)
+    };
     let mut call = spec.call.take().map(|link| Call {
         link,
         filter: PlumbingFilter::new(true),
@@ -182,6 +190,18 @@ async fn drive(
                 }
             },
             Some(ev) = ev_rx.recv() => match ev {
+                UpstreamEvent::Raw(text) if openai_client.is_some() => {
+                    if let (Some(out), Some(text)) = (&openai_client, openai_filter.filter(&text)) {
+                        // Audio may drop for a slow client; every other event waits for room.
+                        if text.starts_with(r#"{"type":"response.output_audio.delta""#) {
+                            if out.try_send(text).is_err() {
+                                metrics::AUDIO_FRAMES_DROPPED.inc();
+                            }
+                        } else if out.send(text).await.is_err() {
+                            engine.handle_input(Input::Client(ClientCommand::Stop));
+                        }
+                    }
+                }
                 UpstreamEvent::Raw(text) => {
                     if let Some(c) = &mut call
                         && let Some(out) = c.filter.filter(&text)

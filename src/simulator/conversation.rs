@@ -30,6 +30,7 @@ pub const TRIGGER_FAIL: &str = "fail:";
 pub const TRIGGER_CLOSE: &str = "close:";
 pub const TRIGGER_PING: &str = "ping:";
 pub const TRIGGER_BINARY: &str = "binary:";
+pub const TRIGGER_CALL: &str = "call:";
 
 #[derive(Debug)]
 enum Step {
@@ -53,13 +54,8 @@ struct Scheduled {
 #[derive(Debug, Clone)]
 enum Plan {
     Speak(String),
-    Call {
-        name: &'static str,
-        arguments: String,
-    },
-    Handoff {
-        input_transcript: String,
-    },
+    Call { name: String, arguments: String },
+    Handoff { input_transcript: String },
 }
 
 pub struct SimConversation {
@@ -82,6 +78,8 @@ pub struct SimConversation {
     backend_notes: Vec<String>,
     last_tool_output: Option<String>,
     echo_offset: u64,
+    /// Input audio received so far (the service's audio_start_ms/audio_end_ms clock).
+    input_ms: u64,
     out: VecDeque<SimOutput>,
 }
 
@@ -104,6 +102,7 @@ impl SimConversation {
             backend_notes: Vec::new(),
             last_tool_output: None,
             echo_offset: 0,
+            input_ms: 0,
             out: VecDeque::new(),
         }
     }
@@ -121,7 +120,22 @@ impl SimConversation {
         format!("{prefix}_sim{}", self.ids)
     }
 
-    fn emit(&mut self, v: Value) {
+    /// Queue a server event; like the real service, every event carries an `event_id`.
+    fn emit(&mut self, mut v: Value) {
+        if let Some(obj) = v.as_object_mut()
+            && !obj.contains_key("event_id")
+        {
+            self.ids += 1;
+            let id = format!("event_sim{}", self.ids);
+            // Keep `type` first, as the service does (and as voxgate's fast paths expect).
+            let mut ordered = serde_json::Map::with_capacity(obj.len() + 1);
+            if let Some(t) = obj.shift_remove("type") {
+                ordered.insert("type".into(), t);
+            }
+            ordered.insert("event_id".into(), id.into());
+            ordered.append(obj);
+            v = Value::Object(ordered);
+        }
         self.out.push_back(SimOutput::Text(v.to_string()));
     }
 
@@ -206,12 +220,13 @@ impl SimConversation {
     /// Input audio as PCM16LE bytes (from a WebRTC call's decoded RTP, or an append event).
     pub fn handle_pcm(&mut self, pcm: &[u8], now: Instant) {
         let pcm = pcm.to_vec();
+        let ms = audio::duration_ms(pcm.len());
+        self.input_ms += ms;
         if self.cfg.echo {
             let item_id = "item_echo".to_owned();
-            self.send_audio_now(&item_id, None, &pcm);
+            self.send_audio_now(&item_id, Some("resp_echo"), &pcm);
             return;
         }
-        let ms = audio::duration_ms(pcm.len());
         if audio::rms(&pcm) >= self.cfg.vad_threshold {
             self.silence_ms = 0;
             self.speech_ms += ms;
@@ -222,7 +237,7 @@ impl SimConversation {
                 match self.version {
                     ModelVersion::V2 => self.emit(json!({
                         "type": "input_audio_buffer.speech_started",
-                        "audio_start_ms": 0,
+                        "audio_start_ms": self.input_ms,
                         "item_id": item
                     })),
                     ModelVersion::V1 => {
@@ -245,7 +260,7 @@ impl SimConversation {
         self.silence_ms = 0;
         let item_id = self.input_item.take().unwrap_or_else(|| self.id("item"));
         let transcript = self.cfg.audio_transcript.clone();
-        self.emit(json!({"type": "input_audio_buffer.speech_stopped", "item_id": item_id}));
+        self.emit(json!({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": self.input_ms, "item_id": item_id}));
         self.emit(json!({"type": "input_audio_buffer.committed", "item_id": item_id}));
         self.emit(json!({"type": "conversation.item.added", "item": {
             "id": item_id, "type": "message", "role": "user", "status": "completed",
@@ -264,7 +279,8 @@ impl SimConversation {
         }
         self.emit(json!({
             "type": "conversation.item.input_audio_transcription.completed",
-            "item_id": item_id, "content_index": 0, "transcript": transcript
+            "item_id": item_id, "content_index": 0, "transcript": transcript,
+            "usage": {"type": "duration", "seconds": 1.0}
         }));
         let plan = self.plan_for_user_text(&transcript);
         if let Some(plan) = plan {
@@ -277,7 +293,7 @@ impl SimConversation {
         if let Some(rest) = find_trigger(text, TRIGGER_DELEGATE) {
             return Some(match self.version {
                 ModelVersion::V2 => Plan::Call {
-                    name: "background_agent",
+                    name: "background_agent".into(),
                     arguments: json!({"prompt": rest}).to_string(),
                 },
                 ModelVersion::V1 => Plan::Handoff {
@@ -287,8 +303,18 @@ impl SimConversation {
         }
         if find_trigger(text, TRIGGER_SILENT).is_some() {
             return Some(Plan::Call {
-                name: "remain_silent",
+                name: "remain_silent".into(),
                 arguments: "{}".into(),
+            });
+        }
+        if let Some(rest) = find_trigger(text, TRIGGER_CALL) {
+            // `call: lookup_order 42` calls the client's own tool `lookup_order`.
+            let mut words = rest.split_whitespace();
+            let name = words.next().unwrap_or("unnamed_tool").to_owned();
+            let arg = words.collect::<Vec<_>>().join(" ");
+            return Some(Plan::Call {
+                name,
+                arguments: json!({"input": arg}).to_string(),
             });
         }
         if let Some(rest) = find_trigger(text, TRIGGER_FAIL) {
@@ -479,9 +505,9 @@ impl SimConversation {
                     json!({"type": "response.output_item.added", "response_id": response_id, "output_index": 0, "item": added}),
                     json!({"type": "conversation.item.added", "item": added}),
                     json!({"type": "response.function_call_arguments.delta", "response_id": response_id,
-                        "item_id": item_id, "call_id": call_id, "delta": arguments}),
+                        "item_id": item_id, "output_index": 0, "call_id": call_id, "delta": arguments}),
                     json!({"type": "response.function_call_arguments.done", "response_id": response_id,
-                        "item_id": item_id, "call_id": call_id, "arguments": arguments}),
+                        "item_id": item_id, "output_index": 0, "call_id": call_id, "name": name, "arguments": arguments}),
                     json!({"type": "response.output_item.done", "response_id": response_id, "output_index": 0, "item": item}),
                     json!({"type": "conversation.item.done", "item": item}),
                 ] {

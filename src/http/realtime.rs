@@ -1,0 +1,86 @@
+//! `GET /v1/realtime?model=…`: the OpenAI-compatible websocket face. A stock OpenAI realtime
+//! client speaks its protocol to voxgate as to the service: voxgate opens the model socket, passes
+//! client events up (through the engine's rules: `response.create` queue, voxgate's tools added to
+//! `session.update`) and model events down, answering its own delegation tools server-side so the
+//! client never sees them. Unknown events and fields pass through untouched both ways.
+
+use crate::app::AppState;
+use crate::engine::ClientCommand;
+use crate::http::calls::api_error;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+#[derive(serde::Deserialize)]
+pub struct RealtimeQuery {
+    model: Option<String>,
+    call_id: Option<String>,
+}
+
+pub async fn upgrade(
+    State(app): State<Arc<AppState>>,
+    Query(q): Query<RealtimeQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if q.call_id.is_some() {
+        return api_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "sideband_unavailable",
+            "sideband sockets onto voxgate calls are not available yet",
+            Some("call_id"),
+        );
+    }
+    let max = app.cfg.server.max_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve(app, socket, q.model))
+        .into_response()
+}
+
+fn error_event(message: &str) -> String {
+    json!({"type": "error", "error": {"type": "invalid_request_error", "code": "session_failed",
+        "message": message, "param": null}})
+    .to_string()
+}
+
+async fn serve(app: Arc<AppState>, socket: WebSocket, model: Option<String>) {
+    let thread_id = format!("ws_{:016x}", rand::random::<u64>());
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(1024);
+    if let Err(message) = app.start_openai_session(&thread_id, model, out_tx) {
+        let _ = sink.send(Message::text(error_event(&message))).await;
+        let _ = sink.close().await;
+        return;
+    }
+    tracing::info!(%thread_id, "openai-protocol client connected");
+    let writer = tokio::spawn(async move {
+        while let Some(text) = out_rx.recv().await {
+            if sink.send(Message::text(text)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    while let Some(Ok(msg)) = stream.next().await {
+        match msg {
+            Message::Text(t) => {
+                let delivered = app
+                    .sessions
+                    .send_command(&thread_id, ClientCommand::RawEvent(t.to_string()));
+                if delivered == crate::runtime::sessions::Delivery::NotRunning {
+                    break;
+                }
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    app.sessions.stop(&thread_id);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    tracing::info!(%thread_id, "openai-protocol client left");
+}
