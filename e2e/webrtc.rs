@@ -379,3 +379,97 @@ async fn a_failed_sideband_join_is_an_error_then_closed_error() {
     );
     assert_eq!(s["closed_reason"], "error");
 }
+
+#[tokio::test]
+async fn a_sideband_observes_a_relay_call_and_can_update_its_session() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncBufReadExt;
+    use tokio_tungstenite::tungstenite::Message;
+    if !aiortc_available() {
+        return;
+    }
+    let h = harness().await;
+    let release = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("sideband-release-{}", std::process::id()));
+    let _ = std::fs::remove_file(&release);
+    let wav =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aiortc-speech-sideband.wav");
+    write_speech_wav(&wav);
+    let mut child = tokio::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/e2e/clients/aiortc_call.py"
+        ))
+        .args(["--base", &format!("http://{}", h.addr), "--announce"])
+        .arg("--wav")
+        .arg(&wav)
+        .arg("--hold-until-file")
+        .arg(&release)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn aiortc");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let location = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("location in time")
+            .expect("read")
+            .expect("client printed its location");
+        if let Some(l) = line.strip_prefix("LOCATION ") {
+            break l.to_owned();
+        }
+    };
+    let call_id = location.rsplit('/').next().unwrap_or_default().to_owned();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/v1/realtime?call_id={call_id}", h.addr))
+            .await
+            .expect("sideband connects");
+    ws.send(Message::text(r#"{"type":"session.update","session":{"type":"realtime","instructions":"Sideband was here."}}"#))
+        .await
+        .expect("send");
+    let mut seen = Vec::new();
+    let mut updated = false;
+    while !(updated && seen.iter().any(|t| t == "response.done")) {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("event in time")
+            .expect("open")
+            .expect("frame");
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).expect("json");
+        if v["type"] == "session.updated" && v["session"]["instructions"] == "Sideband was here." {
+            // voxgate's tools were added to the sideband's update too.
+            assert!(
+                v["session"]["tools"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t["name"] == "background_agent")),
+                "{v}"
+            );
+            updated = true;
+        }
+        seen.push(v["type"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(
+        seen.iter()
+            .any(|t| t == "input_audio_buffer.speech_started"),
+        "the sideband sees the caller's turn: {seen:?}"
+    );
+    // Leaving the sideband does not end the call; hang-up does.
+    drop(ws);
+    std::fs::write(&release, b"go").expect("release");
+    let mut last = String::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("client ends in time")
+        .expect("read")
+    {
+        last = line;
+    }
+    let _ = child.wait().await;
+    let s: Value = serde_json::from_str(&last).expect("summary");
+    assert_eq!(
+        s["delete_status"], 200,
+        "the call was still up after the sideband left: {s}"
+    );
+}

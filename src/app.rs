@@ -182,7 +182,8 @@ impl AppState {
                 version,
                 connect_timeout: Duration::from_millis(self.cfg.upstream.connect_timeout_ms),
                 audio_queue: self.cfg.upstream.audio_queue_frames,
-                keep_raw: call.is_some(),
+                // Calls keep raw events for their data channel and for sideband observers.
+                keep_raw: webrtc,
                 // A sideband join retries with backoff (the call may still be settling upstream).
                 connect_attempts: if webrtc && call.is_none() { 5 } else { 1 },
             },

@@ -88,6 +88,8 @@ async def main():
     ap.add_argument("--webrtc-mode", default="", help="voxgate extension: relay or passthrough")
     ap.add_argument("--abandon", action="store_true", help="(rpc) take the answer but never connect")
     ap.add_argument("--stop-after-sdp", action="store_true", help="(rpc) stop right after the answer")
+    ap.add_argument("--announce", action="store_true", help="print 'LOCATION <path>' as soon as the call exists")
+    ap.add_argument("--hold-until-file", default="", help="stay on the call until this file exists")
     args = ap.parse_args()
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -143,6 +145,8 @@ async def main():
         print(json.dumps(summary))
         return
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    if args.announce:
+        print("LOCATION " + summary["location"], flush=True)
 
     async def wait_for(pred):
         deadline = time.time() + args.timeout
@@ -165,6 +169,10 @@ async def main():
                      "content": [{"type": "input_text", "text": args.delegate}]}}))
         summary["delegated_reply"] = await wait_for(
             lambda e: e.get("type") == "response.output_audio_transcript.done" and "Here is what I found" in e.get("transcript", ""))
+    if args.hold_until_file:
+        deadline = time.time() + args.timeout
+        while not __import__("os").path.exists(args.hold_until_file) and time.time() < deadline:
+            await asyncio.sleep(0.05)
     summary["audio"] = audio
     summary["event_types"] = [e.get("type") for e in events]
     summary["transcripts"] = [e.get("transcript") for e in events if e.get("type", "").endswith("transcript.done")

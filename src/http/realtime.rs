@@ -3,6 +3,7 @@
 //! client events up (through the engine's rules: `response.create` queue, voxgate's tools added to
 //! `session.update`) and model events down, answering its own delegation tools server-side so the
 //! client never sees them. Unknown events and fields pass through untouched both ways.
+//! `GET /v1/realtime?call_id=rtc_…` is a sideband onto a call voxgate runs.
 
 use crate::app::AppState;
 use crate::engine::ClientCommand;
@@ -27,15 +28,22 @@ pub async fn upgrade(
     Query(q): Query<RealtimeQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if q.call_id.is_some() {
-        return api_error(
-            StatusCode::NOT_IMPLEMENTED,
-            "sideband_unavailable",
-            "sideband sockets onto voxgate calls are not available yet",
-            Some("call_id"),
-        );
-    }
     let max = app.cfg.server.max_frame_bytes;
+    if let Some(call_id) = q.call_id {
+        if !app.sessions.is_running(&call_id) {
+            return api_error(
+                StatusCode::NOT_FOUND,
+                "call_not_found",
+                format!("no active call `{call_id}`"),
+                Some("call_id"),
+            );
+        }
+        return ws
+            .max_message_size(max)
+            .max_frame_size(max)
+            .on_upgrade(move |socket| sideband(app, socket, call_id))
+            .into_response();
+    }
     ws.max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| serve(app, socket, q.model))
@@ -83,4 +91,46 @@ async fn serve(app: Arc<AppState>, socket: WebSocket, model: Option<String>) {
     app.sessions.stop(&thread_id);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
     tracing::info!(%thread_id, "openai-protocol client left");
+}
+
+/// A sideband onto a call voxgate runs (relay or passthrough), as OpenAI's sideband works: it
+/// observes every model event of the call and may send client events (session updates, tool
+/// answers), which go through the engine's rules. Leaving does not end the call.
+async fn sideband(app: Arc<AppState>, socket: WebSocket, call_id: String) {
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(1024);
+    if app.sessions.attach_observer(&call_id, out_tx)
+        == crate::runtime::sessions::Delivery::NotRunning
+    {
+        let _ = sink
+            .send(Message::text(error_event("the call has ended")))
+            .await;
+        return;
+    }
+    tracing::info!(%call_id, "sideband attached");
+    let writer = tokio::spawn(async move {
+        while let Some(text) = out_rx.recv().await {
+            if sink.send(Message::text(text)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    while let Some(Ok(msg)) = stream.next().await {
+        match msg {
+            Message::Text(t) => {
+                if app
+                    .sessions
+                    .send_command(&call_id, ClientCommand::RawEvent(t.to_string()))
+                    == crate::runtime::sessions::Delivery::NotRunning
+                {
+                    break;
+                }
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    writer.abort();
+    tracing::info!(%call_id, "sideband detached");
 }

@@ -81,11 +81,12 @@ pub async fn run(
     spec: SessionSpec,
     mut control: mpsc::UnboundedReceiver<ClientCommand>,
     mut audio: mpsc::Receiver<AudioChunk>,
+    mut observers: mpsc::UnboundedReceiver<mpsc::Sender<String>>,
     subs: Arc<ThreadSubscribers>,
 ) {
     let span =
         tracing::info_span!("session", thread_id = %spec.thread_id, version = %spec.engine.version);
-    drive(spec, &mut control, &mut audio, subs)
+    drive(spec, &mut control, &mut audio, &mut observers, subs)
         .instrument(span)
         .await;
 }
@@ -94,6 +95,7 @@ async fn drive(
     mut spec: SessionSpec,
     control: &mut mpsc::UnboundedReceiver<ClientCommand>,
     audio: &mut mpsc::Receiver<AudioChunk>,
+    observers_rx: &mut mpsc::UnboundedReceiver<mpsc::Sender<String>>,
     subs: Arc<ThreadSubscribers>,
 ) {
     let _gauge = ActiveGauge::new();
@@ -105,6 +107,8 @@ async fn drive(
     let mut link: Option<UpstreamLink> = None;
     let mut task: Option<RunningTask> = None;
     let openai_client = spec.openai_client.take();
+    // Sideband observers (`/v1/realtime?call_id=`): every raw model event, unfiltered.
+    let mut observers: Vec<mpsc::Sender<String>> = Vec::new();
     let mut openai_filter = if spec.engine.delegation {
         PlumbingFilter::new(false)
     } else {
@@ -189,21 +193,22 @@ async fn drive(
                     return;
                 }
             },
+            Some(obs) = observers_rx.recv() => observers.push(obs),
             Some(ev) = ev_rx.recv() => match ev {
-                UpstreamEvent::Raw(text) if openai_client.is_some() => {
-                    if let (Some(out), Some(text)) = (&openai_client, openai_filter.filter(&text)) {
-                        // Audio may drop for a slow client; every other event waits for room.
-                        if text.starts_with(r#"{"type":"response.output_audio.delta""#) {
-                            if out.try_send(text).is_err() {
-                                metrics::AUDIO_FRAMES_DROPPED.inc();
-                            }
-                        } else if out.send(text).await.is_err() {
-                            engine.handle_input(Input::Client(ClientCommand::Stop));
-                        }
-                    }
-                }
                 UpstreamEvent::Raw(text) => {
-                    if let Some(c) = &mut call
+                    observers.retain(|o| !matches!(o.try_send(text.clone()), Err(mpsc::error::TrySendError::Closed(_))));
+                    if let Some(out) = &openai_client {
+                        if let Some(text) = openai_filter.filter(&text) {
+                            // Audio may drop for a slow client; every other event waits for room.
+                            if text.starts_with(r#"{"type":"response.output_audio.delta""#) {
+                                if out.try_send(text).is_err() {
+                                    metrics::AUDIO_FRAMES_DROPPED.inc();
+                                }
+                            } else if out.send(text).await.is_err() {
+                                engine.handle_input(Input::Client(ClientCommand::Stop));
+                            }
+                        }
+                    } else if let Some(c) = &mut call
                         && let Some(out) = c.filter.filter(&text)
                     {
                         let _ = c.link.commands.try_send(PeerCommand::Text(out));

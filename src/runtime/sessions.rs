@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 struct SessionHandle {
     generation: u64,
     control: mpsc::UnboundedSender<ClientCommand>,
+    /// Sideband observers to attach (they receive every raw model event).
+    observers: mpsc::UnboundedSender<mpsc::Sender<String>>,
     audio: mpsc::Sender<AudioChunk>,
     task: tokio::task::AbortHandle,
 }
@@ -86,6 +88,7 @@ impl Sessions {
     pub fn start(self: &Arc<Self>, spec: SessionSpec, audio_queue: usize) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (observers_tx, observers_rx) = mpsc::unbounded_channel();
         let (audio_tx, audio_rx) = mpsc::channel(audio_queue.max(1));
         let thread_id = spec.thread_id.clone();
         let mut threads = self.lock();
@@ -97,7 +100,7 @@ impl Sessions {
         let subscribers = entry.subscribers.clone();
         let registry: Weak<Sessions> = Arc::downgrade(self);
         let task = tokio::spawn(async move {
-            session_task::run(spec, control_rx, audio_rx, subscribers).await;
+            session_task::run(spec, control_rx, audio_rx, observers_rx, subscribers).await;
             if let Some(reg) = registry.upgrade() {
                 reg.finished(&thread_id, generation);
             }
@@ -105,6 +108,7 @@ impl Sessions {
         entry.session = Some(SessionHandle {
             generation,
             control: control_tx,
+            observers: observers_tx,
             audio: audio_tx,
             task: task.abort_handle(),
         });
@@ -138,6 +142,15 @@ impl Sessions {
                 Delivery::Dropped
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Delivery::NotRunning,
+        }
+    }
+
+    /// Attach a sideband observer to a running conversation: it gets every raw model event.
+    pub fn attach_observer(&self, thread_id: &str, out: mpsc::Sender<String>) -> Delivery {
+        let threads = self.lock();
+        match threads.get(thread_id).and_then(|e| e.session.as_ref()) {
+            Some(s) if s.observers.send(out).is_ok() => Delivery::Delivered,
+            _ => Delivery::NotRunning,
         }
     }
 
