@@ -119,11 +119,10 @@ async fn sideband(app: Arc<AppState>, socket: WebSocket, call_id: String) {
     while let Some(Ok(msg)) = stream.next().await {
         match msg {
             Message::Text(t) => {
-                if app
+                let delivered = app
                     .sessions
-                    .send_command(&call_id, ClientCommand::RawEvent(t.to_string()))
-                    == crate::runtime::sessions::Delivery::NotRunning
-                {
+                    .send_command(&call_id, ClientCommand::RawEvent(t.to_string()));
+                if delivered == crate::runtime::sessions::Delivery::NotRunning {
                     break;
                 }
             }
