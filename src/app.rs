@@ -41,6 +41,7 @@ pub struct WebrtcStart {
 }
 
 struct Prepared {
+    permit: Option<crate::auth::SessionPermit>,
     model: String,
     session_id: String,
     settings: SessionSettings,
@@ -51,6 +52,8 @@ struct Prepared {
 pub struct AppState {
     pub cfg: Arc<Config>,
     pub sessions: Arc<Sessions>,
+    /// API keys, client secrets and per-key limits for every face.
+    pub auth: crate::auth::Auth,
     /// Agent backends by kind; `[agent] kind` is the default, a start may pick another.
     pub agents: HashMap<AgentKind, Arc<dyn AgentCore>>,
     /// Base URL of the model (the embedded simulator's when it is used).
@@ -85,6 +88,7 @@ impl AppState {
         };
         Ok(Arc::new(Self {
             prompt_template: cfg.prompt_template(),
+            auth: crate::auth::Auth::new(&cfg.auth),
             cfg: Arc::new(cfg),
             sessions: Sessions::new(),
             agents,
@@ -141,6 +145,7 @@ impl AppState {
             voice,
         };
         Ok(Prepared {
+            permit: None,
             model: p
                 .model
                 .clone()
@@ -192,6 +197,7 @@ impl AppState {
             announce_started: !webrtc,
             call,
             openai_client: None,
+            permit: prep.permit,
         };
         self.sessions
             .start(spec, self.cfg.upstream.audio_queue_frames);
@@ -204,6 +210,8 @@ impl AppState {
         thread_id: &str,
         model: Option<String>,
         out: tokio::sync::mpsc::Sender<String>,
+        principal: Option<&crate::auth::Principal>,
+        permit: Option<crate::auth::SessionPermit>,
     ) -> Result<(), String> {
         let p: StartParams = serde_json::from_value(serde_json::json!({
             "threadId": thread_id, "outputModality": "audio", "model": model,
@@ -211,9 +219,14 @@ impl AppState {
         .map_err(|e| e.to_string())?;
         let prep = self.prepare(&p)?;
         let url = self.model_url(&prep)?;
-        let delegation = self.cfg.openai.delegation;
-        // The client configures its own session; voxgate only adds its tools (or nothing).
-        let mut session = serde_json::json!({"type": "realtime"});
+        let delegation =
+            self.cfg.openai.delegation && principal.is_none_or(|p| p.limits.delegation);
+        // The client configures its own session (or a client secret's bound one); voxgate only
+        // adds its tools (or nothing).
+        let mut session = principal
+            .and_then(|p| p.bound_session.clone())
+            .filter(serde_json::Value::is_object)
+            .unwrap_or_else(|| serde_json::json!({"type": "realtime"}));
         if delegation {
             session["tools"] = session_config::delegation_tools();
             session["tool_choice"] = "auto".into();
@@ -243,6 +256,7 @@ impl AppState {
             announce_started: true,
             call: None,
             openai_client: Some(out),
+            permit,
         };
         self.sessions
             .start(spec, self.cfg.upstream.audio_queue_frames);
@@ -261,11 +275,16 @@ impl AppState {
 
     /// Validate a websocket start and launch the session. `Err` is a setup failure message for an
     /// `error` notification (no `closed`).
-    pub fn start_conversation(&self, p: StartParams) -> Result<(), String> {
+    pub fn start_conversation(
+        &self,
+        p: StartParams,
+        permit: Option<crate::auth::SessionPermit>,
+    ) -> Result<(), String> {
         if let Some(Transport::Webrtc { .. }) = p.transport {
             return Err("a webrtc start needs its offer answered first".into());
         }
-        let prep = self.prepare(&p)?;
+        let mut prep = self.prepare(&p)?;
+        prep.permit = permit;
         let url = self.model_url(&prep)?;
         self.launch(&p.thread_id, prep, url, None, false);
         Ok(())
@@ -281,8 +300,10 @@ impl AppState {
         offer: &str,
         mode: WebrtcMode,
         adopt_call_id: bool,
+        permit: Option<crate::auth::SessionPermit>,
     ) -> Result<WebrtcStart, CallError> {
-        let prep = self.prepare(&p).map_err(CallError::Setup)?;
+        let mut prep = self.prepare(&p).map_err(CallError::Setup)?;
+        prep.permit = permit;
         let version = prep.settings.version;
         let session_id = prep.session_id.clone();
         let answer = match mode {

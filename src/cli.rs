@@ -103,6 +103,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     let app = AppState::build(cfg).await?;
+    if app.cfg.auth.mode == crate::config::AuthMode::None {
+        tracing::warn!(
+            %addr,
+            "AUTHENTICATION IS OFF ([auth] mode = \"none\"): anyone who can reach this address uses voxgate \
+             and its upstream key. Allowed only on loopback; set [auth] mode = \"keys\" to require API keys."
+        );
+    }
     tracing::info!(%addr, upstream = ?app.cfg.upstream.kind, "voxgate listening");
     // A machine-readable line for scripts and tests that bind port 0.
     println!("voxgate listening on {addr}");

@@ -32,6 +32,75 @@ pub struct Config {
     pub simulator: SimulatorConfig,
     pub webrtc: WebrtcConfig,
     pub openai: OpenaiFaceConfig,
+    pub auth: AuthConfig,
+}
+
+/// How clients authenticate on every face.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No authentication: allowed only when `[server] listen` is a loopback address.
+    #[default]
+    None,
+    /// Every face needs an API key (or, on the realtime faces, a client secret minted with one).
+    Keys,
+}
+
+/// Limits of one API key (and of the client secrets minted with it).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyLimits {
+    pub max_concurrent_sessions: Option<usize>,
+    pub sessions_per_minute: Option<usize>,
+    pub max_session_secs: Option<u64>,
+    /// voxgate delegation on the OpenAI-compatible face for this key.
+    pub delegation: bool,
+}
+
+impl Default for KeyLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_sessions: None,
+            sessions_per_minute: None,
+            max_session_secs: None,
+            delegation: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for logs and metrics (never the key).
+    pub id: String,
+    /// Hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`); the key itself is never stored.
+    pub sha256: String,
+    #[serde(default)]
+    pub limits: KeyLimits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    pub keys: Vec<ApiKeyConfig>,
+    /// Environment variable with comma-separated raw keys (hashed at start; limits: default_limits).
+    pub keys_env: Option<String>,
+    pub default_limits: KeyLimits,
+    /// Outstanding client secrets per key.
+    pub max_client_secrets_per_key: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::None,
+            keys: Vec::new(),
+            keys_env: None,
+            default_limits: KeyLimits::default(),
+            max_client_secrets_per_key: 100,
+        }
+    }
 }
 
 /// The OpenAI-compatible face (`GET /v1/realtime`).
@@ -501,6 +570,7 @@ impl Config {
             })?;
         }
         self.validate_agent()?;
+        self.validate_auth()?;
         if self.agent.task_timeout_secs == 0 {
             return Err(ConfigError::Invalid {
                 key: "agent.task_timeout_secs",
@@ -511,6 +581,43 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "simulator.chunk_ms",
                 message: "must be between 1 and 1000".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let listen: SocketAddr = self
+            .server
+            .listen
+            .parse()
+            .map_err(|e| ConfigError::Invalid {
+                key: "server.listen",
+                message: format!("{e}"),
+            })?;
+        if self.auth.mode == AuthMode::None && !listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "auth.mode",
+                message: format!(
+                    "\"none\" is allowed only on a loopback address, not {listen}; set [auth] mode = \"keys\""
+                ),
+            });
+        }
+        for k in &self.auth.keys {
+            if hex::decode(&k.sha256).map(|b| b.len()) != Ok(32) {
+                return Err(ConfigError::Invalid {
+                    key: "auth.keys",
+                    message: format!("key `{}`: sha256 must be 64 hex characters", k.id),
+                });
+            }
+        }
+        if self.auth.mode == AuthMode::Keys
+            && self.auth.keys.is_empty()
+            && self.auth.keys_env.is_none()
+        {
+            return Err(ConfigError::Invalid {
+                key: "auth.keys",
+                message: "mode = \"keys\" needs keys or keys_env".into(),
             });
         }
         Ok(())

@@ -12,6 +12,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// The response for an authentication or limit failure.
+pub fn auth_error(e: crate::auth::AuthError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED);
+    api_error(status, e.code, e.message, None)
+}
+
 /// An OpenAI-shaped error response.
 pub fn api_error(
     status: StatusCode,
@@ -199,9 +205,21 @@ pub async fn create(
     headers: HeaderMap,
     req: Request,
 ) -> Response {
-    let offer = match read_offer(&headers, req, app.cfg.webrtc.max_offer_bytes).await {
+    let token = crate::auth::bearer(&headers);
+    let principal = match app.auth.authenticate(token.as_deref(), true) {
+        Ok(p) => p,
+        Err(e) => return auth_error(e),
+    };
+    let mut offer = match read_offer(&headers, req, app.cfg.webrtc.max_offer_bytes).await {
         Ok(o) => o,
         Err(r) => return r,
+    };
+    if offer.session.is_none() {
+        offer.session = principal.bound_session.clone();
+    }
+    let permit = match app.auth.admit(&principal) {
+        Ok(p) => p,
+        Err(e) => return auth_error(e),
     };
     let mode = q.mode.unwrap_or(app.cfg.webrtc.mode);
     tracing::info!(offer = %peer::describe_offer(&offer.sdp), ?mode, "call offer received");
@@ -217,7 +235,10 @@ pub async fn create(
             );
         }
     };
-    let started = match app.start_webrtc(params, &offer.sdp, mode, true).await {
+    let started = match app
+        .start_webrtc(params, &offer.sdp, mode, true, Some(permit))
+        .await
+    {
         Ok(a) => a,
         Err(CallError::Offer(e @ OfferError::Socket(_))) => {
             return api_error(
@@ -260,7 +281,17 @@ pub async fn create(
         .into_response()
 }
 
-pub async fn hangup(State(app): State<Arc<AppState>>, Path(call_id): Path<String>) -> Response {
+pub async fn hangup(
+    State(app): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = app
+        .auth
+        .authenticate(crate::auth::bearer(&headers).as_deref(), true)
+    {
+        return auth_error(e);
+    }
     if !app.sessions.is_running(&call_id) {
         return api_error(
             StatusCode::NOT_FOUND,

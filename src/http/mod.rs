@@ -3,6 +3,7 @@
 
 pub mod calls;
 pub mod realtime;
+pub mod secrets;
 
 use crate::app::AppState;
 use axum::Router;
@@ -14,6 +15,10 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/rpc", get(crate::rpc::ws::upgrade))
         .route("/v1/realtime", get(realtime::upgrade))
         .route("/v1/realtime/calls", axum::routing::post(calls::create))
+        .route(
+            "/v1/realtime/client_secrets",
+            axum::routing::post(secrets::create),
+        )
         .route(
             "/v1/realtime/calls/{call_id}",
             axum::routing::delete(calls::hangup),

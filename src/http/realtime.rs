@@ -26,8 +26,16 @@ pub struct RealtimeQuery {
 pub async fn upgrade(
     State(app): State<Arc<AppState>>,
     Query(q): Query<RealtimeQuery>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let principal = match app
+        .auth
+        .authenticate(crate::auth::bearer(&headers).as_deref(), true)
+    {
+        Ok(p) => p,
+        Err(e) => return crate::http::calls::auth_error(e),
+    };
     let max = app.cfg.server.max_frame_bytes;
     if let Some(call_id) = q.call_id {
         if !app.sessions.is_running(&call_id) {
@@ -44,9 +52,13 @@ pub async fn upgrade(
             .on_upgrade(move |socket| sideband(app, socket, call_id))
             .into_response();
     }
+    let permit = match app.auth.admit(&principal) {
+        Ok(p) => p,
+        Err(e) => return crate::http::calls::auth_error(e),
+    };
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve(app, socket, q.model))
+        .on_upgrade(move |socket| serve(app, socket, q.model, principal, permit))
         .into_response()
 }
 
@@ -56,11 +68,19 @@ fn error_event(message: &str) -> String {
     .to_string()
 }
 
-async fn serve(app: Arc<AppState>, socket: WebSocket, model: Option<String>) {
+async fn serve(
+    app: Arc<AppState>,
+    socket: WebSocket,
+    model: Option<String>,
+    principal: crate::auth::Principal,
+    permit: crate::auth::SessionPermit,
+) {
     let thread_id = format!("ws_{:016x}", rand::random::<u64>());
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<String>(1024);
-    if let Err(message) = app.start_openai_session(&thread_id, model, out_tx) {
+    if let Err(message) =
+        app.start_openai_session(&thread_id, model, out_tx, Some(&principal), Some(permit))
+    {
         let _ = sink.send(Message::text(error_event(&message))).await;
         let _ = sink.close().await;
         return;

@@ -25,10 +25,15 @@ pub struct RpcConnection {
     initialized: bool,
     experimental: bool,
     opt_out: Arc<HashSet<String>>,
+    principal: crate::auth::Principal,
 }
 
 impl RpcConnection {
-    pub fn new(app: Arc<AppState>, out: mpsc::Sender<Outbound>) -> Self {
+    pub fn new(
+        app: Arc<AppState>,
+        out: mpsc::Sender<Outbound>,
+        principal: crate::auth::Principal,
+    ) -> Self {
         Self {
             id: app.next_conn_id(),
             app,
@@ -37,6 +42,7 @@ impl RpcConnection {
             initialized: false,
             experimental: false,
             opt_out: Arc::new(HashSet::new()),
+            principal,
         }
     }
 
@@ -191,10 +197,23 @@ impl RpcConnection {
         match after {
             After::Start(params) => {
                 let thread_id = params.thread_id.clone();
+                let permit = match self.app.auth.admit(&self.principal) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.app
+                            .sessions
+                            .notify(&thread_id, &Notification::Error { message: e.message });
+                        return;
+                    }
+                };
                 if let Some(p::Transport::Webrtc { sdp }) = params.transport.clone() {
                     tracing::info!(%thread_id, offer = %crate::media::peer::describe_offer(&sdp), "webrtc start");
                     let mode = params.webrtc_mode.unwrap_or(self.app.cfg.webrtc.mode);
-                    if let Err(e) = self.app.start_webrtc(*params, &sdp, mode, false).await {
+                    if let Err(e) = self
+                        .app
+                        .start_webrtc(*params, &sdp, mode, false, Some(permit))
+                        .await
+                    {
                         let message = e.to_string();
                         self.app
                             .sessions
@@ -202,7 +221,7 @@ impl RpcConnection {
                     }
                     return;
                 }
-                if let Err(message) = self.app.start_conversation(*params) {
+                if let Err(message) = self.app.start_conversation(*params, Some(permit)) {
                     tracing::info!(%thread_id, %message, "realtime start refused");
                     self.app
                         .sessions

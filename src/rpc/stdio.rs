@@ -21,7 +21,14 @@ pub async fn serve(app: Arc<AppState>) -> std::io::Result<()> {
             }
         }
     });
-    let mut conn = RpcConnection::new(app.clone(), out_tx);
+    // stdio is a local process the operator started: it acts with default limits.
+    let principal = crate::auth::Principal {
+        key_id: "stdio".into(),
+        limits: crate::config::KeyLimits::default(),
+        bound_session: None,
+        via_secret: false,
+    };
+    let mut conn = RpcConnection::new(app.clone(), out_tx, principal);
     let kill = conn.kill_signal();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {

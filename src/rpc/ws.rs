@@ -10,14 +10,26 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-pub async fn upgrade(State(app): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // JSON-RPC is for app-servers: API keys only, never client secrets.
+    let principal = match app
+        .auth
+        .authenticate(crate::auth::bearer(&headers).as_deref(), false)
+    {
+        Ok(p) => p,
+        Err(e) => return crate::http::calls::auth_error(e),
+    };
     let max = app.cfg.server.max_frame_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve(app, socket))
+        .on_upgrade(move |socket| serve(app, socket, principal))
 }
 
-async fn serve(app: Arc<AppState>, socket: WebSocket) {
+async fn serve(app: Arc<AppState>, socket: WebSocket, principal: crate::auth::Principal) {
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) =
         mpsc::channel::<crate::runtime::Outbound>(app.cfg.server.outbound_queue);
@@ -29,7 +41,7 @@ async fn serve(app: Arc<AppState>, socket: WebSocket) {
         }
         let _ = sink.close().await;
     });
-    let mut conn = RpcConnection::new(app, out_tx);
+    let mut conn = RpcConnection::new(app, out_tx, principal);
     let kill = conn.kill_signal();
     loop {
         tokio::select! {

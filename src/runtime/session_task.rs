@@ -32,6 +32,8 @@ pub struct SessionSpec {
     pub announce_started: bool,
     /// An OpenAI-protocol websocket client (`/v1/realtime`): raw model events, filtered, go here.
     pub openai_client: Option<mpsc::Sender<String>>,
+    /// The caller's key slot, held for the session's life; carries its maximum duration.
+    pub permit: Option<crate::auth::SessionPermit>,
 }
 
 /// The session's side of a relay call's peer task.
@@ -107,6 +109,8 @@ async fn drive(
     let mut link: Option<UpstreamLink> = None;
     let mut task: Option<RunningTask> = None;
     let openai_client = spec.openai_client.take();
+    let max_duration = spec.permit.as_ref().and_then(|p| p.max_duration);
+    let ends_at = max_duration.map(|d| Instant::now() + d);
     // Sideband observers (`/v1/realtime?call_id=`): every raw model event, unfiltered.
     let mut observers: Vec<mpsc::Sender<String>> = Vec::new();
     let mut openai_filter = if spec.engine.delegation {
@@ -194,6 +198,16 @@ async fn drive(
                 }
             },
             Some(obs) = observers_rx.recv() => observers.push(obs),
+            _ = sleep_until_opt(ends_at) => {
+                let secs = max_duration.map_or(0, |d| d.as_secs());
+                let message = format!("the session exceeded its maximum duration of {secs}s");
+                if let Some(out) = &openai_client {
+                    let event = serde_json::json!({"type": "error", "error": {"type": "invalid_request_error",
+                        "code": "session_expired", "message": message, "param": null}});
+                    let _ = out.send(event.to_string()).await;
+                }
+                engine.handle_input(Input::UpstreamFailed(message));
+            }
             Some(ev) = ev_rx.recv() => match ev {
                 UpstreamEvent::Raw(text) => {
                     observers.retain(|o| !matches!(o.try_send(text.clone()), Err(mpsc::error::TrySendError::Closed(_))));

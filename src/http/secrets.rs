@@ -1,0 +1,56 @@
+//! `POST /v1/realtime/client_secrets`: mint a short-lived `ek_…` secret for a browser or phone,
+//! in OpenAI's request and response shape. Needs an API key (a client secret cannot mint more);
+//! an optional `session` is bound to the secret and applied to sessions created with it.
+
+use super::calls::{api_error, auth_error};
+use crate::app::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub async fn create(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let principal = match app
+        .auth
+        .authenticate(crate::auth::bearer(&headers).as_deref(), false)
+    {
+        Ok(p) => p,
+        Err(e) => return auth_error(e),
+    };
+    let req: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    "the body must be a JSON object",
+                    None,
+                );
+            }
+        }
+    };
+    let ttl = req
+        .pointer("/expires_after/seconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(600);
+    let session = req.get("session").cloned().filter(Value::is_object);
+    match app.auth.mint(&principal, ttl, session.clone()) {
+        Ok((value, expires_at)) => {
+            tracing::info!(key = %principal.key_id, ttl, "client secret minted");
+            let body = json!({"value": value, "expires_at": expires_at,
+                "session": session.unwrap_or_else(|| json!({"type": "realtime"}))});
+            (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => auth_error(e),
+    }
+}

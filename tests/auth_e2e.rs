@@ -1,0 +1,235 @@
+//! Authentication and limits on every face, over real sockets: API keys (hashed, constant-time),
+//! `ek_…` client secrets (scope, binding), per-key concurrency and maximum session duration.
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use voxgate::config::{ApiKeyConfig, AuthMode, KeyLimits};
+
+const KEY: &str = "sk-voxgate-client-key";
+
+fn sha(s: &str) -> String {
+    hex::encode(voxgate::auth::sha256(s))
+}
+
+async fn keyed(limits: KeyLimits) -> Harness {
+    harness_with(
+        |_| {},
+        move |cfg| {
+            cfg.auth.mode = AuthMode::Keys;
+            cfg.auth.keys = vec![ApiKeyConfig {
+                id: "team".into(),
+                sha256: sha(KEY),
+                limits,
+            }];
+        },
+    )
+    .await
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Open a websocket with an optional bearer; Err(status) when the upgrade is refused.
+async fn ws(addr: std::net::SocketAddr, path: &str, bearer: Option<&str>) -> Result<Ws, u16> {
+    let mut req = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("request");
+    if let Some(b) = bearer {
+        req.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {b}")).expect("header"),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("unexpected connect error: {e}"),
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("message in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).expect("json");
+        }
+    }
+}
+
+async fn mint(addr: std::net::SocketAddr, bearer: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/realtime/client_secrets"))
+        .json(&body);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn every_face_refuses_missing_and_wrong_keys() {
+    let h = keyed(KeyLimits::default()).await;
+    assert_eq!(ws(h.addr, "/rpc", None).await.err(), Some(401));
+    assert_eq!(ws(h.addr, "/rpc", Some("sk-wrong")).await.err(), Some(401));
+    assert_eq!(
+        ws(h.addr, "/v1/realtime?model=m", None).await.err(),
+        Some(401)
+    );
+    assert_eq!(
+        ws(h.addr, "/v1/realtime?model=m", Some("sk-wrong"))
+            .await
+            .err(),
+        Some(401)
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/realtime/calls", h.addr))
+        .header("content-type", "application/sdp")
+        .body("v=0")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 401);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "missing_api_key");
+    assert_eq!(mint(h.addr, None, json!({})).await.0, 401);
+
+    let mut rpc = ws(h.addr, "/rpc", Some(KEY)).await.expect("rpc with key");
+    rpc.send(Message::text(json!({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "t", "version": "1"}}}).to_string()))
+        .await
+        .expect("send");
+    assert!(next_json(&mut rpc).await["result"]["userAgent"].is_string());
+    let mut rt = ws(h.addr, "/v1/realtime?model=m", Some(KEY))
+        .await
+        .expect("realtime with key");
+    assert_eq!(next_json(&mut rt).await["type"], "session.updated");
+}
+
+#[tokio::test]
+async fn client_secrets_work_on_realtime_faces_only_and_carry_their_session() {
+    let h = keyed(KeyLimits::default()).await;
+    let mut frames = SimFrames::new(&h.sim);
+    let (status, secret) = mint(
+        h.addr,
+        Some(KEY),
+        json!({"expires_after": {"anchor": "created_at", "seconds": 120},
+        "session": {"type": "realtime", "instructions": "Bound to the secret."}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{secret}");
+    let ek = secret["value"].as_str().expect("value").to_owned();
+    assert!(ek.starts_with("ek_"));
+    assert!(secret["expires_at"].as_u64().is_some());
+    assert_eq!(secret["session"]["instructions"], "Bound to the secret.");
+
+    // Usable on /v1/realtime, and the bound session is what the model is configured with.
+    let mut rt = ws(h.addr, "/v1/realtime?model=m", Some(&ek))
+        .await
+        .expect("secret accepted");
+    assert_eq!(next_json(&mut rt).await["type"], "session.updated");
+    let first: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
+    assert_eq!(first["session"]["instructions"], "Bound to the secret.");
+    assert_eq!(first["session"]["tools"][0]["name"], "background_agent");
+
+    // Never to mint more, never on the app-server face.
+    assert_eq!(mint(h.addr, Some(&ek), json!({})).await.0, 403);
+    assert_eq!(ws(h.addr, "/rpc", Some(&ek)).await.err(), Some(403));
+    // TTL bounds.
+    assert_eq!(
+        mint(h.addr, Some(KEY), json!({"expires_after": {"seconds": 5}}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        mint(
+            h.addr,
+            Some(KEY),
+            json!({"expires_after": {"seconds": 7201}})
+        )
+        .await
+        .0,
+        400
+    );
+    // A made-up secret is refused.
+    assert_eq!(
+        ws(h.addr, "/v1/realtime?model=m", Some("ek_0000"))
+            .await
+            .err(),
+        Some(401)
+    );
+}
+
+#[tokio::test]
+async fn the_next_concurrent_session_over_the_limit_is_429() {
+    let h = keyed(KeyLimits {
+        max_concurrent_sessions: Some(1),
+        ..KeyLimits::default()
+    })
+    .await;
+    let mut first = ws(h.addr, "/v1/realtime?model=m", Some(KEY))
+        .await
+        .expect("first");
+    assert_eq!(next_json(&mut first).await["type"], "session.updated");
+    assert_eq!(
+        ws(h.addr, "/v1/realtime?model=m", Some(KEY)).await.err(),
+        Some(429)
+    );
+    // Closing the first frees the slot.
+    first.close(None).await.expect("close");
+    let mut ok = None;
+    for _ in 0..50 {
+        if let Ok(w) = ws(h.addr, "/v1/realtime?model=m", Some(KEY)).await {
+            ok = Some(w);
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        ok.is_some(),
+        "the slot was released when the first session ended"
+    );
+}
+
+#[tokio::test]
+async fn sessions_over_their_maximum_duration_close_with_a_clear_reason() {
+    let h = keyed(KeyLimits {
+        max_session_secs: Some(1),
+        ..KeyLimits::default()
+    })
+    .await;
+    let mut rt = ws(h.addr, "/v1/realtime?model=m", Some(KEY))
+        .await
+        .expect("open");
+    loop {
+        let v = next_json(&mut rt).await;
+        if v["type"] == "error" {
+            assert_eq!(v["error"]["code"], "session_expired");
+            assert_eq!(
+                v["error"]["message"],
+                "the session exceeded its maximum duration of 1s"
+            );
+            break;
+        }
+    }
+    // Then the socket closes.
+    loop {
+        match tokio::time::timeout(WAIT, rt.next())
+            .await
+            .expect("close in time")
+        {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+}
