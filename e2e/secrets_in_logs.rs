@@ -128,12 +128,11 @@ async fn no_secret_appears_in_trace_logs() {
             .expect("in time")
             .expect("open")
             .expect("frame");
-        if let Message::Text(t) = msg {
-            if t.as_str().contains("thread/realtime/transcript/done")
-                && t.as_str().contains("assistant")
-            {
-                break;
-            }
+        if let Message::Text(t) = msg
+            && t.as_str().contains("thread/realtime/transcript/done")
+            && t.as_str().contains("assistant")
+        {
+            break;
         }
     }
     drop(rpc);
