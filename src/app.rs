@@ -209,12 +209,18 @@ impl AppState {
         &self,
         thread_id: &str,
         model: Option<String>,
+        v1: bool,
         out: tokio::sync::mpsc::Sender<String>,
         principal: Option<&crate::auth::Principal>,
         permit: Option<crate::auth::SessionPermit>,
     ) -> Result<(), String> {
+        let version = if v1 {
+            ModelVersion::V1
+        } else {
+            ModelVersion::V2
+        };
         let p: StartParams = serde_json::from_value(serde_json::json!({
-            "threadId": thread_id, "outputModality": "audio", "model": model,
+            "threadId": thread_id, "outputModality": "audio", "model": model, "version": version,
         }))
         .map_err(|e| e.to_string())?;
         let prep = self.prepare(&p)?;
@@ -223,18 +229,19 @@ impl AppState {
             self.cfg.openai.delegation && principal.is_none_or(|p| p.limits.delegation);
         // The client configures its own session (or a client secret's bound one); voxgate only
         // adds its tools (or nothing).
+        let session_type = if v1 { "quicksilver" } else { "realtime" };
         let mut session = principal
             .and_then(|p| p.bound_session.clone())
             .filter(serde_json::Value::is_object)
-            .unwrap_or_else(|| serde_json::json!({"type": "realtime"}));
-        if delegation {
+            .unwrap_or_else(|| serde_json::json!({"type": session_type}));
+        if delegation && !v1 {
             session["tools"] = session_config::delegation_tools();
             session["tool_choice"] = "auto".into();
         }
         let spec = SessionSpec {
             thread_id: thread_id.to_owned(),
             engine: EngineConfig {
-                version: ModelVersion::V2,
+                version,
                 realtime_session_id: prep.session_id.clone(),
                 session_update: serde_json::json!({"type": "session.update", "session": session}),
                 acks: self.cfg.session.acks.to_acks(),
@@ -245,7 +252,7 @@ impl AppState {
                 url,
                 api_key: prep.api_key,
                 session_id: prep.session_id,
-                version: ModelVersion::V2,
+                version,
                 connect_timeout: Duration::from_millis(self.cfg.upstream.connect_timeout_ms),
                 audio_queue: self.cfg.upstream.audio_queue_frames,
                 keep_raw: true,

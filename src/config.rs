@@ -774,6 +774,18 @@ mod tests {
     }
 
     #[test]
+    fn auth_none_is_refused_off_loopback() {
+        let err = Config::from_toml_str("[server]\nlisten = \"0.0.0.0:8080\"\n", none())
+            .expect_err("open bind");
+        assert!(err.to_string().contains("auth.mode"), "{err}");
+        let sha = "a".repeat(64);
+        let ok = format!(
+            "[server]\nlisten = \"0.0.0.0:8080\"\n[auth]\nmode = \"keys\"\n[[auth.keys]]\nid = \"k\"\nsha256 = \"{sha}\"\n"
+        );
+        Config::from_toml_str(&ok, none()).expect("keys on an open bind are fine");
+    }
+
+    #[test]
     fn shipped_config_file_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/voxgate.toml");
         Config::load(Some(&path), none()).expect("config/voxgate.toml loads");

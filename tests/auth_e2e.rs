@@ -160,6 +160,29 @@ async fn client_secrets_work_on_realtime_faces_only_and_carry_their_session() {
         .0,
         400
     );
+    // Also accepted on the calls endpoint and the sideband (auth passes; then the request's own
+    // errors show: a bad offer, an unknown call).
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/realtime/calls", h.addr))
+        .bearer_auth(&ek)
+        .header("content-type", "application/sdp")
+        .body("not an offer")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(
+        ws(h.addr, "/v1/realtime?call_id=rtc_nope", Some(&ek))
+            .await
+            .err(),
+        Some(404)
+    );
+    assert_eq!(
+        ws(h.addr, "/v1/realtime?call_id=rtc_nope", None)
+            .await
+            .err(),
+        Some(401)
+    );
     // A made-up secret is refused.
     assert_eq!(
         ws(h.addr, "/v1/realtime?model=m", Some("ek_0000"))

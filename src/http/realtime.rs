@@ -20,6 +20,8 @@ use tokio::sync::mpsc;
 #[derive(serde::Deserialize)]
 pub struct RealtimeQuery {
     model: Option<String>,
+    /// `quicksilver` selects the v1 wire protocol, as on the service.
+    intent: Option<String>,
     call_id: Option<String>,
 }
 
@@ -58,7 +60,7 @@ pub async fn upgrade(
     };
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve(app, socket, q.model, principal, permit))
+        .on_upgrade(move |socket| serve(app, socket, q.model, q.intent, principal, permit))
         .into_response()
 }
 
@@ -72,15 +74,21 @@ async fn serve(
     app: Arc<AppState>,
     socket: WebSocket,
     model: Option<String>,
+    intent: Option<String>,
     principal: crate::auth::Principal,
     permit: crate::auth::SessionPermit,
 ) {
     let thread_id = format!("ws_{:016x}", rand::random::<u64>());
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<String>(1024);
-    if let Err(message) =
-        app.start_openai_session(&thread_id, model, out_tx, Some(&principal), Some(permit))
-    {
+    if let Err(message) = app.start_openai_session(
+        &thread_id,
+        model,
+        intent.as_deref() == Some("quicksilver"),
+        out_tx,
+        Some(&principal),
+        Some(permit),
+    ) {
         let _ = sink.send(Message::text(error_event(&message))).await;
         let _ = sink.close().await;
         return;

@@ -1,0 +1,158 @@
+//! The codex CLI (npm, pinned) as a client of voxgate's OpenAI-compatible face: `codex
+//! app-server` with `experimental_realtime_ws_base_url` pointing at voxgate runs
+//! `thread/realtime/start` (v2 and v1) through voxgate to the simulator. codex does its own
+//! delegation, so voxgate runs with `[openai] delegation = false` and passes its tools through.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+fn codex_bin() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e/node_modules");
+    let native = root.join("@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex");
+    if native.exists() {
+        return Some(native);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "codex CLI missing in CI: run `npm ci --prefix e2e`"
+    );
+    eprintln!("SKIPPING codex-as-client e2e: run `npm ci --prefix e2e`");
+    None
+}
+
+async fn run_codex_realtime(version: &str) {
+    let Some(bin) = codex_bin() else { return };
+    let h = harness_with(|_| {}, |cfg| cfg.openai.delegation = false).await;
+    let mut records = h.sim.records();
+    let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("codex-client-{version}-{}", std::process::id()));
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::write(
+        home.join("config.toml"),
+        format!("experimental_realtime_ws_base_url = \"http://{}/v1\"\n\n[realtime]\nversion = \"{version}\"\n", h.addr),
+    )
+    .expect("config");
+    let mut child = tokio::process::Command::new(bin)
+        .args(["app-server", "--listen", "ws://127.0.0.1:0"])
+        .env("CODEX_HOME", &home)
+        .env("OPENAI_API_KEY", "sk-codex-as-client")
+        .env("RUST_LOG", "warn")
+        .current_dir(&home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("codex app-server");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let url = loop {
+        let line = tokio::time::timeout(WAIT * 3, lines.next_line())
+            .await
+            .expect("in time")
+            .expect("read")
+            .expect("open");
+        if let Some(i) = line.find("listening on: ") {
+            break line[i + "listening on: ".len()..].trim().to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("codex ws");
+    let mut next_id = 0;
+    let mut call =
+        async |ws: &mut tokio_tungstenite::WebSocketStream<_>, method: &str, params: Value| {
+            next_id += 1;
+            ws.send(Message::text(
+                json!({"id": next_id, "method": method, "params": params}).to_string(),
+            ))
+            .await
+            .expect("send");
+            next_id
+        };
+    let until = async |ws: &mut tokio_tungstenite::WebSocketStream<_>,
+                       pred: &dyn Fn(&Value) -> bool|
+           -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT * 2, ws.next())
+                .await
+                .expect("codex message in time")
+                .expect("open")
+                .expect("frame");
+            let Message::Text(t) = msg else { continue };
+            let v: Value = serde_json::from_str(t.as_str()).expect("json");
+            assert!(
+                v["method"] != "thread/realtime/error",
+                "codex reported a realtime error: {v}"
+            );
+            if pred(&v) {
+                return v;
+            }
+        }
+    };
+    let id = call(&mut ws, "initialize", json!({"clientInfo": {"name": "voxgate-e2e", "version": "1"}, "capabilities": {"experimentalApi": true}})).await;
+    until(&mut ws, &|v| v["id"] == id).await;
+    let id = call(&mut ws, "thread/start", json!({})).await;
+    let started = until(&mut ws, &|v| v["id"] == id).await;
+    let thread = started["result"]["thread"]["id"]
+        .as_str()
+        .expect("thread id")
+        .to_owned();
+    call(
+        &mut ws,
+        "thread/realtime/start",
+        json!({"threadId": thread, "outputModality": "audio"}),
+    )
+    .await;
+    let rt_started = until(&mut ws, &|v| v["method"] == "thread/realtime/started").await;
+    assert_eq!(rt_started["params"]["version"], version);
+    call(
+        &mut ws,
+        "thread/realtime/appendText",
+        json!({"threadId": thread, "text": "hello voxgate"}),
+    )
+    .await;
+    let done = until(&mut ws, &|v| {
+        v["method"] == "thread/realtime/transcript/done" && v["params"]["role"] == "assistant"
+    })
+    .await;
+    assert_eq!(done["params"]["text"], "You said: hello voxgate");
+    call(&mut ws, "thread/realtime/stop", json!({"threadId": thread})).await;
+    let closed = until(&mut ws, &|v| v["method"] == "thread/realtime/closed").await;
+    assert_eq!(closed["params"]["reason"], "requested");
+
+    // voxgate reached the simulator with the right wire version.
+    let mut path = None;
+    while let Ok(Ok(r)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), records.recv()).await
+    {
+        if let voxgate::simulator::SimRecord::Connected { path_and_query, .. } = r {
+            path = Some(path_and_query);
+            break;
+        }
+    }
+    let path = path.expect("voxgate connected upstream");
+    assert_eq!(
+        path.contains("intent=quicksilver"),
+        version == "v1",
+        "{path}"
+    );
+}
+
+#[tokio::test]
+async fn codex_runs_a_v2_realtime_session_through_voxgate() {
+    run_codex_realtime("v2").await;
+}
+
+#[tokio::test]
+async fn codex_runs_a_v1_realtime_session_through_voxgate() {
+    run_codex_realtime("v1").await;
+}
