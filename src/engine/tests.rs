@@ -732,3 +732,43 @@ fn with_delegation_off_calls_are_left_to_the_client() {
         "no tools injected"
     );
 }
+
+#[test]
+fn a_clients_response_create_waits_for_the_active_response() {
+    let mut e = engine(ModelVersion::V2);
+    model(
+        &mut e,
+        ModelEvent::ResponseCreated {
+            response_id: Some("r1".into()),
+        },
+    );
+    let create = r#"{"type":"response.create","response":{"instructions":"short"}}"#;
+    e.handle_input(Input::Client(ClientCommand::RawEvent(create.into())));
+    assert!(
+        frames(&drain(&mut e)).is_empty(),
+        "deferred while a response is active"
+    );
+    // The delegation asks too: still one pending request.
+    model(&mut e, handoff("c1", "x"));
+    e.handle_input(Input::Agent(AgentEvent::Ended {
+        handoff_id: "c1".into(),
+        outcome: TaskOutcome::Completed,
+    }));
+    assert_eq!(frames(&drain(&mut e)), vec![fn_output("c1", "EMPTY")]);
+    assert_eq!(
+        frames(&model(
+            &mut e,
+            ModelEvent::ResponseDone { response_id: None }
+        )),
+        vec![ModelFrame::ResponseCreate]
+    );
+    // Idle: a client's response.create goes out as it came.
+    model(&mut e, ModelEvent::ResponseDone { response_id: None });
+    e.handle_input(Input::Client(ClientCommand::RawEvent(create.into())));
+    assert_eq!(
+        frames(&drain(&mut e)),
+        vec![ModelFrame::Raw {
+            text: create.into()
+        }]
+    );
+}
