@@ -95,9 +95,12 @@ async fn aiortc_caller_speaks_and_hears_the_model_over_opus() {
         !types.contains(&"response.output_audio.delta"),
         "audio travels by RTP, not the data channel"
     );
+    // The simulator spoke "You said: hello from the microphone": 6 words x 200 ms = 1200 ms of
+    // audio. The caller decoded about that much non-silent audio (the last frame is padded).
+    let heard_ms = s["audio"]["loud_frames"].as_u64().unwrap_or(0) * 20;
     assert!(
-        s["audio"]["loud_frames"].as_u64().unwrap_or(0) >= 10,
-        "the model's tone was heard: {s}"
+        (1100..=1300).contains(&heard_ms),
+        "heard {heard_ms} ms of the model's 1200 ms: {s}"
     );
     assert_eq!(s["delete_status"], 200);
 }
@@ -165,6 +168,17 @@ async fn barge_in_flushes_playout_and_truncates_at_the_played_position() {
     assert!(
         (100..1200).contains(&end),
         "truncated at the played position, not the received one: {end}"
+    );
+    // The caller received exactly the reply's frames voxgate played before the flush (RTP packets,
+    // counted once the barge-in turn ended): the truncation equals that within a frame, plus one
+    // in flight on the wire.
+    let received_ms = s["audio"]["packets_at_clear"]
+        .as_u64()
+        .expect("RTP packets received at the flush")
+        * 20;
+    assert!(
+        end.abs_diff(received_ms) <= 40,
+        "truncate at {end} ms, the caller received {received_ms} ms of audio"
     );
     let events: Vec<Value> =
         serde_json::from_str(s["events_json"].as_str().unwrap_or("[]")).expect("events");

@@ -130,8 +130,19 @@ async def main():
             if not barged["done"] and '"output_audio_buffer.started"' in msg:
                 barged["done"] = True
                 asyncio.get_event_loop().call_later(0.3, mic.speak_again)
-            if '"output_audio_buffer.cleared"' in msg and "heard_at_clear" not in audio:
+            if '"output_audio_buffer.cleared"' in msg:
+                barged["cleared"] = True
+            # Everything voxgate sent before the flush has come out of the caller's jitter buffer
+            # by the time the barge-in turn ends (the next reply has not started yet).
+            if barged.get("cleared") and '"input_audio_buffer.speech_stopped"' in msg and "heard_at_clear" not in audio:
                 audio["heard_at_clear"] = audio["loud_frames"]
+
+                async def count_packets():
+                    # RTP packets received for the reply: what voxgate sent before the flush.
+                    stats = await pc.getStats()
+                    audio["packets_at_clear"] = sum(
+                        s.packetsReceived for s in stats.values() if getattr(s, "type", "") == "inbound-rtp")
+                asyncio.ensure_future(count_packets())
 
     await pc.setLocalDescription(await pc.createOffer())
     if args.rpc:
@@ -163,6 +174,9 @@ async def main():
     summary["spoken_reply"] = await wait_for(lambda e: e.get("type") == "response.output_audio_transcript.done")
     if args.barge_in:
         summary["cleared"] = await wait_for(lambda e: e.get("type") == "output_audio_buffer.cleared")
+        deadline = time.time() + args.timeout
+        while "packets_at_clear" not in audio and time.time() < deadline:
+            await asyncio.sleep(0.02)
     summary["playback_stopped"] = await wait_for(lambda e: e.get("type") == "output_audio_buffer.stopped")
     if args.delegate:
         channel.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
