@@ -4,7 +4,7 @@ use super::*;
 use crate::protocol::AudioChunk;
 use base64::Engine as _;
 
-fn engine(version: ModelVersion) -> Engine {
+pub(super) fn engine(version: ModelVersion) -> Engine {
     let mut e = Engine::new(EngineConfig {
         version,
         realtime_session_id: "s".into(),
@@ -25,16 +25,16 @@ fn engine(version: ModelVersion) -> Engine {
     e
 }
 
-fn drain(e: &mut Engine) -> Vec<Output> {
+pub(super) fn drain(e: &mut Engine) -> Vec<Output> {
     std::iter::from_fn(|| e.poll_output()).collect()
 }
 
-fn model(e: &mut Engine, ev: ModelEvent) -> Vec<Output> {
+pub(super) fn model(e: &mut Engine, ev: ModelEvent) -> Vec<Output> {
     e.handle_input(Input::Model(ev));
     drain(e)
 }
 
-fn frames(outs: &[Output]) -> Vec<ModelFrame> {
+pub(super) fn frames(outs: &[Output]) -> Vec<ModelFrame> {
     outs.iter()
         .filter_map(|o| match o {
             Output::ToModel(f) => Some(f.clone()),
@@ -43,7 +43,7 @@ fn frames(outs: &[Output]) -> Vec<ModelFrame> {
         .collect()
 }
 
-fn agent_cmds(outs: &[Output]) -> Vec<AgentCommand> {
+pub(super) fn agent_cmds(outs: &[Output]) -> Vec<AgentCommand> {
     outs.iter()
         .filter_map(|o| match o {
             Output::ToAgent(c) => Some(c.clone()),
@@ -52,7 +52,7 @@ fn agent_cmds(outs: &[Output]) -> Vec<AgentCommand> {
         .collect()
 }
 
-fn handoff(call: &str, transcript: &str) -> ModelEvent {
+pub(super) fn handoff(call: &str, transcript: &str) -> ModelEvent {
     ModelEvent::HandoffRequested {
         handoff_id: call.into(),
         item_id: format!("item_{call}"),
@@ -60,7 +60,7 @@ fn handoff(call: &str, transcript: &str) -> ModelEvent {
     }
 }
 
-fn handoff_item(outs: &[Output]) -> Value {
+pub(super) fn handoff_item(outs: &[Output]) -> Value {
     outs.iter()
         .find_map(|o| match o {
             Output::ToClient(Notification::ItemAdded(item))
@@ -73,14 +73,14 @@ fn handoff_item(outs: &[Output]) -> Value {
         .expect("handoff_request item")
 }
 
-fn fn_output(call: &str, output: &str) -> ModelFrame {
+pub(super) fn fn_output(call: &str, output: &str) -> ModelFrame {
     ModelFrame::FunctionOutput {
         call_id: call.into(),
         output: output.into(),
     }
 }
 
-fn audio(item: &str, ms: u64) -> ModelEvent {
+pub(super) fn audio(item: &str, ms: u64) -> ModelEvent {
     let bytes = vec![0u8; (ms * 48) as usize];
     ModelEvent::AudioOut(AudioChunk {
         data: base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -385,85 +385,6 @@ fn other_upstream_error_gives_error_then_closed_error() {
 }
 
 #[test]
-fn truncate_on_speech_started_clamps_to_received_audio() {
-    let mut e = engine(ModelVersion::V2);
-    model(&mut e, audio("out1", 300));
-    model(&mut e, audio("out1", 200));
-    // The player claims more than was received: clamp.
-    e.handle_input(Input::AudioPlayed {
-        item_id: "out1".into(),
-        played_ms: 9_999,
-    });
-    let outs = model(
-        &mut e,
-        ModelEvent::SpeechStarted {
-            item_id: Some("in_7".into()),
-        },
-    );
-    assert_eq!(
-        frames(&outs),
-        vec![ModelFrame::Truncate {
-            item_id: "out1".into(),
-            audio_end_ms: 500
-        }]
-    );
-    // Cleared: a second speech_started truncates nothing.
-    assert!(frames(&model(&mut e, ModelEvent::SpeechStarted { item_id: None })).is_empty());
-}
-
-#[test]
-fn truncate_uses_the_played_position_when_known() {
-    let mut e = engine(ModelVersion::V2);
-    model(&mut e, audio("out1", 1000));
-    e.handle_input(Input::AudioPlayed {
-        item_id: "out1".into(),
-        played_ms: 240,
-    });
-    let outs = model(&mut e, ModelEvent::SpeechStarted { item_id: None });
-    assert_eq!(
-        frames(&outs),
-        vec![ModelFrame::Truncate {
-            item_id: "out1".into(),
-            audio_end_ms: 240
-        }]
-    );
-}
-
-#[test]
-fn new_output_item_resets_and_done_clears_tracking() {
-    let mut e = engine(ModelVersion::V2);
-    model(&mut e, audio("out1", 400));
-    model(&mut e, audio("out2", 100));
-    let outs = model(
-        &mut e,
-        ModelEvent::SpeechStarted {
-            item_id: Some("out2".into()),
-        },
-    );
-    assert_eq!(
-        frames(&outs),
-        vec![ModelFrame::Truncate {
-            item_id: "out2".into(),
-            audio_end_ms: 100
-        }]
-    );
-    model(&mut e, audio("out3", 100));
-    model(&mut e, ModelEvent::ResponseDone { response_id: None });
-    assert!(frames(&model(&mut e, ModelEvent::SpeechStarted { item_id: None })).is_empty());
-    // speech_started naming an earlier output item refers to old audio: no truncation.
-    model(&mut e, audio("out4", 100));
-    assert!(
-        frames(&model(
-            &mut e,
-            ModelEvent::SpeechStarted {
-                item_id: Some("out1".into())
-            }
-        ))
-        .is_empty()
-    );
-}
-
-#[test]
 fn v1_never_truncates_or_requests_responses() {
     let mut e = engine(ModelVersion::V1);
     model(&mut e, audio("out1", 400));
@@ -662,44 +583,6 @@ fn append_text_never_requests_a_response() {
     }));
     assert!(!frames(&drain(&mut e)).contains(&ModelFrame::ResponseCreate));
     assert!(!e.response_queue().is_active());
-}
-
-#[test]
-fn with_local_playout_a_finished_response_can_still_be_truncated_at_the_played_position() {
-    let mut e = Engine::new(EngineConfig {
-        version: ModelVersion::V2,
-        realtime_session_id: "s".into(),
-        session_update: json!({"type": "session.update"}),
-        acks: Acks::default(),
-        local_playout: true,
-        delegation: true,
-    });
-    e.handle_input(Input::Connected);
-    drain(&mut e);
-    model(&mut e, audio("out1", 1200));
-    model(&mut e, ModelEvent::ResponseDone { response_id: None });
-    e.handle_input(Input::AudioPlayed {
-        item_id: "out1".into(),
-        played_ms: 340,
-    });
-    let outs = model(
-        &mut e,
-        ModelEvent::SpeechStarted {
-            item_id: Some("in_2".into()),
-        },
-    );
-    assert_eq!(outs[0], Output::ClearAudio);
-    assert_eq!(
-        frames(&outs),
-        vec![ModelFrame::Truncate {
-            item_id: "out1".into(),
-            audio_end_ms: 340
-        }]
-    );
-    // Once playback finished, there is nothing left to cut.
-    model(&mut e, audio("out2", 200));
-    e.handle_input(Input::PlaybackFinished);
-    assert!(frames(&model(&mut e, ModelEvent::SpeechStarted { item_id: None })).is_empty());
 }
 
 #[test]
