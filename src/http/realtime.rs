@@ -79,8 +79,8 @@ async fn serve(
     permit: crate::auth::SessionPermit,
 ) {
     let thread_id = format!("ws_{:016x}", rand::random::<u64>());
-    let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(1024);
+    let (mut sink, stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::channel::<String>(1024);
     if let Err(message) = app.start_openai_session(
         &thread_id,
         model,
@@ -94,28 +94,7 @@ async fn serve(
         return;
     }
     tracing::info!(%thread_id, "openai-protocol client connected");
-    let writer = tokio::spawn(async move {
-        while let Some(text) = out_rx.recv().await {
-            if sink.send(Message::text(text)).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-    while let Some(Ok(msg)) = stream.next().await {
-        match msg {
-            Message::Text(t) => {
-                let delivered = app
-                    .sessions
-                    .send_command(&thread_id, ClientCommand::RawEvent(t.to_string()));
-                if delivered == crate::runtime::sessions::Delivery::NotRunning {
-                    break;
-                }
-            }
-            Message::Close(_) => break,
-            _ => {}
-        }
-    }
+    let writer = pump(&app, &thread_id, sink, stream, out_rx).await;
     app.sessions.stop(&thread_id);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
     tracing::info!(%thread_id, "openai-protocol client left");
@@ -125,8 +104,8 @@ async fn serve(
 /// observes every model event of the call and may send client events (session updates, tool
 /// answers), which go through the engine's rules. Leaving does not end the call.
 async fn sideband(app: Arc<AppState>, socket: WebSocket, call_id: String) {
-    let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(1024);
+    let (mut sink, stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::channel::<String>(1024);
     if app.sessions.attach_observer(&call_id, out_tx)
         == crate::runtime::sessions::Delivery::NotRunning
     {
@@ -136,8 +115,25 @@ async fn sideband(app: Arc<AppState>, socket: WebSocket, call_id: String) {
         return;
     }
     tracing::info!(%call_id, "sideband attached");
+    pump(&app, &call_id, sink, stream, out_rx).await.abort();
+    tracing::info!(%call_id, "sideband detached");
+}
+
+type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
+type WsStream = futures_util::stream::SplitStream<WebSocket>;
+
+/// Carry one OpenAI-protocol socket: events for the client from `out` to the socket (a writer
+/// task, returned), client events from the socket into `thread_id`'s session (through the
+/// engine's rules) until the client leaves or the session ends.
+async fn pump(
+    app: &AppState,
+    thread_id: &str,
+    mut sink: WsSink,
+    mut stream: WsStream,
+    mut out: mpsc::Receiver<String>,
+) -> tokio::task::JoinHandle<()> {
     let writer = tokio::spawn(async move {
-        while let Some(text) = out_rx.recv().await {
+        while let Some(text) = out.recv().await {
             if sink.send(Message::text(text)).await.is_err() {
                 break;
             }
@@ -149,7 +145,7 @@ async fn sideband(app: Arc<AppState>, socket: WebSocket, call_id: String) {
             Message::Text(t) => {
                 let delivered = app
                     .sessions
-                    .send_command(&call_id, ClientCommand::RawEvent(t.to_string()));
+                    .send_command(thread_id, ClientCommand::RawEvent(t.to_string()));
                 if delivered == crate::runtime::sessions::Delivery::NotRunning {
                     break;
                 }
@@ -158,6 +154,5 @@ async fn sideband(app: Arc<AppState>, socket: WebSocket, call_id: String) {
             _ => {}
         }
     }
-    writer.abort();
-    tracing::info!(%call_id, "sideband detached");
+    writer
 }

@@ -9,6 +9,12 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod agent;
+mod auth;
+
+pub use agent::*;
+pub use auth::*;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -33,74 +39,6 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     pub openai: OpenaiFaceConfig,
     pub auth: AuthConfig,
-}
-
-/// How clients authenticate on every face.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    /// No authentication: allowed only when `[server] listen` is a loopback address.
-    #[default]
-    None,
-    /// Every face needs an API key (or, on the realtime faces, a client secret minted with one).
-    Keys,
-}
-
-/// Limits of one API key (and of the client secrets minted with it).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct KeyLimits {
-    pub max_concurrent_sessions: Option<usize>,
-    pub sessions_per_minute: Option<usize>,
-    pub max_session_secs: Option<u64>,
-    /// voxgate delegation on the OpenAI-compatible face for this key.
-    pub delegation: bool,
-}
-
-impl Default for KeyLimits {
-    fn default() -> Self {
-        Self {
-            max_concurrent_sessions: None,
-            sessions_per_minute: None,
-            max_session_secs: None,
-            delegation: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyConfig {
-    /// A name for logs and metrics (never the key).
-    pub id: String,
-    /// Hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`); the key itself is never stored.
-    pub sha256: String,
-    #[serde(default)]
-    pub limits: KeyLimits,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    pub mode: AuthMode,
-    pub keys: Vec<ApiKeyConfig>,
-    /// Environment variable with comma-separated raw keys (hashed at start; limits: default_limits).
-    pub keys_env: Option<String>,
-    pub default_limits: KeyLimits,
-    /// Outstanding client secrets per key.
-    pub max_client_secrets_per_key: usize,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            mode: AuthMode::None,
-            keys: Vec::new(),
-            keys_env: None,
-            default_limits: KeyLimits::default(),
-            max_client_secrets_per_key: 100,
-        }
-    }
 }
 
 /// The OpenAI-compatible face (`GET /v1/realtime`).
@@ -284,154 +222,6 @@ impl AckConfig {
             failed: pick(&self.failed, d.failed),
             cancelled: pick(&self.cancelled, d.cancelled),
             nothing_to_delegate: pick(&self.nothing_to_delegate, d.nothing_to_delegate),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentKind {
-    #[default]
-    Embedded,
-    Codex,
-    Responses,
-    Webhook,
-}
-
-impl AgentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentKind::Embedded => "embedded",
-            AgentKind::Codex => "codex",
-            AgentKind::Responses => "responses",
-            AgentKind::Webhook => "webhook",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AgentConfig {
-    pub kind: AgentKind,
-    /// A task still running after this long ends as failed.
-    pub task_timeout_secs: u64,
-    pub embedded: EmbeddedAgentConfig,
-    pub codex: CodexAgentConfig,
-    pub responses: ResponsesAgentConfig,
-    pub webhook: WebhookAgentConfig,
-}
-
-impl Default for AgentConfig {
-    fn default() -> Self {
-        Self {
-            kind: AgentKind::Embedded,
-            task_timeout_secs: 300,
-            embedded: Default::default(),
-            codex: Default::default(),
-            responses: Default::default(),
-            webhook: Default::default(),
-        }
-    }
-}
-
-/// How voxgate answers the approval requests a codex app-server sends.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ApprovalPolicy {
-    /// Decline, and tell the model what was declined (default).
-    #[default]
-    Decline,
-    /// Approve once.
-    Accept,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CodexAgentConfig {
-    /// The app-server's websocket, e.g. "ws://127.0.0.1:4500" (`codex app-server --listen ...`).
-    pub url: String,
-    pub approvals: ApprovalPolicy,
-    /// Working directory for new codex threads (default: the app-server's).
-    pub cwd: Option<String>,
-    pub connect_timeout_ms: u64,
-}
-
-impl Default for CodexAgentConfig {
-    fn default() -> Self {
-        Self {
-            url: String::new(),
-            approvals: ApprovalPolicy::Decline,
-            cwd: None,
-            connect_timeout_ms: 5_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ResponsesAgentConfig {
-    /// Base URL of an OpenAI Responses-compatible API; requests go to `{base_url}/responses`.
-    pub base_url: String,
-    pub model: String,
-    /// Environment variable holding the API key (sent as Bearer when set).
-    pub api_key_env: String,
-    /// Optional system instructions for the agent.
-    pub instructions: Option<String>,
-    /// Earlier delegations and answers kept per thread as conversation history.
-    pub max_history_items: usize,
-}
-
-impl Default for ResponsesAgentConfig {
-    fn default() -> Self {
-        Self {
-            base_url: "https://api.openai.com/v1".into(),
-            model: "gpt-5.1".into(),
-            api_key_env: "OPENAI_API_KEY".into(),
-            instructions: None,
-            max_history_items: 40,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebhookAgentConfig {
-    /// Where tasks are POSTed; the reply is an NDJSON stream.
-    pub url: String,
-    /// HMAC-SHA256 key for the `X-Voxgate-Signature` header; prefer `secret_env`. Never logged.
-    pub secret: Option<String>,
-    /// Environment variable holding the HMAC key.
-    pub secret_env: Option<String>,
-}
-
-impl WebhookAgentConfig {
-    pub fn resolve_secret(&self) -> Option<String> {
-        self.secret.clone().filter(|s| !s.is_empty()).or_else(|| {
-            self.secret_env
-                .as_ref()
-                .and_then(|v| std::env::var(v).ok())
-                .filter(|s| !s.is_empty())
-        })
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EmbeddedAgentConfig {
-    /// Delay before each message.
-    pub delay_ms: u64,
-    /// Progress messages before the final reply.
-    pub progress_messages: u32,
-    /// Final reply; `{input}` is replaced by the task's `<input>` text.
-    pub reply: String,
-}
-
-impl Default for EmbeddedAgentConfig {
-    fn default() -> Self {
-        Self {
-            delay_ms: 200,
-            progress_messages: 1,
-            reply: "Done: {input}".into(),
         }
     }
 }
