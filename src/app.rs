@@ -9,12 +9,12 @@ use crate::protocol::ModelVersion;
 use crate::protocol::rpc::{StartParams, Transport};
 use crate::protocol::session_config::{self, OutputModality, SessionSettings};
 use crate::runtime::session_task::CallLink;
-use crate::runtime::{SessionSpec, Sessions};
+use crate::runtime::{Face, SessionSpec, Sessions};
 use crate::simulator::Simulator;
 use crate::upstream::{UpstreamRequest, url};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Why a WebRTC start failed.
@@ -63,6 +63,8 @@ pub struct AppState {
     prompt_template: String,
     next_conn: AtomicU64,
     http: reqwest::Client,
+    /// Set when shutdown began: no new sessions, running ones may finish.
+    draining: AtomicBool,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ impl AppState {
         cfg: Config,
         agents: HashMap<AgentKind, Arc<dyn AgentCore>>,
     ) -> std::io::Result<Arc<Self>> {
+        crate::metrics::init();
         let (simulator, upstream_base) = match cfg.upstream.kind {
             UpstreamKind::Simulator => {
                 let sim =
@@ -96,7 +99,34 @@ impl AppState {
             simulator,
             next_conn: AtomicU64::new(1),
             http: reqwest::Client::new(),
+            draining: AtomicBool::new(false),
         }))
+    }
+
+    /// Stop accepting sessions (shutdown began); `/readyz` reports it from now on.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        crate::metrics::DRAINING.set(1);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Admit a new session for `p`: refused while draining, else the key's limits decide.
+    pub fn admit(
+        &self,
+        p: &crate::auth::Principal,
+    ) -> Result<crate::auth::SessionPermit, crate::auth::AuthError> {
+        if self.is_draining() {
+            return Err(crate::auth::AuthError {
+                status: 503,
+                code: "draining",
+                message: "voxgate is shutting down and accepts no new sessions; retry on another instance"
+                    .into(),
+            });
+        }
+        self.auth.admit(p)
     }
 
     pub fn next_conn_id(&self) -> u64 {
@@ -170,8 +200,14 @@ impl AppState {
         webrtc: bool,
     ) {
         let version = prep.settings.version;
+        let face = match (webrtc, call.is_some()) {
+            (false, _) => Face::Rpc,
+            (true, true) => Face::WebrtcRelay,
+            (true, false) => Face::WebrtcPassthrough,
+        };
         let spec = SessionSpec {
             thread_id: thread_id.to_owned(),
+            face,
             engine: EngineConfig {
                 version,
                 realtime_session_id: prep.session_id.clone(),
@@ -240,6 +276,7 @@ impl AppState {
         }
         let spec = SessionSpec {
             thread_id: thread_id.to_owned(),
+            face: Face::OpenaiWs,
             engine: EngineConfig {
                 version,
                 realtime_session_id: prep.session_id.clone(),

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(name = "voxgate", version, about = "A realtime voice gateway")]
@@ -131,13 +132,64 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, upstream = ?app.cfg.upstream.kind, "voxgate listening");
     // A machine-readable line for scripts and tests that bind port 0.
     println!("voxgate listening on {addr}");
-    let sessions = app.sessions.clone();
-    crate::http::serve(listener, app, async move {
+    let grace = Duration::from_secs(app.cfg.server.drain_grace_secs);
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = crate::http::serve(listener, app.clone(), async move {
         shutdown_signal().await;
-        sessions.stop_all();
-    })
-    .await?;
+        drain(&app, grace).await;
+        let _ = drained_tx.send(());
+    });
+    // Connections still open after the drain (idle websockets) get a moment, not forever.
+    let linger = async {
+        if drained_rx.await.is_ok() {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        res = server => res?,
+        () = linger => tracing::info!("closing the connections left after the drain"),
+    }
+    tracing::info!("voxgate stopped");
     Ok(())
+}
+
+/// Graceful drain: refuse new sessions at once (`/readyz` turns 503), let running ones finish
+/// for `grace`, then close the rest with reason `requested`. A second signal exits at once.
+async fn drain(app: &AppState, grace: Duration) {
+    app.begin_drain();
+    tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second shutdown signal: exiting now without waiting for sessions");
+        std::process::exit(130);
+    });
+    let running = app.sessions.running_count();
+    tracing::info!(
+        running,
+        grace_secs = grace.as_secs(),
+        "draining: accepting no new sessions; running ones may finish"
+    );
+    if tokio::time::timeout(grace, app.sessions.wait_idle())
+        .await
+        .is_ok()
+    {
+        tracing::info!("drain complete: every session finished");
+        return;
+    }
+    for thread_id in app.sessions.running_ids() {
+        tracing::info!(%thread_id, reason = "requested", "drain grace period over: closing session");
+        app.sessions.stop(&thread_id);
+    }
+    if tokio::time::timeout(Duration::from_secs(5), app.sessions.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = app.sessions.running_count(),
+            "sessions still closing after the drain; exiting anyway"
+        );
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,32 +1,72 @@
-//! Process-wide Prometheus metrics. Labels never carry secrets, ids or SDP.
+//! Process-wide Prometheus metrics, rendered at `GET /metrics`. Labels are small closed sets
+//! (face, reason, direction, outcome): never secrets, ids or SDP.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 use std::sync::LazyLock;
 
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 
-fn counter(name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric");
+fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
     let _ = REGISTRY.register(Box::new(c.clone()));
     c
 }
 
-pub static SESSIONS_ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
-    let g = IntGauge::new("voxgate_sessions_active", "Conversations running now")
-        .expect("valid metric");
-    let _ = REGISTRY.register(Box::new(g.clone()));
-    g
-});
-pub static SESSIONS_STARTED: LazyLock<IntCounter> =
-    LazyLock::new(|| counter("voxgate_sessions_started_total", "Conversations started"));
-pub static SESSIONS_CLOSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new("voxgate_sessions_closed_total", "Conversations ended"),
-        &["reason"],
+fn counter(name: &str, help: &str) -> IntCounter {
+    register(IntCounter::new(name, help).expect("valid metric"))
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+}
+
+fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    register(
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+            .expect("valid metric"),
     )
-    .expect("valid metric");
-    let _ = REGISTRY.register(Box::new(c.clone()));
-    c
+}
+
+/// Buckets for per-frame processing: 10 µs … 100 ms.
+fn frame_buckets() -> Vec<f64> {
+    vec![
+        0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+        0.025, 0.05, 0.1,
+    ]
+}
+
+pub static SESSIONS_ACTIVE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new("voxgate_sessions_active", "Conversations running now"),
+            &["face"],
+        )
+        .expect("valid metric"),
+    )
+});
+pub static SESSIONS_STARTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "voxgate_sessions_started_total",
+        "Conversations started",
+        &["face"],
+    )
+});
+pub static SESSIONS_CLOSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "voxgate_sessions_closed_total",
+        "Conversations ended, by the reason they closed with",
+        &["face", "reason"],
+    )
+});
+/// Audio frames carried, by direction: `in` (client → model) and `out` (model → client).
+pub static AUDIO_FRAMES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "voxgate_audio_frames_total",
+        "Audio frames carried (in: client to model, out: model to client)",
+        &["direction"],
+    )
 });
 pub static AUDIO_FRAMES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(
@@ -46,15 +86,92 @@ pub static HANDOFFS_STARTED: LazyLock<IntCounter> = LazyLock::new(|| {
         "Delegated agent tasks started",
     )
 });
-pub static UPSTREAM_CONNECT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
-    let h = Histogram::with_opts(HistogramOpts::new(
-        "voxgate_upstream_connect_seconds",
-        "Time to open the model websocket",
-    ))
-    .expect("valid metric");
-    let _ = REGISTRY.register(Box::new(h.clone()));
-    h
+/// Delegated tasks that ended, by outcome: `finished`, `failed`, `cancelled`.
+pub static HANDOFFS_ENDED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "voxgate_handoffs_ended_total",
+        "Delegated agent tasks ended, by outcome",
+        &["outcome"],
+    )
 });
+/// `response.create` requests: `sent` at once or `deferred` behind an active response.
+pub static RESPONSE_CREATE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "voxgate_response_create_total",
+        "response.create requests, sent at once or deferred by the one-active-response rule",
+        &["disposition"],
+    )
+});
+pub static TRUNCATIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_truncations_total",
+        "conversation.item.truncate frames sent on barge-in",
+    )
+});
+pub static AGENT_TASK_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "voxgate_agent_task_seconds",
+        "Delegated agent task duration, by outcome",
+        &["outcome"],
+        vec![
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        ],
+    )
+});
+/// Time a frame spends in voxgate's session task, by direction (`to_model`, `to_client`).
+pub static PROCESSING_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    histogram_vec(
+        "voxgate_processing_seconds",
+        "Per-frame processing latency inside the session, by direction",
+        &["direction"],
+        frame_buckets(),
+    )
+});
+pub static UPSTREAM_CONNECT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(HistogramOpts::new(
+            "voxgate_upstream_connect_seconds",
+            "Time to open the model websocket",
+        ))
+        .expect("valid metric"),
+    )
+});
+pub static DRAINING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "voxgate_draining",
+            "1 while voxgate drains for shutdown (not accepting sessions)",
+        )
+        .expect("valid metric"),
+    )
+});
+
+/// Touch every metric so `/metrics` lists them all from the start (zero-valued).
+pub fn init() {
+    for face in crate::runtime::Face::ALL {
+        SESSIONS_ACTIVE.with_label_values(&[face.as_str()]);
+        SESSIONS_STARTED.with_label_values(&[face.as_str()]);
+    }
+    for d in ["in", "out"] {
+        AUDIO_FRAMES.with_label_values(&[d]);
+    }
+    for d in ["to_model", "to_client"] {
+        PROCESSING_SECONDS.with_label_values(&[d]);
+    }
+    for d in ["sent", "deferred"] {
+        RESPONSE_CREATE.with_label_values(&[d]);
+    }
+    for o in ["finished", "failed", "cancelled"] {
+        HANDOFFS_ENDED.with_label_values(&[o]);
+        AGENT_TASK_SECONDS.with_label_values(&[o]);
+    }
+    LazyLock::force(&AUDIO_FRAMES_DROPPED);
+    LazyLock::force(&MODEL_FRAMES_SKIPPED);
+    LazyLock::force(&HANDOFFS_STARTED);
+    LazyLock::force(&TRUNCATIONS);
+    LazyLock::force(&UPSTREAM_CONNECT_SECONDS);
+    LazyLock::force(&DRAINING);
+}
 
 /// Render every metric in the Prometheus text format.
 pub fn render() -> String {

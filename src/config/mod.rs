@@ -117,6 +117,8 @@ pub struct ServerConfig {
     /// Per-connection outbound queue (messages). Audio notifications drop when full; a
     /// connection whose queue is full for control messages is closed as too slow.
     pub outbound_queue: usize,
+    /// On SIGTERM/SIGINT, how long running sessions may go on before they are closed.
+    pub drain_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -127,6 +129,7 @@ impl Default for ServerConfig {
             max_message_bytes: 1 << 20,
             max_frame_bytes: 16 << 20,
             outbound_queue: 1024,
+            drain_grace_secs: 30,
         }
     }
 }

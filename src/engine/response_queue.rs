@@ -5,6 +5,8 @@
 pub struct ResponseQueue {
     active: bool,
     pending: bool,
+    /// Requests that had to wait for an active response (a running count for metrics).
+    deferred: u64,
 }
 
 impl ResponseQueue {
@@ -12,6 +14,7 @@ impl ResponseQueue {
     pub fn request(&mut self) -> bool {
         if self.active {
             self.pending = true;
+            self.deferred += 1;
             false
         } else {
             self.active = true;
@@ -37,12 +40,18 @@ impl ResponseQueue {
 
     /// The model rejected a `response.create` because one was already active.
     pub fn on_race_error(&mut self) {
+        self.deferred += 1;
         self.active = true;
         self.pending = true;
     }
 
     pub fn is_active(&self) -> bool {
         self.active
+    }
+
+    /// How many requests so far waited for an active response.
+    pub fn deferred(&self) -> u64 {
+        self.deferred
     }
 
     pub fn is_pending(&self) -> bool {

@@ -217,7 +217,7 @@ pub async fn create(
     if offer.session.is_none() {
         offer.session = principal.bound_session.clone();
     }
-    let permit = match app.auth.admit(&principal) {
+    let permit = match app.admit(&principal) {
         Ok(p) => p,
         Err(e) => return auth_error(e),
     };

@@ -1,5 +1,5 @@
 //! The axum router: `/rpc` (JSON-RPC websocket), `/v1/realtime/calls` (WebRTC offers and
-//! hang-up), `/` (demo page), `/healthz`, `/metrics`. Handlers are thin; all shared state is the one [`AppState`].
+//! hang-up), `/` (demo page), `/healthz` (process up), `/readyz` (accepting sessions), `/metrics`. Handlers are thin; all shared state is the one [`AppState`].
 
 pub mod calls;
 pub mod realtime;
@@ -29,8 +29,20 @@ pub fn router(app: Arc<AppState>) -> Router {
         )
         .route("/", get(demo_page))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(|| async { crate::metrics::render() }))
         .with_state(app)
+}
+
+/// Ready while accepting sessions; 503 once draining for shutdown.
+async fn readyz(
+    axum::extract::State(app): axum::extract::State<Arc<AppState>>,
+) -> (axum::http::StatusCode, &'static str) {
+    if app.is_draining() {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (axum::http::StatusCode::OK, "ready\n")
+    }
 }
 
 /// The demo page: a call with the microphone, the live transcript, the agent's work, hang-up.

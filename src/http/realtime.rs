@@ -54,7 +54,7 @@ pub async fn upgrade(
             .on_upgrade(move |socket| sideband(app, socket, call_id))
             .into_response();
     }
-    let permit = match app.auth.admit(&principal) {
+    let permit = match app.admit(&principal) {
         Ok(p) => p,
         Err(e) => return crate::http::calls::auth_error(e),
     };

@@ -216,6 +216,23 @@ pub enum ModelFrame {
     },
 }
 
+const APPEND_TYPE: &[u8] = b"\"input_audio_buffer.append\"";
+
+impl ModelFrame {
+    /// Input audio toward the model (voxgate's own append or a client's, passed through).
+    pub fn is_audio_append(&self) -> bool {
+        match self {
+            ModelFrame::AudioAppend { .. } => true,
+            ModelFrame::Raw { text } => {
+                // The type names itself near the start of any serializer's output.
+                let head = &text.as_bytes()[..text.len().min(96)];
+                head.windows(APPEND_TYPE.len()).any(|w| w == APPEND_TYPE)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The race the response queue absorbs (protocol.md §3.3).
 pub const ACTIVE_RESPONSE_RACE_PREFIX: &str =
     "Conversation already has an active response in progress:";

@@ -197,7 +197,7 @@ impl RpcConnection {
         match after {
             After::Start(params) => {
                 let thread_id = params.thread_id.clone();
-                let permit = match self.app.auth.admit(&self.principal) {
+                let permit = match self.app.admit(&self.principal) {
                     Ok(p) => p,
                     Err(e) => {
                         self.app

@@ -22,6 +22,8 @@ use tracing::Instrument;
 
 pub struct SessionSpec {
     pub thread_id: String,
+    /// How the client reaches voxgate (metrics label).
+    pub face: super::Face,
     pub engine: EngineConfig,
     pub upstream: UpstreamRequest,
     pub agent: Arc<dyn AgentCore>,
@@ -63,20 +65,59 @@ impl Call {
 struct RunningTask {
     handle: TaskHandle,
     deadline: Instant,
+    started: Instant,
 }
 
-struct ActiveGauge;
+/// Counts the session in `voxgate_sessions_active` for as long as it lives.
+struct ActiveGauge(&'static str);
 impl ActiveGauge {
-    fn new() -> Self {
-        metrics::SESSIONS_ACTIVE.inc();
-        metrics::SESSIONS_STARTED.inc();
-        ActiveGauge
+    fn new(face: super::Face) -> Self {
+        metrics::SESSIONS_ACTIVE
+            .with_label_values(&[face.as_str()])
+            .inc();
+        metrics::SESSIONS_STARTED
+            .with_label_values(&[face.as_str()])
+            .inc();
+        ActiveGauge(face.as_str())
     }
 }
 impl Drop for ActiveGauge {
     fn drop(&mut self) {
-        metrics::SESSIONS_ACTIVE.dec();
+        metrics::SESSIONS_ACTIVE.with_label_values(&[self.0]).dec();
     }
+}
+
+/// Feeds the engine's running counters into the process metrics as they move.
+#[derive(Default)]
+struct EngineCounters {
+    deferred: u64,
+}
+impl EngineCounters {
+    fn flush(&mut self, engine: &Engine) {
+        let deferred = engine.response_queue().deferred();
+        if deferred > self.deferred {
+            metrics::RESPONSE_CREATE
+                .with_label_values(&["deferred"])
+                .inc_by(deferred - self.deferred);
+            self.deferred = deferred;
+        }
+    }
+}
+
+fn outcome_label(outcome: &TaskOutcome) -> &'static str {
+    match outcome {
+        TaskOutcome::Completed => "finished",
+        TaskOutcome::Failed(_) => "failed",
+        TaskOutcome::Cancelled => "cancelled",
+    }
+}
+
+fn task_ended(t: &RunningTask, outcome: &TaskOutcome) {
+    let label = outcome_label(outcome);
+    metrics::HANDOFFS_ENDED.with_label_values(&[label]).inc();
+    metrics::AGENT_TASK_SECONDS
+        .with_label_values(&[label])
+        .observe(t.started.elapsed().as_secs_f64());
 }
 
 pub async fn run(
@@ -100,7 +141,9 @@ async fn drive(
     observers_rx: &mut mpsc::UnboundedReceiver<mpsc::Sender<String>>,
     subs: Arc<ThreadSubscribers>,
 ) {
-    let _gauge = ActiveGauge::new();
+    let face = spec.face.as_str();
+    let _gauge = ActiveGauge::new(spec.face);
+    let mut counters = EngineCounters::default();
     let thread_id = spec.thread_id.clone();
     let mut engine = Engine::new(spec.engine.clone());
     let (ev_tx, mut ev_rx) = mpsc::channel::<UpstreamEvent>(256);
@@ -126,13 +169,34 @@ async fn drive(
     tracing::info!("conversation starting");
 
     loop {
+        // The select below just returned: what the engine emits now was caused by that wake-up.
+        let woke = std::time::Instant::now();
         while let Some(out) = engine.poll_output() {
             match out {
-                Output::ToModel(frame) => send_frame(&engine, link.as_ref(), &frame),
+                Output::ToModel(frame) => {
+                    match &frame {
+                        ModelFrame::ResponseCreate => {
+                            metrics::RESPONSE_CREATE.with_label_values(&["sent"]).inc();
+                        }
+                        ModelFrame::Truncate { .. } => metrics::TRUNCATIONS.inc(),
+                        _ => {}
+                    }
+                    send_frame(&engine, link.as_ref(), &frame);
+                    if frame.is_audio_append() {
+                        audio_frame_done("in", "to_model", woke);
+                    }
+                }
                 Output::ToClient(Notification::OutputAudioDelta(chunk)) if call.is_some() => {
                     if let Some(c) = &call {
                         play(c, chunk);
                     }
+                    audio_frame_done("out", "to_client", woke);
+                }
+                Output::ToClient(n @ Notification::OutputAudioDelta(_))
+                    if openai_client.is_none() =>
+                {
+                    subs.notify(&thread_id, &n);
+                    audio_frame_done("out", "to_client", woke);
                 }
                 Output::ToClient(Notification::Started { .. }) if !spec.announce_started => {}
                 Output::ToClient(n) => subs.notify(&thread_id, &n),
@@ -156,6 +220,7 @@ async fn drive(
                         task = Some(RunningTask {
                             handle,
                             deadline: Instant::now() + spec.task_timeout,
+                            started: Instant::now(),
                         });
                     }
                     AgentCommand::Steer { text } => {
@@ -166,18 +231,20 @@ async fn drive(
                     AgentCommand::Cancel => {
                         if let Some(mut t) = task.take() {
                             t.handle.cancel();
+                            task_ended(&t, &TaskOutcome::Cancelled);
                         }
                     }
                 },
                 Output::Close(reason) => {
                     metrics::SESSIONS_CLOSED
-                        .with_label_values(&[reason.as_str()])
+                        .with_label_values(&[face, reason.as_str()])
                         .inc();
                     tracing::info!(reason = reason.as_str(), "conversation closed");
                     return;
                 }
             }
         }
+        counters.flush(&engine);
         let deadline = task.as_ref().map(|t| t.deadline);
         tokio::select! {
             res = &mut connect, if link.is_none() => match res {
@@ -193,7 +260,7 @@ async fn drive(
                     if !spec.announce_started {
                         subs.notify(&thread_id, &Notification::Closed { reason: crate::protocol::rpc::CloseReason::Error });
                     }
-                    metrics::SESSIONS_CLOSED.with_label_values(&["setup_failed"]).inc();
+                    metrics::SESSIONS_CLOSED.with_label_values(&[face, "setup_failed"]).inc();
                     return;
                 }
             },
@@ -210,6 +277,7 @@ async fn drive(
             }
             Some(ev) = ev_rx.recv() => match ev {
                 UpstreamEvent::Raw(text) => {
+                    let received = std::time::Instant::now();
                     observers.retain(|o| !matches!(o.try_send(text.clone()), Err(mpsc::error::TrySendError::Closed(_))));
                     if let Some(out) = &openai_client {
                         if let Some(text) = openai_filter.filter(&text) {
@@ -217,6 +285,8 @@ async fn drive(
                             if text.starts_with(r#"{"type":"response.output_audio.delta""#) {
                                 if out.try_send(text).is_err() {
                                     metrics::AUDIO_FRAMES_DROPPED.inc();
+                                } else {
+                                    audio_frame_done("out", "to_client", received);
                                 }
                             } else if out.send(text).await.is_err() {
                                 engine.handle_input(Input::Client(ClientCommand::Stop));
@@ -276,6 +346,7 @@ async fn drive(
                         AgentEvent::Message { handoff_id, text }
                     }
                     AgentUpdate::End(outcome) => {
+                        task_ended(t, &outcome);
                         task = None;
                         if let Some(c) = &call {
                             c.agent_event(serde_json::json!({"type": "voxgate.agent.ended", "handoff_id": handoff_id,
@@ -290,6 +361,7 @@ async fn drive(
                 if let Some(mut t) = task.take() {
                     t.handle.cancel();
                     let secs = spec.task_timeout.as_secs_f64();
+                    task_ended(&t, &TaskOutcome::Failed(String::new()));
                     engine.handle_input(Input::Agent(AgentEvent::Ended {
                         handoff_id: t.handle.handoff_id.clone(),
                         outcome: TaskOutcome::Failed(format!("timed out after {secs}s")),
@@ -298,6 +370,14 @@ async fn drive(
             }
         }
     }
+}
+
+/// Count an audio frame carried in `direction` and how long the session held it.
+fn audio_frame_done(direction: &str, latency: &str, since: std::time::Instant) {
+    metrics::AUDIO_FRAMES.with_label_values(&[direction]).inc();
+    metrics::PROCESSING_SECONDS
+        .with_label_values(&[latency])
+        .observe(since.elapsed().as_secs_f64());
 }
 
 fn send_frame(engine: &Engine, link: Option<&UpstreamLink>, frame: &ModelFrame) {

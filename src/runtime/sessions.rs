@@ -40,6 +40,8 @@ pub enum Delivery {
 pub struct Sessions {
     threads: Mutex<HashMap<String, ThreadEntry>>,
     generation: AtomicU64,
+    /// Woken whenever a session ends (drain waits on it).
+    ended: tokio::sync::Notify,
 }
 
 impl Sessions {
@@ -71,6 +73,28 @@ impl Sessions {
         let subs = self.lock().get(thread_id).map(|e| e.subscribers.clone());
         if let Some(subs) = subs {
             subs.notify(thread_id, n);
+        }
+    }
+
+    /// Thread ids with a running conversation.
+    pub fn running_ids(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, e)| e.session.is_some())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Resolves once no conversation runs.
+    pub async fn wait_idle(&self) {
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.running_count() == 0 {
+                return;
+            }
+            ended.await;
         }
     }
 
@@ -128,6 +152,8 @@ impl Sessions {
                 threads.remove(thread_id);
             }
         }
+        drop(threads);
+        self.ended.notify_waiters();
     }
 
     pub fn append_audio(&self, thread_id: &str, chunk: AudioChunk) -> Delivery {
@@ -177,13 +203,7 @@ impl Sessions {
 
     /// Stop every running session (shutdown).
     pub fn stop_all(&self) {
-        let ids: Vec<String> = self
-            .lock()
-            .iter()
-            .filter(|(_, e)| e.session.is_some())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for id in ids {
+        for id in self.running_ids() {
             self.stop(&id);
         }
     }
