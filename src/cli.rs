@@ -1,4 +1,4 @@
-//! The command line: `serve`, `simulate`, `rpc --stdio`. Loads and validates the config, sets up
+//! The command line: `serve`, `simulate`, `loadtest`, `rpc --stdio`. Loads and validates the config, sets up
 //! logging, and runs the chosen face.
 
 use crate::app::AppState;
@@ -39,6 +39,8 @@ pub enum Command {
         #[arg(long)]
         echo: bool,
     },
+    /// Drive many synthetic voice sessions against a running voxgate and report latency.
+    Loadtest(Box<crate::loadtest::LoadtestArgs>),
     /// Speak JSON-RPC on stdin/stdout.
     Rpc {
         /// Use stdio (the only transport of this command).
@@ -78,6 +80,15 @@ fn init_logging(format: LogFormat) {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Loadtest(args) = cli.command {
+        // The load generator needs no gateway config; it only talks to the addresses it is given.
+        init_logging(LogFormat::Pretty);
+        let code = crate::loadtest::run(*args).await?;
+        if code != 0 {
+            std::process::exit(code);
+        }
+        return Ok(());
+    }
     let mut cfg = Config::load(cli.config.as_deref(), std::env::vars())?;
     if cli.log_json {
         cfg.server.log_format = LogFormat::Json;
@@ -102,6 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown_signal().await;
             Ok(())
         }
+        Command::Loadtest(_) => Ok(()),
         Command::Rpc { stdio } => {
             if !stdio {
                 anyhow::bail!(

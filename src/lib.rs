@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod loadtest;
 pub mod media;
 pub mod metrics;
 pub mod protocol;

@@ -111,7 +111,7 @@ async fn every_face_refuses_missing_and_wrong_keys() {
     let mut rt = ws(h.addr, "/v1/realtime?model=m", Some(KEY))
         .await
         .expect("realtime with key");
-    assert_eq!(next_json(&mut rt).await["type"], "session.updated");
+    assert_eq!(next_json(&mut rt).await["type"], "session.created");
 }
 
 #[tokio::test]
@@ -135,7 +135,7 @@ async fn client_secrets_work_on_realtime_faces_only_and_carry_their_session() {
     let mut rt = ws(h.addr, "/v1/realtime?model=m", Some(&ek))
         .await
         .expect("secret accepted");
-    assert_eq!(next_json(&mut rt).await["type"], "session.updated");
+    assert_eq!(next_json(&mut rt).await["type"], "session.created");
     let first: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
     assert_eq!(first["session"]["instructions"], "Bound to the secret.");
     assert_eq!(first["session"]["tools"][0]["name"], "background_agent");
@@ -202,7 +202,7 @@ async fn the_next_concurrent_session_over_the_limit_is_429() {
     let mut first = ws(h.addr, "/v1/realtime?model=m", Some(KEY))
         .await
         .expect("first");
-    assert_eq!(next_json(&mut first).await["type"], "session.updated");
+    assert_eq!(next_json(&mut first).await["type"], "session.created");
     assert_eq!(
         ws(h.addr, "/v1/realtime?model=m", Some(KEY)).await.err(),
         Some(429)

@@ -89,7 +89,7 @@ pub fn describe_offer(sdp: &str) -> String {
     )
 }
 
-fn install_crypto() {
+pub fn install_crypto() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
 }

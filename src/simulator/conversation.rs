@@ -187,6 +187,17 @@ impl SimConversation {
         }
     }
 
+    /// A socket opened: like the service, announce the session before anything else.
+    pub fn open(&mut self) {
+        let mut session = serde_json::Map::new();
+        if self.version == ModelVersion::V2 {
+            session.insert("type".into(), "realtime".into());
+        }
+        session.insert("id".into(), self.session_id.clone().into());
+        let event_id = self.id("event");
+        self.emit(json!({"type": "session.created", "event_id": event_id, "session": session}));
+    }
+
     fn on_session_update(&mut self, ev: &serde_json::Map<String, Value>) {
         let session = ev.get("session").cloned().unwrap_or(json!({}));
         self.output_text_only = session

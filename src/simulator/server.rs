@@ -198,6 +198,7 @@ async fn upgrade(
 
 async fn run(mut socket: WebSocket, state: Arc<SimState>, version: ModelVersion, conn: u64) {
     let mut sim = SimConversation::new(version, state.cfg.clone(), conn);
+    sim.open();
     'conn: loop {
         while let Some(out) = sim.poll_output() {
             let msg = match out {

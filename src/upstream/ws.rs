@@ -131,7 +131,7 @@ pub async fn connect(
     let started = std::time::Instant::now();
     let (ws, _resp) = tokio::time::timeout(
         req.connect_timeout,
-        tokio_tungstenite::connect_async(request),
+        tokio_tungstenite::connect_async_with_config(request, None, true),
     )
     .await
     .map_err(|_| {

@@ -1,0 +1,97 @@
+//! What every synthetic session shares with the run: where to connect, how to talk, when to stop,
+//! and the run's aggregate it reports into. Transports call `established` once set up and
+//! `report` about once a second, so the live progress line stays current.
+
+use super::stats::{Aggregate, SessionStats};
+use super::talker::TalkerConfig;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Shared {
+    pub agg: Mutex<Aggregate>,
+}
+
+impl Shared {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            agg: Mutex::new(Aggregate::default()),
+        })
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Aggregate> {
+        self.agg
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+pub struct SessionCtx {
+    /// `http://host:port` of the target.
+    pub base: String,
+    pub api_key: String,
+    pub talker: TalkerConfig,
+    pub seed: u64,
+    pub slot: usize,
+    pub ends_at: Instant,
+    pub setup_timeout: Duration,
+    pub shared: Arc<Shared>,
+    /// Pre-encoded Opus packets for WebRTC callers (speech loop, silence).
+    pub opus: Arc<super::client_webrtc::OpusLoop>,
+}
+
+impl SessionCtx {
+    pub fn ws_base(&self) -> String {
+        self.base
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1)
+    }
+
+    pub fn established(&self, setup: Duration) {
+        let mut a = self.shared.lock();
+        a.sessions_established += 1;
+        a.sessions_active += 1;
+        a.setup_ms.push(setup.as_secs_f64() * 1000.0);
+    }
+
+    pub fn report(&self, stats: &mut SessionStats) {
+        self.shared.lock().merge(stats);
+    }
+
+    /// The session is over: final stats, and whether it was up.
+    pub fn ended(&self, stats: &mut SessionStats, was_up: bool) {
+        let mut a = self.shared.lock();
+        a.merge(stats);
+        if was_up {
+            a.sessions_active = a.sessions_active.saturating_sub(1);
+        }
+    }
+}
+
+/// Frames per stats report (one second of 20 ms ticks).
+pub const REPORT_EVERY_TICKS: u32 = 50;
+
+/// The 20 ms pacing tick every transport sends on.
+pub fn frame_interval() -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(Duration::from_millis(super::speech::FRAME_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// The value of `"key":"…"` in a JSON text whose value needs no unescaping (ids, base64).
+pub fn str_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\":\"");
+    let start = text.find(&pat)? + pat.len();
+    let len = text[start..].find('"')?;
+    Some(&text[start..start + len])
+}
+
+/// The first bytes of a base64 audio payload (enough for a frame marker) and its duration in ms.
+pub fn audio_head(b64: &str) -> (Vec<u8>, u64) {
+    use base64::Engine as _;
+    let head = b64.get(..12).unwrap_or(b64);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(head)
+        .unwrap_or_default();
+    let samples = b64.len() as u64 * 3 / 4 / 2;
+    (bytes, samples / 24)
+}
