@@ -49,6 +49,7 @@ pub async fn upgrade(
             );
         }
         return ws
+            .read_buffer_size(crate::http::WS_READ_BUFFER)
             .max_message_size(max)
             .max_frame_size(max)
             .on_upgrade(move |socket| sideband(app, socket, call_id))
@@ -58,7 +59,8 @@ pub async fn upgrade(
         Ok(p) => p,
         Err(e) => return crate::http::calls::auth_error(e),
     };
-    ws.max_message_size(max)
+    ws.read_buffer_size(crate::http::WS_READ_BUFFER)
+        .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| serve(app, socket, q.model, q.intent, principal, permit))
         .into_response()

@@ -462,6 +462,7 @@ fn results_json(
         "sessions": {
             "attempted": a.sessions_attempted, "established": a.sessions_established,
             "failed": a.sessions_failed, "error_rate": error_rate,
+            "setups_per_sec": stats::round3(a.sessions_established as f64 / sc.duration_secs),
         },
         "errors": s.errors,
         "setup_ms": setup,

@@ -24,7 +24,8 @@ pub async fn upgrade(
         Err(e) => return crate::http::calls::auth_error(e),
     };
     let max = app.cfg.server.max_frame_bytes;
-    ws.max_message_size(max)
+    ws.read_buffer_size(crate::http::WS_READ_BUFFER)
+        .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| serve(app, socket, principal))
 }

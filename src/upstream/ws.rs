@@ -131,7 +131,14 @@ pub async fn connect(
     let started = std::time::Instant::now();
     let (ws, _resp) = tokio::time::timeout(
         req.connect_timeout,
-        tokio_tungstenite::connect_async_with_config(request, None, true),
+        tokio_tungstenite::connect_async_with_config(
+            request,
+            Some(
+                tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                    .read_buffer_size(crate::http::WS_READ_BUFFER),
+            ),
+            true,
+        ),
     )
     .await
     .map_err(|_| {
