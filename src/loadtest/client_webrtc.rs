@@ -66,7 +66,6 @@ struct Call {
 
 pub async fn run(ctx: &SessionCtx) -> Result<(), String> {
     crate::media::peer::install_crypto();
-    let started = Instant::now();
     let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|_| "socket")?;
     std_socket.set_nonblocking(true).map_err(|_| "socket")?;
     let local = std_socket.local_addr().map_err(|_| "socket")?;
@@ -78,6 +77,8 @@ pub async fn run(ctx: &SessionCtx) -> Result<(), String> {
     let channel = change.add_channel(crate::media::peer::DATA_CHANNEL_LABEL.into());
     let (offer, pending) = change.apply().ok_or("offer")?;
     let http = reqwest::Client::new();
+    // Set up = offer sent → answer received (the caller's own peer creation is not voxgate's).
+    let started = Instant::now();
     let resp = tokio::time::timeout(
         ctx.setup_timeout,
         http.post(format!("{}/v1/realtime/calls", ctx.base))

@@ -566,3 +566,43 @@ fn print_summary(r: &serde_json::Value) {
         _ => println!("thresholds passed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: LoadtestArgs,
+    }
+
+    fn parse(extra: &[&str]) -> anyhow::Result<Scenario> {
+        let mut argv = vec!["loadtest", "--target", "http://127.0.0.1:1"];
+        argv.extend_from_slice(extra);
+        Cmd::try_parse_from(argv)?.args.scenario()
+    }
+
+    #[test]
+    fn flags_win_over_the_scenario_file_which_wins_over_defaults() {
+        let file = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/scenarios/conversation.toml"
+        );
+        let s = parse(&["--scenario", file, "--sessions", "3"]).expect("valid");
+        assert_eq!(s.sessions, 3);
+        assert_eq!(s.transport, Transport::Webrtc);
+        assert_eq!(s.barge_in, 0.25);
+        assert_eq!(s.late_ms, 100.0);
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_by_name() {
+        let e = parse(&["--barge-in", "1.5"]).expect_err("refused");
+        assert!(e.to_string().contains("barge_in"), "{e}");
+        let e = parse(&["--sessions", "0"]).expect_err("refused");
+        assert!(e.to_string().contains("sessions"), "{e}");
+        assert!(base_url("127.0.0.1:8080").is_err());
+    }
+}
