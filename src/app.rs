@@ -361,6 +361,7 @@ impl AppState {
                 let url = self.model_url(&prep).map_err(CallError::Setup)?;
                 let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4096);
                 let (evt_tx, evt_rx) = tokio::sync::mpsc::channel(1024);
+                let played = Arc::new(crate::media::peer::PlayedPosition::default());
                 self.launch(
                     &p.thread_id,
                     prep,
@@ -368,6 +369,7 @@ impl AppState {
                     Some(CallLink {
                         commands: cmd_tx,
                         events: evt_rx,
+                        played: played.clone(),
                     }),
                     true,
                 );
@@ -376,6 +378,7 @@ impl AppState {
                     setup,
                     cmd_rx,
                     evt_tx,
+                    played,
                     Duration::from_secs(w.connect_timeout_secs),
                     Duration::from_secs(w.silence_timeout_secs),
                 ));

@@ -19,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 pub const DATA_CHANNEL_LABEL: &str = "oai-events";
+const FRAME_MS: u64 = 20;
 
 /// Why an offer was refused (400, OpenAI-shaped; never echoes the SDP).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,14 +42,32 @@ pub enum PeerEvent {
     Audio(Vec<i16>),
     ChannelOpen,
     ChannelText(String),
-    /// Played position of the output item now playing.
-    Played {
-        item: Option<String>,
-        played_ms: u64,
-    },
     /// The playout queue ran dry.
     PlaybackFinished,
     Closed(String),
+}
+
+/// The played position of the output item now playing. The peer writes it every frame; the
+/// session reads it only when a decision needs it (a message per frame would cost a task wake-up
+/// per frame and call).
+#[derive(Debug, Default)]
+pub struct PlayedPosition(std::sync::Mutex<Option<(String, u64)>>);
+
+impl PlayedPosition {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(String, u64)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn set(&self, item: String, played_ms: u64) {
+        *self.lock() = Some((item, played_ms));
+    }
+
+    /// The position written since the last `take`, if any.
+    pub fn take(&self) -> Option<(String, u64)> {
+        self.lock().take()
+    }
 }
 
 /// Commands from the session to the peer task.
@@ -154,10 +173,13 @@ struct Peer {
     channel: Option<ChannelId>,
     pending_text: Vec<String>,
     rtp_time: u64,
+    /// When the peer started: RTP time follows the wall clock across pauses in playout.
+    epoch: Instant,
     last_rx_rtp: Option<u64>,
     last_packet: Instant,
     connected: bool,
     events: mpsc::Sender<PeerEvent>,
+    played: std::sync::Arc<PlayedPosition>,
 }
 
 /// Drive the peer until it closes; every exit sends `PeerEvent::Closed` with a reason.
@@ -165,6 +187,7 @@ pub async fn run(
     setup: PeerSetup,
     mut commands: mpsc::Receiver<PeerCommand>,
     events: mpsc::Sender<PeerEvent>,
+    played: std::sync::Arc<PlayedPosition>,
     connect_timeout: Duration,
     silence_timeout: Duration,
 ) {
@@ -185,10 +208,12 @@ pub async fn run(
         channel: None,
         pending_text: Vec::new(),
         rtp_time: 0,
+        epoch: Instant::now(),
         last_rx_rtp: None,
         last_packet: Instant::now(),
         connected: false,
         events: events.clone(),
+        played,
     };
     let reason = peer
         .drive(&mut commands, connect_timeout, silence_timeout)
@@ -206,7 +231,7 @@ impl Peer {
         silence_timeout: Duration,
     ) -> String {
         let started = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut tick = tokio::time::interval_at(self.epoch.into(), Duration::from_millis(FRAME_MS));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut buf = vec![0u8; 2000];
         loop {
@@ -241,10 +266,22 @@ impl Peer {
                         return format!("webrtc failed: {e}");
                     }
                 }
-                _ = tick.tick() => self.play_frame(),
+                // The pacing tick runs only while there is audio to play.
+                _ = tick.tick(), if self.playout.needs_tick() => self.play_frame(),
                 cmd = commands.recv() => match cmd {
                     None | Some(PeerCommand::Close) => return "closed".into(),
-                    Some(PeerCommand::Audio { item, pcm }) => self.playout.push(item, &pcm),
+                    Some(PeerCommand::Audio { item, pcm }) => {
+                        if !self.playout.needs_tick() {
+                            // Resume on the call's 20 ms grid, as if the tick had kept running:
+                            // a frame of slack keeps playout from underrunning on jitter.
+                            let period = u128::from(FRAME_MS);
+                            let elapsed = self.epoch.elapsed().as_millis();
+                            let next = (elapsed / period + 1) * period;
+                            let at = self.epoch + Duration::from_millis(next as u64);
+                            tick.reset_at(at.into());
+                        }
+                        self.playout.push(item, &pcm);
+                    }
                     Some(PeerCommand::Flush) => {
                         if self.playout.flush() {
                             self.send_text(r#"{"type":"output_audio_buffer.cleared"}"#.into());
@@ -345,7 +382,9 @@ impl Peer {
     }
 
     fn play_frame(&mut self) {
-        self.rtp_time += FRAME_RTP_TICKS;
+        // RTP time advances a frame per frame sent and jumps over pauses, as the wall clock does.
+        let wall = self.epoch.elapsed().as_micros() as u64 * 48 / 1000;
+        self.rtp_time = (self.rtp_time + FRAME_RTP_TICKS).max(wall - wall % FRAME_RTP_TICKS);
         if !self.connected {
             return;
         }
@@ -381,7 +420,9 @@ impl Peer {
                         tracing::debug!(error = %e, "rtp write failed");
                     }
                 }
-                let _ = self.events.try_send(PeerEvent::Played { item, played_ms });
+                if let Some(item) = item {
+                    self.played.set(item, played_ms);
+                }
             }
         }
     }

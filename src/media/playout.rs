@@ -44,6 +44,12 @@ impl PlayoutClock {
         }
     }
 
+    /// True while there is audio to play or a `Stopped` still to report: the pacing tick only
+    /// needs to run then.
+    pub fn needs_tick(&self) -> bool {
+        self.active || !self.samples.is_empty()
+    }
+
     pub fn queued_ms(&self) -> u64 {
         self.samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE)
     }

@@ -42,6 +42,8 @@ pub struct SessionSpec {
 pub struct CallLink {
     pub commands: mpsc::Sender<PeerCommand>,
     pub events: mpsc::Receiver<PeerEvent>,
+    /// What the caller has heard so far, written by the peer task.
+    pub played: Arc<crate::media::peer::PlayedPosition>,
 }
 
 struct Call {
@@ -298,13 +300,21 @@ async fn drive(
                         let _ = c.link.commands.try_send(PeerCommand::Text(out));
                     }
                 }
-                UpstreamEvent::Model(m) => engine.handle_input(Input::Model(m)),
+                UpstreamEvent::Model(m) => {
+                    // The engine decides barge-in truncation on model events: give it what the
+                    // caller has heard by now.
+                    sync_played(call.as_ref(), &mut engine);
+                    engine.handle_input(Input::Model(m));
+                }
                 UpstreamEvent::Closed => engine.handle_input(Input::UpstreamClosed),
                 UpstreamEvent::Failed(msg) => engine.handle_input(Input::UpstreamFailed(msg)),
             },
             Some(ev) = next_peer_event(&mut call) => match ev {
                 PeerEvent::Audio(pcm) => {
-                    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+                    let mut bytes = Vec::with_capacity(pcm.len() * 2);
+                    for s in &pcm {
+                        bytes.extend_from_slice(&s.to_le_bytes());
+                    }
                     engine.handle_input(Input::Client(ClientCommand::AppendAudio(AudioChunk {
                         data: base64::engine::general_purpose::STANDARD.encode(bytes),
                         sample_rate: 24_000,
@@ -319,11 +329,10 @@ async fn drive(
                     }
                 }
                 PeerEvent::ChannelText(t) => engine.handle_input(Input::Client(ClientCommand::RawEvent(t))),
-                PeerEvent::Played { item: Some(item_id), played_ms } => {
-                    engine.handle_input(Input::AudioPlayed { item_id, played_ms });
+                PeerEvent::PlaybackFinished => {
+                    sync_played(call.as_ref(), &mut engine);
+                    engine.handle_input(Input::PlaybackFinished);
                 }
-                PeerEvent::Played { .. } => {}
-                PeerEvent::PlaybackFinished => engine.handle_input(Input::PlaybackFinished),
                 PeerEvent::Connected => tracing::info!("webrtc caller connected"),
                 PeerEvent::ChannelOpen => tracing::debug!("oai-events data channel open"),
                 PeerEvent::Closed(reason) => {
@@ -369,6 +378,13 @@ async fn drive(
                 }
             }
         }
+    }
+}
+
+/// Feed the engine the caller's played position if it moved since the last look.
+fn sync_played(call: Option<&Call>, engine: &mut Engine) {
+    if let Some((item_id, played_ms)) = call.and_then(|c| c.link.played.take()) {
+        engine.handle_input(Input::AudioPlayed { item_id, played_ms });
     }
 }
 

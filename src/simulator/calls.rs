@@ -89,6 +89,7 @@ pub(crate) async fn create(
         setup,
         cmd_rx,
         evt_tx,
+        Arc::new(peer::PlayedPosition::default()),
         Duration::from_secs(15),
         Duration::from_secs(30),
     ));
