@@ -51,15 +51,21 @@ for i in $(seq "$RUNS"); do
     pick P1 "$TMP/p1/results.json"
   fi
   if [ "$WHICH" = P3 ] || [ "$WHICH" = all ]; then   # P3: websocket sessions streaming audio
-    start_pair
-    $BIN loadtest --quiet --target "http://$GW" --direct "http://$SIM" --echo --transport ws \
-      --sessions "${P3_SESSIONS:-2000}" --ramp 200 --duration 30 --out "$TMP/p3" > /dev/null || true
-    pick P3 "$TMP/p3/results.json"
+    for n in ${P3_SESSIONS:-200 400 2000}; do
+      start_pair
+      $BIN loadtest --quiet --target "http://$GW" --direct "http://$SIM" --echo --transport ws \
+        --sessions "$n" --ramp 200 --duration 30 --out "$TMP/p3" > /dev/null || true
+      pick "P3-$n" "$TMP/p3/results.json"
+    done
   fi
-  if [ "$WHICH" = P4 ] || [ "$WHICH" = all ]; then   # P4: offer → answer and setups per second
+  if [ "$WHICH" = P4 ] || [ "$WHICH" = all ]; then   # P4: offer → answer (light load) and setups/s (churn)
+    start_pair
+    $BIN loadtest --quiet --target "http://$GW" --transport webrtc --sessions 5 --ramp 50 \
+      --session-secs 0.5 --duration 10 --out "$TMP/p4a" > /dev/null || true
+    pick P4-latency "$TMP/p4a/results.json"
     start_pair
     $BIN loadtest --quiet --target "http://$GW" --transport webrtc --sessions 100 --ramp 500 \
-      --session-secs 0.3 --duration 10 --out "$TMP/p4" > /dev/null || true
-    pick P4 "$TMP/p4/results.json"
+      --session-secs 0.3 --duration 10 --out "$TMP/p4b" > /dev/null || true
+    pick P4-rate "$TMP/p4b/results.json"
   fi
 done

@@ -127,6 +127,22 @@ pub static PROCESSING_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
         frame_buckets(),
     )
 });
+/// One direction's per-frame series, resolved once (a label lookup per frame showed in profiles).
+pub struct AudioDirection {
+    pub frames: IntCounter,
+    pub processing: Histogram,
+}
+
+fn direction(frames: &str, processing: &str) -> AudioDirection {
+    AudioDirection {
+        frames: AUDIO_FRAMES.with_label_values(&[frames]),
+        processing: PROCESSING_SECONDS.with_label_values(&[processing]),
+    }
+}
+
+pub static TO_MODEL: LazyLock<AudioDirection> = LazyLock::new(|| direction("in", "to_model"));
+pub static TO_CLIENT: LazyLock<AudioDirection> = LazyLock::new(|| direction("out", "to_client"));
+
 pub static UPSTREAM_CONNECT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register(
         Histogram::with_opts(HistogramOpts::new(
@@ -152,12 +168,8 @@ pub fn init() {
         SESSIONS_ACTIVE.with_label_values(&[face.as_str()]);
         SESSIONS_STARTED.with_label_values(&[face.as_str()]);
     }
-    for d in ["in", "out"] {
-        AUDIO_FRAMES.with_label_values(&[d]);
-    }
-    for d in ["to_model", "to_client"] {
-        PROCESSING_SECONDS.with_label_values(&[d]);
-    }
+    LazyLock::force(&TO_MODEL);
+    LazyLock::force(&TO_CLIENT);
     for d in ["sent", "deferred"] {
         RESPONSE_CREATE.with_label_values(&[d]);
     }

@@ -291,6 +291,13 @@ impl Engine {
     }
 
     fn on_client_event(&mut self, raw: String) {
+        // Hot path: only `response.create` and `session.update` need a look inside; any other
+        // event (audio appends above all) goes up as it came, unparsed. A quoted type name can
+        // only be missing from the text if the event is of neither type.
+        if !raw.contains("\"response.create\"") && !raw.contains("\"session.update\"") {
+            self.send_to_model(ModelFrame::Raw { text: raw });
+            return;
+        }
         let Ok(Value::Object(mut ev)) = serde_json::from_str::<Value>(&raw) else {
             // Not ours to judge: the model answers malformed events with an error event.
             self.send_to_model(ModelFrame::Raw { text: raw });

@@ -655,3 +655,21 @@ fn a_clients_response_create_waits_for_the_active_response() {
         }]
     );
 }
+
+#[test]
+fn a_clients_audio_append_goes_up_byte_for_byte_whatever_its_key_order() {
+    let mut e = engine(ModelVersion::V2);
+    for raw in [
+        r#"{"type":"input_audio_buffer.append","audio":"AAAA"}"#,
+        // The Python SDK's order and spacing: the type after the audio.
+        r#"{"audio": "AAAA", "type": "input_audio_buffer.append"}"#,
+    ] {
+        e.handle_input(Input::Client(ClientCommand::RawEvent(raw.into())));
+        let out = frames(&drain(&mut e));
+        assert_eq!(out, vec![ModelFrame::Raw { text: raw.into() }]);
+        assert!(out[0].is_audio_append(), "counted as input audio: {raw}");
+    }
+    let create = r#"{"event_id": "e1", "type": "response.create"}"#;
+    e.handle_input(Input::Client(ClientCommand::RawEvent(create.into())));
+    assert!(!frames(&drain(&mut e))[0].is_audio_append());
+}

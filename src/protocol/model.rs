@@ -216,18 +216,16 @@ pub enum ModelFrame {
     },
 }
 
-const APPEND_TYPE: &[u8] = b"\"input_audio_buffer.append\"";
+const APPEND_TYPE: &str = "\"input_audio_buffer.append\"";
 
 impl ModelFrame {
     /// Input audio toward the model (voxgate's own append or a client's, passed through).
     pub fn is_audio_append(&self) -> bool {
         match self {
             ModelFrame::AudioAppend { .. } => true,
-            ModelFrame::Raw { text } => {
-                // The type names itself near the start of any serializer's output.
-                let head = &text.as_bytes()[..text.len().min(96)];
-                head.windows(APPEND_TYPE.len()).any(|w| w == APPEND_TYPE)
-            }
+            // Wherever a serializer put `type` (the Python SDK puts it after the audio); base64
+            // holds no quotes, so the quoted name cannot come from the payload.
+            ModelFrame::Raw { text } => text.contains(APPEND_TYPE),
             _ => false,
         }
     }

@@ -185,20 +185,20 @@ async fn drive(
                     }
                     send_frame(&engine, link.as_ref(), &frame);
                     if frame.is_audio_append() {
-                        audio_frame_done("in", "to_model", woke);
+                        audio_frame_done(&metrics::TO_MODEL, woke);
                     }
                 }
                 Output::ToClient(Notification::OutputAudioDelta(chunk)) if call.is_some() => {
                     if let Some(c) = &call {
                         play(c, chunk);
                     }
-                    audio_frame_done("out", "to_client", woke);
+                    audio_frame_done(&metrics::TO_CLIENT, woke);
                 }
                 Output::ToClient(n @ Notification::OutputAudioDelta(_))
                     if openai_client.is_none() =>
                 {
                     subs.notify(&thread_id, &n);
-                    audio_frame_done("out", "to_client", woke);
+                    audio_frame_done(&metrics::TO_CLIENT, woke);
                 }
                 Output::ToClient(Notification::Started { .. }) if !spec.announce_started => {}
                 Output::ToClient(n) => subs.notify(&thread_id, &n),
@@ -288,7 +288,7 @@ async fn drive(
                                 if out.try_send(text).is_err() {
                                     metrics::AUDIO_FRAMES_DROPPED.inc();
                                 } else {
-                                    audio_frame_done("out", "to_client", received);
+                                    audio_frame_done(&metrics::TO_CLIENT, received);
                                 }
                             } else if out.send(text).await.is_err() {
                                 engine.handle_input(Input::Client(ClientCommand::Stop));
@@ -389,11 +389,9 @@ fn sync_played(call: Option<&Call>, engine: &mut Engine) {
 }
 
 /// Count an audio frame carried in `direction` and how long the session held it.
-fn audio_frame_done(direction: &str, latency: &str, since: std::time::Instant) {
-    metrics::AUDIO_FRAMES.with_label_values(&[direction]).inc();
-    metrics::PROCESSING_SECONDS
-        .with_label_values(&[latency])
-        .observe(since.elapsed().as_secs_f64());
+fn audio_frame_done(direction: &metrics::AudioDirection, since: std::time::Instant) {
+    direction.frames.inc();
+    direction.processing.observe(since.elapsed().as_secs_f64());
 }
 
 fn send_frame(engine: &Engine, link: Option<&UpstreamLink>, frame: &ModelFrame) {
