@@ -11,13 +11,7 @@ BIN=target/release/voxgate
 TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
 
-wait_addr() { # file prefix
-  for _ in $(seq 100); do
-    if grep -q "$2" "$1" 2>/dev/null; then grep "$2" "$1" | head -1 | awk '{print $NF}'; return; fi
-    sleep 0.1
-  done
-  echo "no address in $1" >&2; exit 1
-}
+. benches/common.sh
 
 start_pair() { # fresh simulator (echo) + voxgate for every run
   kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true

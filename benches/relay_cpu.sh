@@ -11,13 +11,7 @@ BIN=target/release/voxgate
 TMP=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
 
-wait_addr() { # file prefix
-  for _ in $(seq 100); do
-    if grep -q "$2" "$1" 2>/dev/null; then grep "$2" "$1" | head -1 | awk '{print $NF}'; return; fi
-    sleep 0.1
-  done
-  echo "no address in $1" >&2; exit 1
-}
+. benches/common.sh
 
 RUST_LOG=warn $BIN simulate --listen 127.0.0.1:0 --echo > "$TMP/sim.out" 2>/dev/null &
 SIM=$(wait_addr "$TMP/sim.out" "simulator listening on")

@@ -12,25 +12,16 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn spawn_serve(grace_secs: u64) -> (Child, SocketAddr) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_voxgate"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("VOXGATE_") {
-            c.env_remove(k);
-        }
-    }
-    c.env_remove("OPENAI_API_KEY")
-        .env("RUST_LOG", "info")
+    let mut c = voxgate_bin(env!("CARGO_BIN_EXE_voxgate"));
+    c.env("RUST_LOG", "info")
         .env("VOXGATE_SERVER__DRAIN_GRACE_SECS", grace_secs.to_string())
         .args(["serve", "--listen", "127.0.0.1:0", "--log-json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     let mut child = c.spawn().expect("spawn voxgate");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();

@@ -4,9 +4,11 @@
 //! and an HTML report with its plots. In echo mode against a separate `voxgate simulate --echo`
 //! with `--direct`, it measures what voxgate adds; a threshold nobody can meet exits 3.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use serde_json::Value;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -16,19 +18,7 @@ const WAIT: Duration = Duration::from_secs(20);
 const RUN_WAIT: Duration = Duration::from_secs(90);
 
 fn voxgate() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_voxgate"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("VOXGATE_") {
-            c.env_remove(k);
-        }
-    }
-    c.env_remove("OPENAI_API_KEY")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    c
+    common::voxgate_bin(env!("CARGO_BIN_EXE_voxgate"))
 }
 
 /// Spawn and wait for the line that names the listening address.
@@ -59,13 +49,13 @@ async fn gateway(upstream: Option<&str>) -> (Child, String) {
     spawn_listening(c, "voxgate listening on ").await
 }
 
-/// Run `voxgate loadtest` with `args`; returns its exit code and the parsed results.json.
-async fn loadtest(out: &Path, args: &[&str]) -> (i32, Value, String) {
+/// Run `voxgate loadtest` with `args` (whitespace-separated); returns its exit code and the parsed results.json.
+async fn loadtest(out: &Path, args: &str) -> (i32, Value, String) {
     let output = tokio::time::timeout(
         RUN_WAIT,
         voxgate()
             .arg("loadtest")
-            .args(args)
+            .args(args.split_whitespace())
             .arg("--out")
             .arg(out)
             .arg("--quiet")
@@ -92,30 +82,9 @@ async fn twenty_sessions_pass_their_thresholds(transport: &str) {
     let target = format!("http://{addr}");
     let (code, r, stdout) = loadtest(
         &out,
-        &[
-            "--target",
-            &target,
-            "--transport",
-            transport,
-            "--sessions",
-            "20",
-            "--duration",
-            "5",
-            "--speech-ms",
-            "600",
-            "--pause-ms",
-            "300",
-            "--barge-in",
-            "0.3",
-            "--delegation",
-            "0.2",
-            "--max-error-rate",
-            "0.05",
-            "--max-p99-ms",
-            "5000",
-            "--max-p99-setup-ms",
-            "5000",
-        ],
+        &format!(
+            "--target {target} --transport {transport} --sessions 20 --duration 5 --speech-ms 600 --pause-ms 300 --barge-in 0.3 --delegation 0.2 --max-error-rate 0.05 --max-p99-ms 5000 --max-p99-setup-ms 5000"
+        ),
     )
     .await;
     assert_eq!(code, 0, "loadtest failed its thresholds:\n{stdout}");
@@ -189,21 +158,9 @@ async fn echo_mode_measures_what_voxgate_adds_over_the_model_alone() {
     let (target, direct) = (format!("http://{addr}"), format!("http://{sim_addr}"));
     let (code, r, stdout) = loadtest(
         &out,
-        &[
-            "--target",
-            &target,
-            "--direct",
-            &direct,
-            "--echo",
-            "--transport",
-            "rpc",
-            "--sessions",
-            "10",
-            "--duration",
-            "3",
-            "--max-error-rate",
-            "0",
-        ],
+        &format!(
+            "--target {target} --direct {direct} --echo --transport rpc --sessions 10 --duration 3 --max-error-rate 0"
+        ),
     )
     .await;
     assert_eq!(code, 0, "{stdout}");
@@ -243,22 +200,9 @@ async fn an_unmet_threshold_exits_non_zero_and_says_why() {
     let target = format!("http://{addr}");
     let (code, r, stdout) = loadtest(
         &out,
-        &[
-            "--target",
-            &target,
-            "--transport",
-            "ws",
-            "--sessions",
-            "2",
-            "--duration",
-            "3",
-            "--speech-ms",
-            "400",
-            "--pause-ms",
-            "200",
-            "--max-p99-setup-ms",
-            "0.000001",
-        ],
+        &format!(
+            "--target {target} --transport ws --sessions 2 --duration 3 --speech-ms 400 --pause-ms 200 --max-p99-setup-ms 0.000001"
+        ),
     )
     .await;
     assert_eq!(code, 3, "{stdout}");

@@ -1,31 +1,19 @@
 //! A synthetic caller on the JSON-RPC face (`/rpc`): `thread/realtime/start`, audio as
 //! `appendAudio`, the reply as `outputAudio/delta` notifications, `stop` at the end.
 
-use super::session::{REPORT_EVERY_TICKS, SessionCtx, audio_head, frame_interval, str_field};
+use super::session::{
+    REPORT_EVERY_TICKS, SessionCtx, audio_head, connect_ws, frame_interval, str_field,
+};
 use super::talker::Talker;
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::time::Instant;
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use tokio_tungstenite::tungstenite::Message;
 
 pub async fn run(ctx: &SessionCtx) -> Result<(), String> {
     let started = Instant::now();
-    let mut req = format!("{}/rpc", ctx.ws_base())
-        .into_client_request()
-        .map_err(|_| "bad_target")?;
-    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", ctx.api_key)) {
-        req.headers_mut().insert("authorization", v);
-    }
-    let (ws, _) = tokio::time::timeout(ctx.setup_timeout, tokio_tungstenite::connect_async(req))
-        .await
-        .map_err(|_| "setup_timeout")?
-        .map_err(|e| match e {
-            tokio_tungstenite::tungstenite::Error::Http(r) => {
-                format!("http_{}", r.status().as_u16())
-            }
-            _ => "connect".to_owned(),
-        })?;
+    let ws = connect_ws(ctx, "/rpc").await?;
     let (mut tx, mut rx) = ws.split();
     let thread = format!("lt-{}-{}", ctx.slot, ctx.seed);
     let init = json!({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "voxgate-loadtest",

@@ -1,30 +1,19 @@
 //! A synthetic caller on the OpenAI-compatible websocket face (`/v1/realtime`): the same client
 //! measures a direct round trip to the simulator (the baseline) and one through voxgate.
 
-use super::session::{REPORT_EVERY_TICKS, SessionCtx, audio_head, frame_interval, str_field};
+use super::session::{
+    REPORT_EVERY_TICKS, SessionCtx, audio_head, connect_ws, frame_interval, str_field,
+};
 use super::talker::Talker;
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::time::Instant;
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use tokio_tungstenite::tungstenite::Message;
 
 pub async fn run(ctx: &SessionCtx) -> Result<(), String> {
     let started = Instant::now();
-    let url = format!("{}/v1/realtime?model=gpt-realtime", ctx.ws_base());
-    let mut req = url.into_client_request().map_err(|_| "bad_target")?;
-    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", ctx.api_key)) {
-        req.headers_mut().insert("authorization", v);
-    }
-    let (ws, _) = tokio::time::timeout(ctx.setup_timeout, tokio_tungstenite::connect_async(req))
-        .await
-        .map_err(|_| "setup_timeout")?
-        .map_err(|e| match e {
-            tokio_tungstenite::tungstenite::Error::Http(r) => {
-                format!("http_{}", r.status().as_u16())
-            }
-            _ => "connect".to_owned(),
-        })?;
+    let ws = connect_ws(ctx, "/v1/realtime?model=gpt-realtime").await?;
     let (mut tx, mut rx) = ws.split();
     // Set up = the session exists (`session.created`).
     let created = tokio::time::timeout(ctx.setup_timeout, async {

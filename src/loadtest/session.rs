@@ -67,6 +67,29 @@ impl SessionCtx {
     }
 }
 
+/// The client's websocket to the target.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Open a websocket to `path` on the target with the API key, within the setup timeout; the error
+/// is the session's error kind.
+pub async fn connect_ws(ctx: &SessionCtx, path: &str) -> Result<Socket, String> {
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http::HeaderValue};
+    let mut req = format!("{}{path}", ctx.ws_base())
+        .into_client_request()
+        .map_err(|_| "bad_target")?;
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer {}", ctx.api_key)) {
+        req.headers_mut().insert("authorization", v);
+    }
+    let connect = tokio_tungstenite::connect_async_with_config(req, None, true);
+    match tokio::time::timeout(ctx.setup_timeout, connect).await {
+        Err(_) => Err("setup_timeout".into()),
+        Ok(Err(tungstenite::Error::Http(r))) => Err(format!("http_{}", r.status().as_u16())),
+        Ok(Err(_)) => Err("connect".into()),
+        Ok(Ok((ws, _))) => Ok(ws),
+    }
+}
+
 /// Frames per stats report (one second of 20 ms ticks).
 pub const REPORT_EVERY_TICKS: u32 = 50;
 

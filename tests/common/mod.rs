@@ -346,3 +346,21 @@ pub async fn collect_task(
         }
     }
 }
+
+/// The real `voxgate` binary (only for test targets Cargo builds it for), with no `VOXGATE_*`
+/// or `OPENAI_API_KEY` from the environment, stdout piped, killed with its handle.
+pub fn voxgate_bin(exe: &str) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(exe);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VOXGATE_") {
+            c.env_remove(k);
+        }
+    }
+    c.env_remove("OPENAI_API_KEY")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    c
+}
