@@ -3,7 +3,7 @@
 //! `report` about once a second, so the live progress line stays current.
 
 use super::stats::{Aggregate, SessionStats};
-use super::talker::TalkerConfig;
+use super::talker::{Talker, TalkerConfig};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,67 @@ pub async fn connect_ws(ctx: &SessionCtx, path: &str) -> Result<Socket, String> 
         Ok(Err(_)) => Err("connect".into()),
         Ok(Ok((ws, _))) => Ok(ws),
     }
+}
+
+/// What a websocket face makes of the talker: the messages for a tick's output, and what a text
+/// message from the server means (`Some` ends the session).
+pub trait WsFace {
+    fn encode(&mut self, out: super::talker::TickOut) -> Vec<String>;
+    fn on_text(&mut self, talker: &mut Talker, text: &str) -> Option<Result<(), String>>;
+    /// Messages that end the session politely.
+    fn goodbye(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The websocket faces' session loop: every 20 ms send what the talker says, hand every text
+/// message to the face, report stats once a second, and stop at `ends_at`.
+pub async fn drive_ws(ctx: &SessionCtx, ws: Socket, face: &mut impl WsFace) -> Result<(), String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut tx, mut rx) = ws.split();
+    let mut talker = Talker::new(ctx.talker.clone(), ctx.seed, Instant::now());
+    let mut tick = frame_interval();
+    let mut ticks = 0u32;
+    let result = 'session: loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if now >= ctx.ends_at {
+                    break Ok(());
+                }
+                for msg in face.encode(talker.tick(now)) {
+                    if tx.send(Message::text(msg)).await.is_err() {
+                        break 'session Err("closed_by_server".into());
+                    }
+                }
+                ticks += 1;
+                if ticks.is_multiple_of(REPORT_EVERY_TICKS) {
+                    ctx.report(&mut talker.stats);
+                }
+            }
+            msg = rx.next() => {
+                let Some(Ok(msg)) = msg else { break Err("closed_by_server".into()) };
+                let Message::Text(t) = msg else { continue };
+                if let Some(end) = face.on_text(&mut talker, t.as_str()) {
+                    break end;
+                }
+            }
+        }
+    };
+    talker.finish();
+    for msg in face.goodbye() {
+        let _ = tx.send(Message::text(msg)).await;
+    }
+    let _ = tx.send(Message::Close(None)).await;
+    ctx.ended(&mut talker.stats, true);
+    result
+}
+
+/// Base64 of a frame's PCM16LE bytes.
+pub fn frame_b64(frame: &[i16]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(super::speech::to_bytes(frame))
 }
 
 /// Frames per stats report (one second of 20 ms ticks).
