@@ -210,6 +210,11 @@ pub async fn create(
         Ok(p) => p,
         Err(e) => return auth_error(e),
     };
+    // Refused (limits, draining) before the offer is even read.
+    let permit = match app.admit(&principal) {
+        Ok(p) => p,
+        Err(e) => return auth_error(e),
+    };
     let mut offer = match read_offer(&headers, req, app.cfg.webrtc.max_offer_bytes).await {
         Ok(o) => o,
         Err(r) => return r,
@@ -217,10 +222,6 @@ pub async fn create(
     if offer.session.is_none() {
         offer.session = principal.bound_session.clone();
     }
-    let permit = match app.admit(&principal) {
-        Ok(p) => p,
-        Err(e) => return auth_error(e),
-    };
     let mode = q.mode.unwrap_or(app.cfg.webrtc.mode);
     tracing::info!(offer = %peer::describe_offer(&offer.sdp), ?mode, "call offer received");
     let call_id = new_call_id();
