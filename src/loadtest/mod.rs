@@ -500,9 +500,9 @@ fn print_summary(r: &serde_json::Value) {
     println!(
         "\nvoxgate loadtest: {} × {} for {} s against {}",
         r["config"]["sessions"],
-        r["config"]["transport"],
+        r["config"]["transport"].as_str().unwrap_or(""),
         r["config"]["duration_s"],
-        r["config"]["target"]
+        r["config"]["target"].as_str().unwrap_or("")
     );
     println!(
         "sessions  attempted {}  established {}  failed {}  error rate {}",
