@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 use std::time::Duration;
@@ -54,14 +53,7 @@ async fn demo_page_call_shows_transcript_and_delegated_work_in_chromium() {
     .await
     .expect("chromium run finishes in time")
     .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let s: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
-            panic!(
-                "no summary: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let s = client_summary(&out);
     assert!(s.get("error").is_none(), "{s}");
     assert_eq!(s["title"], "voxgate demo");
     let transcript = s["transcript"].as_str().unwrap_or_default();

@@ -11,25 +11,9 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-fn sdk_available() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import openai"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "openai SDK missing in CI: pip install -r e2e/requirements.txt"
-        );
-        eprintln!("SKIPPING OpenAI SDK e2e: pip install -r e2e/requirements.txt");
-    }
-    ok
-}
-
 #[tokio::test]
 async fn openai_python_sdk_runs_a_session_through_voxgate() {
-    if !sdk_available() {
+    if !python_module("openai", "OpenAI SDK") {
         return;
     }
     let h = harness().await;
@@ -46,14 +30,7 @@ async fn openai_python_sdk_runs_a_session_through_voxgate() {
     .await
     .expect("sdk client in time")
     .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let s: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
-            panic!(
-                "no summary: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let s = client_summary(&out);
     assert!(s.get("failed").is_none(), "{s}");
     assert_eq!(
         s["invalid"],

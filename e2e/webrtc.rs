@@ -9,24 +9,6 @@ use common::*;
 use serde_json::Value;
 use std::time::Duration;
 
-fn aiortc_available() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import aiortc"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var("CI").is_err(),
-            "aiortc missing in CI: pip install -r e2e/requirements.txt"
-        );
-        eprintln!(
-            "SKIPPING WebRTC e2e: aiortc not installed (pip install -r e2e/requirements.txt)"
-        );
-    }
-    ok
-}
-
 async fn run_client(base: &str, extra: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/aiortc_call.py");
     let wav = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aiortc-speech.wav");
@@ -49,19 +31,12 @@ async fn run_client(base: &str, extra: &[&str]) -> Value {
     .await
     .expect("aiortc client finishes in time")
     .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!(
-            "client printed no summary; stdout: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    client_summary(&out)
 }
 
 #[tokio::test]
 async fn aiortc_caller_speaks_and_hears_the_model_over_opus() {
-    if !aiortc_available() {
+    if !python_module("aiortc", "WebRTC") {
         return;
     }
     let h = harness().await;
@@ -107,7 +82,7 @@ async fn aiortc_caller_speaks_and_hears_the_model_over_opus() {
 
 #[tokio::test]
 async fn delegation_runs_server_side_and_the_caller_never_sees_the_plumbing() {
-    if !aiortc_available() {
+    if !python_module("aiortc", "WebRTC") {
         return;
     }
     let h = harness().await;
@@ -151,7 +126,7 @@ async fn delegation_runs_server_side_and_the_caller_never_sees_the_plumbing() {
 
 #[tokio::test]
 async fn barge_in_flushes_playout_and_truncates_at_the_played_position() {
-    if !aiortc_available() {
+    if !python_module("aiortc", "WebRTC") {
         return;
     }
     let h = harness().await;
@@ -190,7 +165,7 @@ async fn barge_in_flushes_playout_and_truncates_at_the_played_position() {
 
 #[tokio::test]
 async fn rpc_start_with_webrtc_transport_announces_started_then_sdp() {
-    if !aiortc_available() {
+    if !python_module("aiortc", "WebRTC") {
         return;
     }
     let h = harness().await;
@@ -228,7 +203,7 @@ async fn rpc_start_with_webrtc_transport_announces_started_then_sdp() {
 
 #[tokio::test]
 async fn passthrough_forwards_the_offer_and_delegates_over_the_sideband() {
-    if !aiortc_available() {
+    if !python_module("aiortc", "WebRTC") {
         return;
     }
     let h = harness().await;
@@ -307,7 +282,7 @@ async fn passthrough_forwards_the_offer_and_delegates_over_the_sideband() {
 
 #[tokio::test]
 async fn rpc_start_in_passthrough_gets_started_sdp_and_sideband_transcripts() {
-    if !aiortc_available() {
+    if !python_module("aiortc", "WebRTC") {
         return;
     }
     let h = harness().await;
@@ -336,7 +311,7 @@ async fn rpc_start_in_passthrough_gets_started_sdp_and_sideband_transcripts() {
 
 #[tokio::test]
 async fn a_caller_that_never_connects_ends_the_session_with_a_clear_reason() {
-    if !aiortc_available() {
+    if !python_module("aiortc", "WebRTC") {
         return;
     }
     let h = harness_with(|_| {}, |cfg| cfg.webrtc.connect_timeout_secs = 1).await;
@@ -350,7 +325,7 @@ async fn a_caller_that_never_connects_ends_the_session_with_a_clear_reason() {
 
 #[tokio::test]
 async fn stop_during_a_slow_sideband_join_cancels_it_cleanly() {
-    if !aiortc_available() {
+    if !python_module("aiortc", "WebRTC") {
         return;
     }
     let h = harness_with(|sim| sim.sideband_delay_ms = 3_000, |_| {}).await;
@@ -378,7 +353,7 @@ async fn stop_during_a_slow_sideband_join_cancels_it_cleanly() {
 
 #[tokio::test]
 async fn a_failed_sideband_join_is_an_error_then_closed_error() {
-    if !aiortc_available() {
+    if !python_module("aiortc", "WebRTC") {
         return;
     }
     let h = harness_with(|sim| sim.reject_sideband = true, |_| {}).await;
@@ -399,7 +374,7 @@ async fn a_sideband_observes_a_relay_call_and_can_update_its_session() {
     use futures_util::{SinkExt, StreamExt};
     use tokio::io::AsyncBufReadExt;
     use tokio_tungstenite::tungstenite::Message;
-    if !aiortc_available() {
+    if !python_module("aiortc", "WebRTC") {
         return;
     }
     let h = harness().await;

@@ -364,3 +364,34 @@ pub fn voxgate_bin(exe: &str) -> tokio::process::Command {
         .kill_on_drop(true);
     c
 }
+
+/// Whether python3 can import `module` (an e2e client's dependency). Missing locally: a SKIPPING
+/// note and false; missing in CI (`CI` set): a failure, since `.ci/run` installs it.
+pub fn python_module(module: &str, suite: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{module} missing in CI: pip install -r e2e/requirements.txt"
+        );
+        eprintln!(
+            "SKIPPING {suite} e2e: {module} not installed (pip install -r e2e/requirements.txt)"
+        );
+    }
+    ok
+}
+
+/// The JSON summary an e2e client prints as its last stdout line (panics with both streams).
+pub fn client_summary(out: &std::process::Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
+        panic!(
+            "client printed no summary; stdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
