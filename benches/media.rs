@@ -135,15 +135,15 @@ fn bench(c: &mut Criterion) {
                 .chunks_exact(2)
                 .map(|b| i16::from_le_bytes([b[0], b[1]]))
                 .collect();
-            playout.push(chunk.item_id, &pcm);
+            let _ = playout.push(chunk.item_id, &pcm);
             if let Tick::Frame { pcm, .. } = playout.next_frame() {
                 black_box(codec.encode(&pcm).expect("encode"));
             }
         })
     });
 
-    // Offer -> answer as the calls handler does it: parse and check the offer, bind the call's
-    // UDP socket, build the ICE-lite peer, produce the answer.
+    // Offer -> answer as the calls handler does it: parse and check the offer, build the ICE-lite
+    // peer on the shared media port, produce the answer.
     let offer = offer_sdp();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -152,11 +152,19 @@ fn bench(c: &mut Criterion) {
     let _guard = rt.enter();
     c.bench_function("sdp_offer_to_answer_relay", |b| {
         b.iter(|| {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
             black_box(
-                voxgate::media::peer::accept_offer(
+                voxgate::media::call::CallMedia::accept(
                     &offer,
-                    std::net::IpAddr::from([127, 0, 0, 1]),
-                    None,
+                    addr,
+                    addr,
+                    voxgate::media::call::new_ufrag(),
+                    Instant::now(),
+                    voxgate::media::call::MediaTimeouts {
+                        connect: std::time::Duration::from_secs(15),
+                        silence: std::time::Duration::from_secs(30),
+                    },
+                    Instant::now(),
                 )
                 .expect("answer"),
             )

@@ -1,15 +1,20 @@
 //! `AppState`: what every face shares — the validated config, the session registry, the agent
-//! core, and the resolved upstream (the in-process simulator when `[upstream] kind =
-//! "simulator"`). `start_conversation` turns validated start params into a running session.
+//! core, the shared media port, and the resolved upstream (the in-process simulator when
+//! `[upstream] kind = "simulator"`). Every start goes one way: `prepare` validates the params
+//! once, `launch` builds the session's core and reactor I/O from them and starts it.
 
 use crate::agent::AgentCore;
 use crate::config::{AgentKind, Config, UpstreamKind};
 use crate::engine::EngineConfig;
+use crate::media::call::{CallMedia, MediaTimeouts};
+use crate::media::shards::MediaShards;
 use crate::protocol::ModelVersion;
 use crate::protocol::rpc::{StartParams, Transport};
 use crate::protocol::session_config::{self, OutputModality, SessionSettings};
-use crate::runtime::session_task::CallLink;
-use crate::runtime::{Face, SessionSpec, Sessions};
+use crate::session::core::{ClientSide, CoreConfig, SessionCore};
+use crate::session::outbox::OutboxLimits;
+use crate::session::reactor::SessionIo;
+use crate::session::{Face, Sessions};
 use crate::simulator::Simulator;
 use crate::upstream::{UpstreamRequest, url};
 use std::collections::HashMap;
@@ -21,7 +26,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error(transparent)]
-    Offer(crate::media::peer::OfferError),
+    Offer(crate::media::call::OfferError),
     #[error("{0}")]
     Setup(String),
     #[error(transparent)]
@@ -38,6 +43,34 @@ pub struct WebrtcStart {
     pub upstream_call_id: Option<String>,
     /// The thread the conversation runs on.
     pub thread_id: String,
+}
+
+/// How a session's client is reached.
+enum Launch {
+    /// JSON-RPC subscribers of the thread.
+    Rpc,
+    /// A WebRTC caller voxgate terminates: its media and its route on the shared port.
+    Relay(
+        Box<CallMedia>,
+        (
+            crate::media::shards::MediaRoute,
+            tokio::sync::mpsc::Receiver<crate::media::shards::Datagram>,
+        ),
+    ),
+    /// A WebRTC caller connected to the model's own calls endpoint (voxgate rides the sideband).
+    Passthrough,
+    /// An OpenAI-protocol websocket client and the session it configured.
+    OpenAi {
+        socket: Box<axum::extract::ws::WebSocket>,
+        session: serde_json::Value,
+        delegation: bool,
+    },
+}
+
+/// The instant every relay call's 20 ms pacing grid starts from, so all their ticks coincide.
+fn media_grid() -> std::time::Instant {
+    static GRID: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *GRID.get_or_init(std::time::Instant::now)
 }
 
 struct Prepared {
@@ -60,6 +93,8 @@ pub struct AppState {
     pub upstream_base: String,
     /// Held to keep the in-process simulator running.
     pub simulator: Option<Simulator>,
+    /// The UDP port every relay call's media shares.
+    pub media: MediaShards,
     prompt_template: String,
     next_conn: AtomicU64,
     http: reqwest::Client,
@@ -89,7 +124,16 @@ impl AppState {
             }
             UpstreamKind::Openai => (None, cfg.upstream.base_url.clone()),
         };
+        let w = &cfg.webrtc;
+        let shards = match w.media_shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let media = MediaShards::start(w.bind_ip, w.udp_port, w.public_ip, shards)?;
+        tracing::info!(addr = %media.local_addr(), advertised = %media.advertised_addr(), shards,
+            "media port open for relay calls");
         Ok(Arc::new(Self {
+            media,
             prompt_template: cfg.prompt_template(),
             auth: crate::auth::Auth::new(&cfg.auth),
             cfg: Arc::new(cfg),
@@ -190,53 +234,96 @@ impl AppState {
         })
     }
 
-    /// Launch a prepared session toward `url`.
-    fn launch(
-        &self,
-        thread_id: &str,
-        prep: Prepared,
-        url: String,
-        call: Option<CallLink>,
-        webrtc: bool,
-    ) {
+    /// Build the session's core and reactor I/O from a prepared start, and start it.
+    fn launch(&self, thread_id: &str, prep: Prepared, url: String, client: Launch) {
         let version = prep.settings.version;
-        let face = match (webrtc, call.is_some()) {
-            (false, _) => Face::Rpc,
-            (true, true) => Face::WebrtcRelay,
-            (true, false) => Face::WebrtcPassthrough,
+        let (face, side, socket, media, session_update, delegation, connect_attempts) = match client
+        {
+            Launch::Rpc => (
+                Face::Rpc,
+                ClientSide::Notifications,
+                None,
+                None,
+                session_config::session_update(&prep.settings),
+                true,
+                1,
+            ),
+            Launch::Relay(media, route) => (
+                Face::WebrtcRelay,
+                ClientSide::relay(*media),
+                None,
+                Some(route),
+                session_config::session_update(&prep.settings),
+                true,
+                1,
+            ),
+            // A sideband join retries with backoff (the call may still be settling upstream).
+            Launch::Passthrough => (
+                Face::WebrtcPassthrough,
+                ClientSide::Notifications,
+                None,
+                None,
+                session_config::session_update(&prep.settings),
+                true,
+                5,
+            ),
+            Launch::OpenAi {
+                socket,
+                session,
+                delegation,
+            } => (
+                Face::OpenaiWs,
+                ClientSide::openai(delegation),
+                Some(*socket),
+                None,
+                serde_json::json!({"type": "session.update", "session": session}),
+                delegation,
+                1,
+            ),
         };
-        let spec = SessionSpec {
-            thread_id: thread_id.to_owned(),
-            face,
-            engine: EngineConfig {
-                version,
-                realtime_session_id: prep.session_id.clone(),
-                session_update: session_config::session_update(&prep.settings),
-                acks: self.cfg.session.acks.to_acks(),
-                local_playout: call.is_some(),
-                delegation: true,
+        let relay = face == Face::WebrtcRelay;
+        let queue = self.cfg.upstream.audio_queue_frames;
+        let model_limits = OutboxLimits {
+            // A frame of 20 ms audio is ~1.3 KB on the wire.
+            audio_limit: queue.max(1) * 1400,
+            ..OutboxLimits::default()
+        };
+        let core = SessionCore::new(
+            CoreConfig {
+                face,
+                engine: EngineConfig {
+                    version,
+                    realtime_session_id: prep.session_id.clone(),
+                    session_update,
+                    acks: self.cfg.session.acks.to_acks(),
+                    local_playout: relay,
+                    delegation,
+                },
+                task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
+                max_duration: prep.permit.as_ref().and_then(|p| p.max_duration),
+                announce_started: !matches!(face, Face::WebrtcRelay | Face::WebrtcPassthrough),
+                model_limits,
+                client_limits: OutboxLimits::default(),
             },
+            side,
+            std::time::Instant::now(),
+        );
+        let io = SessionIo {
+            thread_id: thread_id.to_owned(),
             upstream: UpstreamRequest {
                 url,
                 api_key: prep.api_key,
                 session_id: prep.session_id,
                 version,
                 connect_timeout: Duration::from_millis(self.cfg.upstream.connect_timeout_ms),
-                audio_queue: self.cfg.upstream.audio_queue_frames,
-                // Calls keep raw events for their data channel and for sideband observers.
-                keep_raw: webrtc,
-                // A sideband join retries with backoff (the call may still be settling upstream).
-                connect_attempts: if webrtc && call.is_none() { 5 } else { 1 },
+                connect_attempts,
             },
             agent: prep.agent,
-            task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
-            announce_started: !webrtc,
-            call,
-            openai_client: None,
+            client: socket,
+            media,
             permit: prep.permit,
         };
-        self.sessions
-            .start(spec, self.cfg.upstream.audio_queue_frames);
+        self.sessions.start(core, io, queue);
     }
 
     /// Start a session for an OpenAI-protocol websocket client (`GET /v1/realtime?model=…`):
@@ -246,21 +333,36 @@ impl AppState {
         thread_id: &str,
         model: Option<String>,
         v1: bool,
-        out: tokio::sync::mpsc::Sender<String>,
+        socket: Box<axum::extract::ws::WebSocket>,
         principal: Option<&crate::auth::Principal>,
         permit: Option<crate::auth::SessionPermit>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Box<(axum::extract::ws::WebSocket, String)>> {
         let version = if v1 {
             ModelVersion::V1
         } else {
             ModelVersion::V2
         };
-        let p: StartParams = serde_json::from_value(serde_json::json!({
-            "threadId": thread_id, "outputModality": "audio", "model": model, "version": version,
-        }))
-        .map_err(|e| e.to_string())?;
-        let prep = self.prepare(&p)?;
-        let url = self.model_url(&prep)?;
+        let p = StartParams {
+            thread_id: thread_id.to_owned(),
+            output_modality: OutputModality::Audio,
+            prompt: Default::default(),
+            realtime_session_id: None,
+            transport: None,
+            voice: None,
+            version: Some(version),
+            model,
+            mode: None,
+            agent: None,
+            webrtc_mode: None,
+        };
+        let prepared = self
+            .prepare(&p)
+            .and_then(|prep| self.model_url(&prep).map(|url| (prep, url)));
+        let (mut prep, url) = match prepared {
+            Ok(v) => v,
+            Err(message) => return Err(Box::new((*socket, message))),
+        };
+        prep.permit = permit;
         let delegation =
             self.cfg.openai.delegation && principal.is_none_or(|p| p.limits.delegation);
         // The client configures its own session (or a client secret's bound one); voxgate only
@@ -274,36 +376,16 @@ impl AppState {
             session["tools"] = session_config::delegation_tools();
             session["tool_choice"] = "auto".into();
         }
-        let spec = SessionSpec {
-            thread_id: thread_id.to_owned(),
-            face: Face::OpenaiWs,
-            engine: EngineConfig {
-                version,
-                realtime_session_id: prep.session_id.clone(),
-                session_update: serde_json::json!({"type": "session.update", "session": session}),
-                acks: self.cfg.session.acks.to_acks(),
-                local_playout: false,
+        self.launch(
+            thread_id,
+            prep,
+            url,
+            Launch::OpenAi {
+                socket,
+                session,
                 delegation,
             },
-            upstream: UpstreamRequest {
-                url,
-                api_key: prep.api_key,
-                session_id: prep.session_id,
-                version,
-                connect_timeout: Duration::from_millis(self.cfg.upstream.connect_timeout_ms),
-                audio_queue: self.cfg.upstream.audio_queue_frames,
-                keep_raw: true,
-                connect_attempts: 1,
-            },
-            agent: prep.agent,
-            task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
-            announce_started: true,
-            call: None,
-            openai_client: Some(out),
-            permit,
-        };
-        self.sessions
-            .start(spec, self.cfg.upstream.audio_queue_frames);
+        );
         Ok(())
     }
 
@@ -330,7 +412,7 @@ impl AppState {
         let mut prep = self.prepare(&p)?;
         prep.permit = permit;
         let url = self.model_url(&prep)?;
-        self.launch(&p.thread_id, prep, url, None, false);
+        self.launch(&p.thread_id, prep, url, Launch::Rpc);
         Ok(())
     }
 
@@ -352,36 +434,29 @@ impl AppState {
         let session_id = prep.session_id.clone();
         let answer = match mode {
             WebrtcMode::Relay => {
-                let (answer, setup) = crate::media::peer::accept_offer(
+                let url = self.model_url(&prep).map_err(CallError::Setup)?;
+                let ufrag = crate::media::call::new_ufrag();
+                let w = &self.cfg.webrtc;
+                let (answer, media) = CallMedia::accept(
                     offer,
-                    self.cfg.webrtc.bind_ip,
-                    self.cfg.webrtc.public_ip,
+                    self.media.local_addr(),
+                    self.media.advertised_addr(),
+                    ufrag,
+                    media_grid(),
+                    MediaTimeouts {
+                        connect: Duration::from_secs(w.connect_timeout_secs),
+                        silence: Duration::from_secs(w.silence_timeout_secs),
+                    },
+                    std::time::Instant::now(),
                 )
                 .map_err(CallError::Offer)?;
-                let url = self.model_url(&prep).map_err(CallError::Setup)?;
-                let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(4096);
-                let (evt_tx, evt_rx) = tokio::sync::mpsc::channel(1024);
-                let played = Arc::new(crate::media::peer::PlayedPosition::default());
+                let route = self.media.register(media.ufrag());
                 self.launch(
                     &p.thread_id,
                     prep,
                     url,
-                    Some(CallLink {
-                        commands: cmd_tx,
-                        events: evt_rx,
-                        played: played.clone(),
-                    }),
-                    true,
+                    Launch::Relay(Box::new(media), route),
                 );
-                let w = &self.cfg.webrtc;
-                tokio::spawn(crate::media::peer::run(
-                    setup,
-                    cmd_rx,
-                    evt_tx,
-                    played,
-                    Duration::from_secs(w.connect_timeout_secs),
-                    Duration::from_secs(w.silence_timeout_secs),
-                ));
                 WebrtcStart {
                     answer,
                     upstream_call_id: None,
@@ -411,7 +486,7 @@ impl AppState {
                     &self.cfg.upstream.extra_query,
                 )
                 .map_err(CallError::Setup)?;
-                self.launch(&p.thread_id, prep, url, None, true);
+                self.launch(&p.thread_id, prep, url, Launch::Passthrough);
                 WebrtcStart {
                     answer,
                     upstream_call_id: Some(call_id),

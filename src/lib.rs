@@ -1,5 +1,5 @@
 //! voxgate: a realtime voice gateway. Layers, top to bottom: `cli`/`config` (app), `http` + `rpc`
-//! (faces), `runtime` (session registry and the one task per session), `engine` (sans-IO
+//! (faces), `session` (the sans-IO session core, its reactor task and the registry), `engine` (sans-IO
 //! conversation state machine), `protocol` (pure wire types), and the adapters `upstream`,
 //! `agent` and `simulator`.
 
@@ -15,6 +15,6 @@ pub mod media;
 pub mod metrics;
 pub mod protocol;
 pub mod rpc;
-pub mod runtime;
+pub mod session;
 pub mod simulator;
 pub mod upstream;

@@ -162,11 +162,44 @@ pub static DRAINING: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+/// The `face` label's values (how a conversation's client reaches voxgate).
+pub const FACES: [&str; 4] = ["rpc", "openai_ws", "webrtc_relay", "webrtc_passthrough"];
+
+pub static MEDIA_DATAGRAMS_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_media_datagrams_dropped_total",
+        "Media datagrams dropped: no call to route them to, a call's queue full, or a full socket",
+    )
+});
+pub static CLIENT_BACKLOG_PEAK_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "voxgate_client_backlog_peak_bytes",
+            "Most bytes ever queued for one client or model socket (bounded per socket)",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static SOCKETS_CLOSED_SLOW: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_slow_sockets_closed_total",
+        "Sessions ended because a client or the model stopped reading what voxgate sent",
+    )
+});
+
+/// Record a socket's backlog if it is the largest seen.
+pub fn observe_backlog(bytes: usize) {
+    let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+    if bytes > CLIENT_BACKLOG_PEAK_BYTES.get() {
+        CLIENT_BACKLOG_PEAK_BYTES.set(bytes);
+    }
+}
+
 /// Touch every metric so `/metrics` lists them all from the start (zero-valued).
 pub fn init() {
-    for face in crate::runtime::Face::ALL {
-        SESSIONS_ACTIVE.with_label_values(&[face.as_str()]);
-        SESSIONS_STARTED.with_label_values(&[face.as_str()]);
+    for face in FACES {
+        SESSIONS_ACTIVE.with_label_values(&[face]);
+        SESSIONS_STARTED.with_label_values(&[face]);
     }
     LazyLock::force(&TO_MODEL);
     LazyLock::force(&TO_CLIENT);
@@ -183,6 +216,9 @@ pub fn init() {
     LazyLock::force(&TRUNCATIONS);
     LazyLock::force(&UPSTREAM_CONNECT_SECONDS);
     LazyLock::force(&DRAINING);
+    LazyLock::force(&MEDIA_DATAGRAMS_DROPPED);
+    LazyLock::force(&CLIENT_BACKLOG_PEAK_BYTES);
+    LazyLock::force(&SOCKETS_CLOSED_SLOW);
 }
 
 /// Render every metric in the Prometheus text format.

@@ -72,8 +72,12 @@ pub enum WebrtcMode {
 pub struct WebrtcConfig {
     /// "relay" (default) or "passthrough"; a call may override it (`?mode=`, start `webrtcMode`).
     pub mode: WebrtcMode,
-    /// Local address media sockets bind to (one UDP port per call).
+    /// Local address the shared media port binds to.
     pub bind_ip: std::net::IpAddr,
+    /// The UDP port every relay call's media shares (0: an ephemeral port picked at start).
+    pub udp_port: u16,
+    /// Sockets sharing the media port, each with its own reader task (0: one per core).
+    pub media_shards: usize,
     /// Address advertised in ICE host candidates when it differs from bind_ip (NAT, containers).
     pub public_ip: Option<std::net::IpAddr>,
     /// A call whose ICE/DTLS has not connected by then ends.
@@ -89,6 +93,8 @@ impl Default for WebrtcConfig {
         Self {
             mode: WebrtcMode::Relay,
             bind_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            udp_port: 0,
+            media_shards: 0,
             public_ip: None,
             connect_timeout_secs: 15,
             silence_timeout_secs: 30,

@@ -3,7 +3,7 @@
 //! Errors are OpenAI-shaped JSON and never echo the SDP.
 
 use crate::app::{AppState, CallError, WebrtcMode};
-use crate::media::peer::{self, OfferError};
+use crate::media::call::{self as peer, OfferError};
 use crate::protocol::rpc::StartParams;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};

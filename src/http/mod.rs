@@ -10,11 +10,7 @@ use axum::Router;
 use axum::routing::get;
 use std::sync::Arc;
 
-/// Read buffer of each websocket voxgate serves or opens. tungstenite's default (128 KiB) is
-/// touched in full as frames stream through it, which made it most of a session's memory; an
-/// audio frame is ~1.3 KB and larger messages still arrive whole (the buffer only sets the read
-/// chunk).
-pub const WS_READ_BUFFER: usize = 16 * 1024;
+pub use crate::upstream::ws::WS_READ_BUFFER;
 
 pub fn router(app: Arc<AppState>) -> Router {
     Router::new()

@@ -6,8 +6,9 @@
 //! `GET /v1/realtime?call_id=rtc_…` is a sideband onto a call voxgate runs.
 
 use crate::app::AppState;
-use crate::engine::ClientCommand;
 use crate::http::calls::api_error;
+use crate::session::Delivery;
+use crate::session::reactor::SessionCommand;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -81,25 +82,22 @@ async fn serve(
     permit: crate::auth::SessionPermit,
 ) {
     let thread_id = format!("ws_{:016x}", rand::random::<u64>());
-    let (mut sink, stream) = socket.split();
-    let (out_tx, out_rx) = mpsc::channel::<String>(1024);
-    if let Err(message) = app.start_openai_session(
+    // The session's reactor owns the socket from here on.
+    match app.start_openai_session(
         &thread_id,
         model,
         intent.as_deref() == Some("quicksilver"),
-        out_tx,
+        Box::new(socket),
         Some(&principal),
         Some(permit),
     ) {
-        let _ = sink.send(Message::text(error_event(&message))).await;
-        let _ = sink.close().await;
-        return;
+        Ok(()) => tracing::info!(%thread_id, "openai-protocol client connected"),
+        Err(refused) => {
+            let (mut socket, message) = *refused;
+            let _ = socket.send(Message::text(error_event(&message))).await;
+            let _ = socket.close().await;
+        }
     }
-    tracing::info!(%thread_id, "openai-protocol client connected");
-    let writer = pump(&app, &thread_id, sink, stream, out_rx).await;
-    app.sessions.stop(&thread_id);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
-    tracing::info!(%thread_id, "openai-protocol client left");
 }
 
 /// A sideband onto a call voxgate runs (relay or passthrough), as OpenAI's sideband works: it
@@ -107,10 +105,8 @@ async fn serve(
 /// answers), which go through the engine's rules. Leaving does not end the call.
 async fn sideband(app: Arc<AppState>, socket: WebSocket, call_id: String) {
     let (mut sink, stream) = socket.split();
-    let (out_tx, out_rx) = mpsc::channel::<String>(1024);
-    if app.sessions.attach_observer(&call_id, out_tx)
-        == crate::runtime::sessions::Delivery::NotRunning
-    {
+    let (out_tx, out_rx) = mpsc::channel::<Arc<str>>(1024);
+    if app.sessions.attach_observer(&call_id, out_tx).await == Delivery::NotRunning {
         let _ = sink
             .send(Message::text(error_event("the call has ended")))
             .await;
@@ -124,19 +120,19 @@ async fn sideband(app: Arc<AppState>, socket: WebSocket, call_id: String) {
 type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
 type WsStream = futures_util::stream::SplitStream<WebSocket>;
 
-/// Carry one OpenAI-protocol socket: events for the client from `out` to the socket (a writer
-/// task, returned), client events from the socket into `thread_id`'s session (through the
-/// engine's rules) until the client leaves or the session ends.
+/// Carry one sideband socket: model events for it from `out` to the socket (a writer task,
+/// returned), its client events into `thread_id`'s session (through the engine's rules) until
+/// it leaves or the session ends.
 async fn pump(
     app: &AppState,
     thread_id: &str,
     mut sink: WsSink,
     mut stream: WsStream,
-    mut out: mpsc::Receiver<String>,
+    mut out: mpsc::Receiver<Arc<str>>,
 ) -> tokio::task::JoinHandle<()> {
     let writer = tokio::spawn(async move {
         while let Some(text) = out.recv().await {
-            if sink.send(Message::text(text)).await.is_err() {
+            if sink.send(Message::text(text.as_ref())).await.is_err() {
                 break;
             }
         }
@@ -147,8 +143,9 @@ async fn pump(
             Message::Text(t) => {
                 let delivered = app
                     .sessions
-                    .send_command(thread_id, ClientCommand::RawEvent(t.to_string()));
-                if delivered == crate::runtime::sessions::Delivery::NotRunning {
+                    .send_command(thread_id, SessionCommand::ClientText(t.to_string()))
+                    .await;
+                if delivered == Delivery::NotRunning {
                     break;
                 }
             }

@@ -65,7 +65,7 @@ struct Call {
 }
 
 pub async fn run(ctx: &SessionCtx) -> Result<(), String> {
-    crate::media::peer::install_crypto();
+    crate::media::call::install_crypto();
     let std_socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|_| "socket")?;
     std_socket.set_nonblocking(true).map_err(|_| "socket")?;
     let local = std_socket.local_addr().map_err(|_| "socket")?;
@@ -74,7 +74,7 @@ pub async fn run(ctx: &SessionCtx) -> Result<(), String> {
     rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|_| "socket")?);
     let mut change = rtc.sdp_api();
     let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
-    let channel = change.add_channel(crate::media::peer::DATA_CHANNEL_LABEL.into());
+    let channel = change.add_channel(crate::media::call::DATA_CHANNEL_LABEL.into());
     let (offer, pending) = change.apply().ok_or("offer")?;
     let http = reqwest::Client::new();
     // Set up = offer sent → answer received (the caller's own peer creation is not voxgate's).

@@ -1,10 +1,15 @@
 //! `PlayoutClock`: the downlink queue of model audio for one WebRTC call. Audio is queued as it
 //! arrives (faster than real time), taken out one 20 ms frame per tick, and the clock knows how
 //! much of each output item was actually played, so a barge-in can flush the rest at once and
-//! truncate at the played position. Sans-IO: the peer task calls `next_frame` on its 20 ms timer.
+//! truncate at the played position. Sans-IO: `CallMedia` calls `next_frame` on its 20 ms tick.
+//! The queue holds at most [`MAX_QUEUED_MS`] of audio; a model that sends more is cut (counted).
 
 use super::codec::{FRAME_SAMPLES, SAMPLE_RATE};
 use std::collections::VecDeque;
+
+/// Most audio queued for playout: two minutes, far beyond any one reply.
+pub const MAX_QUEUED_MS: u64 = 120_000;
+const MAX_QUEUED_SAMPLES: usize = (MAX_QUEUED_MS * SAMPLE_RATE as u64 / 1000) as usize;
 
 #[derive(Debug, Default)]
 pub struct PlayoutClock {
@@ -33,15 +38,20 @@ pub enum Tick {
 }
 
 impl PlayoutClock {
-    pub fn push(&mut self, item: Option<String>, pcm: &[i16]) {
+    /// Queue audio of `item`; false (and nothing queued) when the queue is full.
+    pub fn push(&mut self, item: Option<String>, pcm: &[i16]) -> bool {
         if pcm.is_empty() {
-            return;
+            return true;
+        }
+        if self.samples.len() + pcm.len() > MAX_QUEUED_SAMPLES {
+            return false;
         }
         self.samples.extend(pcm.iter().copied());
         match self.segments.back_mut() {
             Some((id, n)) if *id == item => *n += pcm.len(),
             _ => self.segments.push_back((item, pcm.len())),
         }
+        true
     }
 
     /// True while there is audio to play or a `Stopped` still to report: the pacing tick only
@@ -166,5 +176,15 @@ mod tests {
         assert_eq!(p.queued_ms(), 0);
         assert_eq!(p.played_ms("b"), Some(20));
         assert_eq!(p.next_frame(), Tick::Stopped);
+    }
+
+    #[test]
+    fn the_queue_refuses_audio_beyond_its_bound() {
+        let mut p = PlayoutClock::default();
+        let minute = vec![0i16; 24_000 * 60];
+        assert!(p.push(None, &minute));
+        assert!(p.push(None, &minute));
+        assert!(!p.push(None, &[1; 480]), "two minutes is the bound");
+        assert_eq!(p.queued_ms(), MAX_QUEUED_MS);
     }
 }

@@ -96,6 +96,25 @@ impl AudioChunk {
     }
 }
 
+#[cfg(test)]
+mod base64_tests {
+    use super::check_base64;
+    use base64::Engine as _;
+
+    #[test]
+    fn check_base64_agrees_with_the_decoder() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        for n in 0..10usize {
+            let data: Vec<u8> = (0..n as u8).collect();
+            assert_eq!(check_base64(&b64.encode(&data)), Ok(n));
+        }
+        for bad in ["abc", "ab!d", "a===", "====", "ab=d"] {
+            assert!(check_base64(bad).is_err(), "{bad}");
+            assert!(b64.decode(bad).is_err(), "{bad}");
+        }
+    }
+}
+
 /// Length of the bytes a standard base64 string decodes to, without decoding it.
 pub fn base64_decoded_len(b64: &str) -> u64 {
     let s = b64.trim_end();
@@ -108,6 +127,27 @@ pub fn base64_decoded_len(b64: &str) -> u64 {
             _ => 0,
         }
         - pad.min(2)
+}
+
+/// Check that `b64` is standard, padded base64 without decoding it; returns the decoded length.
+/// (Validating an append must not cost a decode and an allocation per frame.)
+pub fn check_base64(b64: &str) -> Result<usize, String> {
+    let bytes = b64.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return Err(format!("its length {} is not a multiple of 4", bytes.len()));
+    }
+    let pad = bytes.iter().rev().take_while(|b| **b == b'=').count();
+    if pad > 2 {
+        return Err("more than two padding characters".into());
+    }
+    let body = &bytes[..bytes.len() - pad];
+    if let Some(i) = body
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/'))
+    {
+        return Err(format!("invalid character at offset {i}"));
+    }
+    Ok(bytes.len() / 4 * 3 - pad)
 }
 
 /// The normalized inbound event (protocol.md §2.3, right-hand column). Serializable so wire

@@ -8,11 +8,10 @@ use crate::engine::ClientCommand;
 use crate::protocol::rpc::{self as p, Incoming, Notification, RpcError};
 use crate::protocol::session_config::{self};
 use crate::protocol::{AudioChunk, ModelVersion};
-use crate::runtime::sessions::Delivery;
-use crate::runtime::{Outbound, Subscriber};
-use base64::Engine as _;
+use crate::session::reactor::SessionCommand;
+use crate::session::{Delivery, Outbound, SessionSender, Subscriber};
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 use tracing::Instrument;
@@ -26,7 +25,12 @@ pub struct RpcConnection {
     experimental: bool,
     opt_out: Arc<HashSet<String>>,
     principal: crate::auth::Principal,
+    /// Sessions this connection streams audio to, held so a frame takes no registry lock.
+    audio_to: HashMap<String, SessionSender>,
 }
+
+/// Threads a connection keeps a session handle for at most (more: the cache starts over).
+const AUDIO_SENDERS: usize = 64;
 
 impl RpcConnection {
     pub fn new(
@@ -43,6 +47,7 @@ impl RpcConnection {
             experimental: false,
             opt_out: Arc::new(HashSet::new()),
             principal,
+            audio_to: HashMap::new(),
         }
     }
 
@@ -170,7 +175,7 @@ impl RpcConnection {
                 let params: p::AppendAudioParams = p::parse_params(params)?;
                 let chunk = validate_audio(params.audio)?;
                 self.subscribe(&params.thread_id);
-                let d = self.app.sessions.append_audio(&params.thread_id, chunk);
+                let d = self.append_audio(&params.thread_id, chunk);
                 Ok((json!({}), not_running(d, params.thread_id)))
             }
             p::METHOD_APPEND_TEXT => {
@@ -180,7 +185,11 @@ impl RpcConnection {
                     text: params.text,
                     role: params.role.unwrap_or_default(),
                 };
-                let d = self.app.sessions.send_command(&params.thread_id, cmd);
+                let d = self
+                    .app
+                    .sessions
+                    .send_command(&params.thread_id, SessionCommand::Client(cmd))
+                    .await;
                 Ok((json!({}), not_running(d, params.thread_id)))
             }
             p::METHOD_STOP => {
@@ -190,6 +199,31 @@ impl RpcConnection {
             }
             _ => Ok((list_voices(), None)),
         }
+    }
+
+    /// Hand a frame to the thread's session through the cached handle, refreshed from the
+    /// registry only when the thread's session is new or gone.
+    fn append_audio(&mut self, thread_id: &str, chunk: AudioChunk) -> Delivery {
+        let cached = self
+            .audio_to
+            .get(thread_id)
+            .filter(|s| s.is_running())
+            .cloned();
+        let sender = match cached {
+            Some(s) => s,
+            None => {
+                let Some(s) = self.app.sessions.sender(thread_id) else {
+                    self.audio_to.remove(thread_id);
+                    return Delivery::NotRunning;
+                };
+                if self.audio_to.len() >= AUDIO_SENDERS {
+                    self.audio_to.clear();
+                }
+                self.audio_to.insert(thread_id.to_owned(), s.clone());
+                s
+            }
+        };
+        sender.append_audio(chunk)
     }
 
     /// Work that must follow the `{}` reply (fire-and-forget semantics).
@@ -207,7 +241,7 @@ impl RpcConnection {
                     }
                 };
                 if let Some(p::Transport::Webrtc { sdp }) = params.transport.clone() {
-                    tracing::info!(%thread_id, offer = %crate::media::peer::describe_offer(&sdp), "webrtc start");
+                    tracing::info!(%thread_id, offer = %crate::media::call::describe_offer(&sdp), "webrtc start");
                     let mode = params.webrtc_mode.unwrap_or(self.app.cfg.webrtc.mode);
                     if let Err(e) = self
                         .app
@@ -263,10 +297,9 @@ fn validate_audio(a: p::AudioParam) -> Result<AudioChunk, RpcError> {
             a.sample_rate, a.num_channels
         )));
     }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(a.data.as_bytes())
+    let bytes = crate::protocol::model::check_base64(&a.data)
         .map_err(|e| RpcError::invalid_params(format!("audio.data is not valid base64: {e}")))?;
-    if bytes.len() % 2 != 0 {
+    if bytes % 2 != 0 {
         return Err(RpcError::invalid_params(
             "audio.data has an odd byte count; PCM16 needs 2 bytes per sample",
         ));

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 pub async fn serve(app: Arc<AppState>) -> std::io::Result<()> {
     let (out_tx, mut out_rx) =
-        mpsc::channel::<crate::runtime::Outbound>(app.cfg.server.outbound_queue);
+        mpsc::channel::<crate::session::Outbound>(app.cfg.server.outbound_queue);
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
         while let Some(msg) = out_rx.recv().await {

@@ -33,7 +33,7 @@ pub async fn upgrade(
 async fn serve(app: Arc<AppState>, socket: WebSocket, principal: crate::auth::Principal) {
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) =
-        mpsc::channel::<crate::runtime::Outbound>(app.cfg.server.outbound_queue);
+        mpsc::channel::<crate::session::Outbound>(app.cfg.server.outbound_queue);
     let writer = tokio::spawn(async move {
         while let Some(msg) = out_rx.recv().await {
             if sink.send(Message::text(msg.as_ref())).await.is_err() {

@@ -5,9 +5,9 @@
 
 use super::audio;
 use super::conversation::{SimConversation, SimOutput};
+use super::peer::{self, PeerCommand, PeerEvent};
 use super::server::{SimRecord, SimState};
 use crate::http::calls::{api_error, read_offer};
-use crate::media::peer::{self, PeerCommand, PeerEvent};
 use crate::protocol::ModelVersion;
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{Request, State};
@@ -89,7 +89,6 @@ pub(crate) async fn create(
         setup,
         cmd_rx,
         evt_tx,
-        Arc::new(peer::PlayedPosition::default()),
         Duration::from_secs(15),
         Duration::from_secs(30),
     ));

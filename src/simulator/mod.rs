@@ -6,6 +6,7 @@
 pub mod audio;
 pub mod calls;
 pub mod conversation;
+pub mod peer;
 pub mod server;
 
 pub use server::{SimRecord, Simulator};

@@ -1,8 +1,8 @@
-//! Adapters toward the realtime model. `url` builds the websocket URL; `ws` is the full-duplex
-//! websocket client that turns frames into [`UpstreamEvent`]s and sends what the engine asks.
+//! Adapters toward the realtime model. `url` builds the websocket URL; `ws` opens the model's
+//! websocket for a session's reactor; `call` creates calls on the model's calls endpoint.
 
 pub mod call;
 pub mod url;
 pub mod ws;
 
-pub use ws::{UpstreamEvent, UpstreamLink, UpstreamRequest};
+pub use ws::{ModelSocket, UpstreamRequest};

@@ -1,23 +1,70 @@
 //! `Sessions`: thread id → running conversation and its subscribers. Starting a thread that
 //! runs replaces the old conversation (torn down without `closed`); a session that ends removes
-//! itself only if it is still the current one (generation check).
+//! itself only if it is still the current one (generation check). Faces reach a session through
+//! a [`SessionSender`]: a bounded command queue (audio that does not fit is dropped and counted;
+//! control waits for room, which the reactor makes at once) and a stop signal that never fills.
 
-use super::session_task::{self, SessionSpec};
+use super::core::SessionCore;
+use super::reactor::{self, SessionCommand, SessionControl, SessionIo};
 use super::subscribers::{Subscriber, ThreadSubscribers};
 use crate::engine::ClientCommand;
-use crate::protocol::AudioChunk;
 use crate::protocol::rpc::{CloseReason, Notification};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+
+/// A face's way into one running session.
+#[derive(Clone)]
+pub struct SessionSender {
+    commands: mpsc::Sender<SessionCommand>,
+    stop: Arc<Notify>,
+}
+
+impl SessionSender {
+    /// Hand audio to the session without waiting: dropped (counted) when its queue is full.
+    pub fn append_audio(&self, chunk: crate::protocol::AudioChunk) -> Delivery {
+        match self
+            .commands
+            .try_send(SessionCommand::Client(ClientCommand::AppendAudio(chunk)))
+        {
+            Ok(()) => Delivery::Delivered,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                crate::metrics::AUDIO_FRAMES_DROPPED.inc();
+                Delivery::Dropped
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::NotRunning,
+        }
+    }
+
+    /// Hand a control command to the session (waits for room; never dropped).
+    pub async fn send(&self, cmd: SessionCommand) -> Delivery {
+        match self.commands.send(cmd).await {
+            Ok(()) => Delivery::Delivered,
+            Err(_) => Delivery::NotRunning,
+        }
+    }
+
+    /// End the session with `requested`: in order behind queued commands when there is room,
+    /// else at once.
+    pub fn stop(&self) {
+        if self
+            .commands
+            .try_send(SessionCommand::Client(ClientCommand::Stop))
+            .is_err()
+        {
+            self.stop.notify_one();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
+    }
+}
 
 struct SessionHandle {
     generation: u64,
-    control: mpsc::UnboundedSender<ClientCommand>,
-    /// Sideband observers to attach (they receive every raw model event).
-    observers: mpsc::UnboundedSender<mpsc::Sender<String>>,
-    audio: mpsc::Sender<AudioChunk>,
+    sender: SessionSender,
     task: tokio::task::AbortHandle,
 }
 
@@ -108,32 +155,44 @@ impl Sessions {
             .is_some_and(|e| e.session.is_some())
     }
 
-    /// Start (or replace) the conversation of `spec.thread_id`.
-    pub fn start(self: &Arc<Self>, spec: SessionSpec, audio_queue: usize) {
+    /// The running session of `thread_id`, to hold on to (no registry lock per frame).
+    pub fn sender(&self, thread_id: &str) -> Option<SessionSender> {
+        self.lock()
+            .get(thread_id)
+            .and_then(|e| e.session.as_ref())
+            .map(|s| s.sender.clone())
+    }
+
+    /// Start (or replace) the conversation of `io.thread_id`. `queue` bounds its command queue.
+    pub fn start(self: &Arc<Self>, core: SessionCore, io: SessionIo, queue: usize) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let (observers_tx, observers_rx) = mpsc::unbounded_channel();
-        let (audio_tx, audio_rx) = mpsc::channel(audio_queue.max(1));
-        let thread_id = spec.thread_id.clone();
+        let (commands_tx, commands_rx) = mpsc::channel(queue.max(16));
+        let stop = Arc::new(Notify::new());
+        let thread_id = io.thread_id.clone();
         let mut threads = self.lock();
         let entry = threads.entry(thread_id.clone()).or_default();
         if let Some(old) = entry.session.take() {
             tracing::info!(thread_id = %thread_id, "replacing running conversation");
             old.task.abort();
         }
-        let subscribers = entry.subscribers.clone();
+        let control = SessionControl {
+            commands: commands_rx,
+            stop: stop.clone(),
+            subscribers: entry.subscribers.clone(),
+        };
         let registry: Weak<Sessions> = Arc::downgrade(self);
         let task = tokio::spawn(async move {
-            session_task::run(spec, control_rx, audio_rx, observers_rx, subscribers).await;
+            reactor::run(core, io, control).await;
             if let Some(reg) = registry.upgrade() {
                 reg.finished(&thread_id, generation);
             }
         });
         entry.session = Some(SessionHandle {
             generation,
-            control: control_tx,
-            observers: observers_tx,
-            audio: audio_tx,
+            sender: SessionSender {
+                commands: commands_tx,
+                stop,
+            },
             task: task.abort_handle(),
         });
     }
@@ -156,48 +215,32 @@ impl Sessions {
         self.ended.notify_waiters();
     }
 
-    pub fn append_audio(&self, thread_id: &str, chunk: AudioChunk) -> Delivery {
-        let threads = self.lock();
-        let Some(s) = threads.get(thread_id).and_then(|e| e.session.as_ref()) else {
-            return Delivery::NotRunning;
-        };
-        match s.audio.try_send(chunk) {
-            Ok(()) => Delivery::Delivered,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                crate::metrics::AUDIO_FRAMES_DROPPED.inc();
-                Delivery::Dropped
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::NotRunning,
-        }
-    }
-
     /// Attach a sideband observer to a running conversation: it gets every raw model event.
-    pub fn attach_observer(&self, thread_id: &str, out: mpsc::Sender<String>) -> Delivery {
-        let threads = self.lock();
-        match threads.get(thread_id).and_then(|e| e.session.as_ref()) {
-            Some(s) if s.observers.send(out).is_ok() => Delivery::Delivered,
-            _ => Delivery::NotRunning,
+    pub async fn attach_observer(&self, thread_id: &str, out: mpsc::Sender<Arc<str>>) -> Delivery {
+        match self.sender(thread_id) {
+            Some(s) => s.send(SessionCommand::AttachObserver(out)).await,
+            None => Delivery::NotRunning,
         }
     }
 
-    pub fn send_command(&self, thread_id: &str, cmd: ClientCommand) -> Delivery {
-        let threads = self.lock();
-        match threads.get(thread_id).and_then(|e| e.session.as_ref()) {
-            Some(s) if s.control.send(cmd).is_ok() => Delivery::Delivered,
-            _ => Delivery::NotRunning,
+    pub async fn send_command(&self, thread_id: &str, cmd: SessionCommand) -> Delivery {
+        match self.sender(thread_id) {
+            Some(s) => s.send(cmd).await,
+            None => Delivery::NotRunning,
         }
     }
 
     /// Stop a thread: the running session closes with `requested`; an idle thread still
     /// answers `closed{requested}`.
     pub fn stop(&self, thread_id: &str) {
-        if self.send_command(thread_id, ClientCommand::Stop) == Delivery::NotRunning {
-            self.notify(
+        match self.sender(thread_id) {
+            Some(s) => s.stop(),
+            None => self.notify(
                 thread_id,
                 &Notification::Closed {
                     reason: CloseReason::Requested,
                 },
-            );
+            ),
         }
     }
 

@@ -1,15 +1,15 @@
-//! `CallPeer`: one WebRTC peer terminated by voxgate (relay mode), built on str0m's sans-IO `Rtc`.
-//! ICE-lite with host candidates, DTLS-SRTP, one Opus audio m-line and the `oai-events` data
-//! channel. The peer task owns the UDP socket: it decodes uplink Opus to 24 kHz PCM (concealing
-//! gaps), paces downlink audio from its [`PlayoutClock`] one 20 ms frame per tick, reports the
-//! played position, and carries data-channel text both ways. Raw SDP is never logged.
+//! The simulator's own WebRTC peer for the model's calls endpoint (`POST /v1/realtime/calls`):
+//! one task per call owning its own UDP socket, on str0m's `Rtc`. It is deliberately not the
+//! gateway's media code (`media::call`), so a bug there cannot hide in the fake model too. It
+//! decodes uplink Opus to 24 kHz PCM, paces downlink audio one 20 ms frame per tick, and carries
+//! data-channel text both ways.
 
-use super::codec::{FRAME_RTP_TICKS, OpusCodec};
-use super::playout::{PlayoutClock, Tick};
+use crate::media::call::OfferError;
+use crate::media::call::{DATA_CHANNEL_LABEL, install_crypto};
+use crate::media::codec::{FRAME_RTP_TICKS, OpusCodec};
+use crate::media::playout::{PlayoutClock, Tick};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Once;
 use std::time::{Duration, Instant};
-use str0m::change::SdpOffer;
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
@@ -18,21 +18,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-pub const DATA_CHANNEL_LABEL: &str = "oai-events";
 const FRAME_MS: u64 = 20;
-
-/// Why an offer was refused (400, OpenAI-shaped; never echoes the SDP).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OfferError {
-    #[error("the offer is not valid SDP")]
-    Malformed,
-    #[error("the offer has no audio m-line")]
-    NoAudio,
-    #[error("the offer's audio supports no codec voxgate speaks (Opus 48 kHz is required)")]
-    NoOpus,
-    #[error("could not open a media socket: {0}")]
-    Socket(String),
-}
 
 /// Events from the peer task to the session.
 #[derive(Debug)]
@@ -45,29 +31,6 @@ pub enum PeerEvent {
     /// The playout queue ran dry.
     PlaybackFinished,
     Closed(String),
-}
-
-/// The played position of the output item now playing. The peer writes it every frame; the
-/// session reads it only when a decision needs it (a message per frame would cost a task wake-up
-/// per frame and call).
-#[derive(Debug, Default)]
-pub struct PlayedPosition(std::sync::Mutex<Option<(String, u64)>>);
-
-impl PlayedPosition {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(String, u64)>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub fn set(&self, item: String, played_ms: u64) {
-        *self.lock() = Some((item, played_ms));
-    }
-
-    /// The position written since the last `take`, if any.
-    pub fn take(&self) -> Option<(String, u64)> {
-        self.lock().take()
-    }
 }
 
 /// Commands from the session to the peer task.
@@ -92,27 +55,6 @@ pub struct PeerSetup {
     local: SocketAddr,
 }
 
-/// Counts of an offer, safe to log (no credentials, no fingerprints).
-pub fn describe_offer(sdp: &str) -> String {
-    let media = sdp.lines().filter(|l| l.starts_with("m=")).count();
-    let candidates = sdp.lines().filter(|l| l.starts_with("a=candidate")).count();
-    let codecs: Vec<&str> = sdp
-        .lines()
-        .filter_map(|l| l.strip_prefix("a=rtpmap:"))
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter_map(|c| c.split('/').next())
-        .collect();
-    format!(
-        "{} bytes, {media} m-lines, {candidates} candidates, codecs {codecs:?}",
-        sdp.len()
-    )
-}
-
-pub fn install_crypto() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
-}
-
 fn audio_section(sdp: &str) -> Option<&str> {
     let start = sdp.find("m=audio")?;
     let rest = &sdp[start..];
@@ -126,14 +68,7 @@ pub fn accept_offer(
     bind_ip: IpAddr,
     public_ip: Option<IpAddr>,
 ) -> Result<(String, PeerSetup), OfferError> {
-    if !offer.trim_start().starts_with("v=0") {
-        return Err(OfferError::Malformed);
-    }
-    let audio = audio_section(offer).ok_or(OfferError::NoAudio)?;
-    if !audio.to_ascii_lowercase().contains("opus/48000") {
-        return Err(OfferError::NoOpus);
-    }
-    let parsed = SdpOffer::from_sdp_string(offer).map_err(|_| OfferError::Malformed)?;
+    let parsed = crate::media::call::check_offer(offer)?;
     install_crypto();
     let std_socket = std::net::UdpSocket::bind(SocketAddr::new(bind_ip, 0))
         .map_err(|e| OfferError::Socket(e.to_string()))?;
@@ -179,7 +114,6 @@ struct Peer {
     last_packet: Instant,
     connected: bool,
     events: mpsc::Sender<PeerEvent>,
-    played: std::sync::Arc<PlayedPosition>,
 }
 
 /// Drive the peer until it closes; every exit sends `PeerEvent::Closed` with a reason.
@@ -187,7 +121,6 @@ pub async fn run(
     setup: PeerSetup,
     mut commands: mpsc::Receiver<PeerCommand>,
     events: mpsc::Sender<PeerEvent>,
-    played: std::sync::Arc<PlayedPosition>,
     connect_timeout: Duration,
     silence_timeout: Duration,
 ) {
@@ -213,7 +146,6 @@ pub async fn run(
         last_packet: Instant::now(),
         connected: false,
         events: events.clone(),
-        played,
     };
     let reason = peer
         .drive(&mut commands, connect_timeout, silence_timeout)
@@ -280,7 +212,7 @@ impl Peer {
                             let at = self.epoch + Duration::from_millis(next as u64);
                             tick.reset_at(at.into());
                         }
-                        self.playout.push(item, &pcm);
+                        let _ = self.playout.push(item, &pcm);
                     }
                     Some(PeerCommand::Flush) => {
                         if self.playout.flush() {
@@ -420,9 +352,7 @@ impl Peer {
                         tracing::debug!(error = %e, "rtp write failed");
                     }
                 }
-                if let Some(item) = item {
-                    self.played.set(item, played_ms);
-                }
+                let _ = (item, played_ms);
             }
         }
     }

@@ -1,0 +1,653 @@
+//! `SessionCore`: one conversation as a sans-IO state machine, built like str0m one level up.
+//! It owns the [`Engine`], the face's codec (the OpenAI-protocol event filter, the relay call's
+//! data-channel filter and agent events), the relay call's [`CallMedia`] (str0m `Rtc`, Opus,
+//! `PlayoutClock`), the write buffers of its websockets ([`Outbox`]) and every deadline: agent
+//! task timeout, maximum session duration, ICE/DTLS connect and caller silence, the 20 ms pacing
+//! tick, a stalled socket. Inputs go in through [`SessionCore::handle_input`] with the time they
+//! happened; outputs come out of [`SessionCore::poll_output`] (drain it fully after every input)
+//! and the two outboxes; [`SessionCore::poll_timeout`] says when to come back. No tokio, no
+//! sockets, no clock reads.
+
+use super::Face;
+use super::outbox::{FrameClass, Outbox, OutboxLimits};
+use crate::agent::AgentUpdate;
+use crate::engine::plumbing::PlumbingFilter;
+use crate::engine::{
+    AgentCommand, AgentEvent, ClientCommand, Engine, EngineConfig, Input as EngineInput,
+    Output as EngineOutput, TaskOutcome,
+};
+use crate::media::call::{CallMedia, MediaEvent, Transmit};
+use crate::metrics;
+use crate::protocol::rpc::{CloseReason, Notification};
+use crate::protocol::{AudioChunk, ModelEvent, ModelFrame};
+use base64::Engine as _;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything a session is started with, decided once at start.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub face: Face,
+    pub engine: EngineConfig,
+    /// A delegated task that has not ended by then is cancelled and reported failed.
+    pub task_timeout: Duration,
+    /// The caller's key allows sessions this long at most.
+    pub max_duration: Option<Duration>,
+    /// False when `started` was already announced (a webrtc start announces it with the answer).
+    pub announce_started: bool,
+    pub model_limits: OutboxLimits,
+    pub client_limits: OutboxLimits,
+}
+
+/// Who the conversation's client is, and how it hears the model.
+pub enum ClientSide {
+    /// JSON-RPC subscribers (and passthrough calls): engine notifications only.
+    Notifications,
+    /// An OpenAI-protocol websocket client: the model's events, filtered, in the client outbox.
+    OpenAi(PlumbingFilter),
+    /// A WebRTC caller whose media voxgate terminates.
+    Relay(Box<RelayCall>),
+}
+
+pub struct RelayCall {
+    media: CallMedia,
+    filter: PlumbingFilter,
+    /// The caller opted into voxgate's agent events (`voxgate.subscribe_agent_events`).
+    agent_events: bool,
+}
+
+impl ClientSide {
+    /// An OpenAI-protocol client; `delegation` hides voxgate's agent plumbing from it.
+    pub fn openai(delegation: bool) -> Self {
+        ClientSide::OpenAi(if delegation {
+            PlumbingFilter::new(false)
+        } else {
+            PlumbingFilter::passthrough(false)
+        })
+    }
+
+    pub fn relay(media: CallMedia) -> Self {
+        ClientSide::Relay(Box::new(RelayCall {
+            media,
+            filter: PlumbingFilter::new(true),
+            agent_events: false,
+        }))
+    }
+}
+
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// Time passed (the deadline from `poll_timeout`, or any later instant).
+    Timeout,
+    ModelConnected,
+    /// The model socket could not be opened: a setup failure.
+    ModelConnectFailed(String),
+    /// A text frame from the model.
+    ModelText(&'a str),
+    ModelClosed,
+    ModelFailed(String),
+    /// A raw OpenAI realtime client event (an OpenAI-protocol client or a sideband).
+    ClientText(String),
+    /// The OpenAI-protocol client left.
+    ClientGone,
+    /// A JSON-RPC command on the thread.
+    Command(ClientCommand),
+    /// A datagram for the relay call.
+    Datagram {
+        source: SocketAddr,
+        contents: &'a [u8],
+    },
+    Agent(AgentUpdate),
+    /// How many sideband observers are attached (they get every raw model event).
+    Observers(usize),
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Output {
+    /// A datagram for the relay call's caller.
+    Transmit(Transmit),
+    /// A notification for the thread's JSON-RPC subscribers.
+    Notify(Notification),
+    /// A raw model event for the sideband observers.
+    Observe(Arc<str>),
+    Agent(AgentCommand),
+    /// The conversation is over (its last output); the label says why, for logs.
+    Close(&'static str),
+}
+
+struct RunningTask {
+    handoff_id: String,
+    deadline: Instant,
+    started: Instant,
+}
+
+/// Counters a test (or the reactor's metrics) can read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Audio frames handed toward the model / the client.
+    pub audio_to_model: u64,
+    pub audio_to_client: u64,
+    /// Audio dropped because a socket or the playout queue was full.
+    pub audio_dropped: u64,
+}
+
+pub struct SessionCore {
+    cfg: CoreConfig,
+    engine: Engine,
+    client: ClientSide,
+    model_out: Outbox,
+    client_out: Outbox,
+    task: Option<RunningTask>,
+    ends_at: Option<Instant>,
+    observers: usize,
+    now: Instant,
+    out: VecDeque<Output>,
+    stats: CoreStats,
+    /// `response.create`s the engine deferred, as last counted into the metrics.
+    deferred_seen: u64,
+    closed: bool,
+}
+
+impl SessionCore {
+    pub fn new(cfg: CoreConfig, client: ClientSide, now: Instant) -> Self {
+        metrics::SESSIONS_ACTIVE
+            .with_label_values(&[cfg.face.as_str()])
+            .inc();
+        metrics::SESSIONS_STARTED
+            .with_label_values(&[cfg.face.as_str()])
+            .inc();
+        Self {
+            engine: Engine::new(cfg.engine.clone()),
+            model_out: Outbox::new(cfg.model_limits),
+            client_out: Outbox::new(cfg.client_limits),
+            ends_at: cfg.max_duration.map(|d| now + d),
+            cfg,
+            client,
+            task: None,
+            observers: 0,
+            now,
+            out: VecDeque::new(),
+            stats: CoreStats::default(),
+            deferred_seen: 0,
+            closed: false,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn stats(&self) -> CoreStats {
+        self.stats
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Frames for the model socket and for the OpenAI-protocol client socket, taken by the
+    /// driver when each socket can accept one.
+    pub fn outboxes(&mut self) -> (&mut Outbox, &mut Outbox) {
+        (&mut self.model_out, &mut self.client_out)
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When the core next needs `Input::Timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        [
+            self.ends_at,
+            self.task.as_ref().map(|t| t.deadline),
+            self.model_out.stall_deadline(),
+            self.client_out.stall_deadline(),
+            match &self.client {
+                ClientSide::Relay(call) => call.media.poll_timeout(),
+                _ => None,
+            },
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        if self.closed {
+            return;
+        }
+        self.now = now.max(self.now);
+        match input {
+            Input::Timeout => self.on_timeout(),
+            Input::ModelConnected => self.engine.handle_input(EngineInput::Connected),
+            Input::ModelConnectFailed(message) => return self.setup_failed(message),
+            Input::ModelText(text) => self.on_model_text(text),
+            Input::ModelClosed => self.engine.handle_input(EngineInput::UpstreamClosed),
+            Input::ModelFailed(message) => self
+                .engine
+                .handle_input(EngineInput::UpstreamFailed(message)),
+            Input::ClientText(raw) => self.client_command(ClientCommand::RawEvent(raw)),
+            Input::ClientGone => {
+                self.client_out.clear();
+                self.client_command(ClientCommand::Stop);
+            }
+            Input::Command(cmd) => self.client_command(cmd),
+            Input::Datagram { source, contents } => {
+                if let ClientSide::Relay(call) = &mut self.client {
+                    call.media.receive(now, source, contents);
+                }
+            }
+            Input::Agent(update) => self.on_agent_update(update),
+            Input::Observers(n) => self.observers = n,
+        }
+        self.settle();
+        self.check_outboxes();
+    }
+
+    fn client_command(&mut self, cmd: ClientCommand) {
+        self.engine.handle_input(EngineInput::Client(cmd));
+    }
+
+    fn on_timeout(&mut self) {
+        let now = self.now;
+        if let ClientSide::Relay(call) = &mut self.client {
+            call.media.handle_timeout(now);
+        }
+        if self.ends_at.is_some_and(|at| now >= at) {
+            self.ends_at = None;
+            let secs = self.cfg.max_duration.map_or(0, |d| d.as_secs());
+            let message = format!("the session exceeded its maximum duration of {secs}s");
+            if let ClientSide::OpenAi(_) = self.client {
+                let event = serde_json::json!({"type": "error", "error": {"type": "invalid_request_error",
+                    "code": "session_expired", "message": message, "param": null}});
+                self.client_out
+                    .push(now, event.to_string(), FrameClass::Control);
+            }
+            self.engine
+                .handle_input(EngineInput::UpstreamFailed(message));
+        }
+        if let Some(task) = self.task.take_if(|t| now >= t.deadline) {
+            task_ended(&task, now, "failed");
+            self.out.push_back(Output::Agent(AgentCommand::Cancel));
+            let secs = self.cfg.task_timeout.as_secs_f64();
+            self.engine
+                .handle_input(EngineInput::Agent(AgentEvent::Ended {
+                    handoff_id: task.handoff_id,
+                    outcome: TaskOutcome::Failed(format!("timed out after {secs}s")),
+                }));
+        }
+    }
+
+    /// A socket that stopped reading ends the session with a clear reason.
+    fn check_outboxes(&mut self) {
+        let now = self.now;
+        for outbox in [&self.model_out, &self.client_out] {
+            if outbox.queued_bytes() > 0 {
+                metrics::observe_backlog(outbox.queued_bytes());
+            }
+        }
+        if self.closed {
+            return;
+        }
+        if self.model_out.is_stalled(now) {
+            metrics::SOCKETS_CLOSED_SLOW.inc();
+            let secs = self.model_out.limits().stall.as_secs();
+            self.model_out.clear();
+            self.engine.handle_input(EngineInput::UpstreamFailed(format!(
+                "sending to the realtime model stalled (no progress for {secs}s or too much queued)"
+            )));
+            self.settle();
+        }
+        if self.client_out.is_stalled(now) {
+            metrics::SOCKETS_CLOSED_SLOW.inc();
+            let secs = self.client_out.limits().stall.as_secs();
+            self.client_out.clear();
+            tracing::warn!("closing a session whose client stopped reading");
+            self.engine
+                .handle_input(EngineInput::UpstreamFailed(format!(
+                    "the client stopped reading (no progress for {secs}s or too much queued)"
+                )));
+            self.settle();
+        }
+    }
+
+    fn on_model_text(&mut self, text: &str) {
+        if self.observers > 0 {
+            self.out.push_back(Output::Observe(Arc::from(text)));
+        }
+        let parsed = self.engine.version().parse(text);
+        let is_audio = matches!(parsed, Ok(ModelEvent::AudioOut(_)));
+        match &mut self.client {
+            ClientSide::OpenAi(filter) => {
+                if let Some(t) = filter.filter(text) {
+                    let class = if is_audio {
+                        FrameClass::Audio
+                    } else {
+                        FrameClass::Control
+                    };
+                    if self.client_out.push(self.now, t, class) {
+                        if is_audio {
+                            self.stats.audio_to_client += 1;
+                        }
+                    } else {
+                        self.stats.audio_dropped += 1;
+                        metrics::AUDIO_FRAMES_DROPPED.inc();
+                    }
+                }
+            }
+            // Audio travels by RTP: the data channel never carries it.
+            ClientSide::Relay(call) if !is_audio => {
+                if let Some(t) = call.filter.filter(text) {
+                    call.media.send_text(t);
+                }
+            }
+            _ => {}
+        }
+        match parsed {
+            Ok(ev) => {
+                // The engine decides barge-in truncation on model events: give it what the
+                // caller has heard by now.
+                self.sync_played();
+                self.engine.handle_input(EngineInput::Model(ev));
+            }
+            Err(reason) => {
+                metrics::MODEL_FRAMES_SKIPPED.inc();
+                tracing::debug!(%reason, "skipped realtime frame");
+            }
+        }
+    }
+
+    fn on_agent_update(&mut self, update: AgentUpdate) {
+        let Some(task) = self.task.as_ref() else {
+            return;
+        };
+        let handoff_id = task.handoff_id.clone();
+        let event = match update {
+            AgentUpdate::Message(text) => {
+                self.agent_event(serde_json::json!({"type": "voxgate.agent.message",
+                    "handoff_id": handoff_id, "text": text}));
+                AgentEvent::Message { handoff_id, text }
+            }
+            AgentUpdate::End(outcome) => {
+                if let Some(task) = self.task.take() {
+                    task_ended(&task, self.now, outcome_label(&outcome));
+                }
+                self.agent_event(serde_json::json!({"type": "voxgate.agent.ended",
+                    "handoff_id": handoff_id, "outcome": format!("{outcome:?}")}));
+                AgentEvent::Ended {
+                    handoff_id,
+                    outcome,
+                }
+            }
+        };
+        self.engine.handle_input(EngineInput::Agent(event));
+    }
+
+    /// Tell a relay caller who opted in about the agent's work.
+    fn agent_event(&mut self, event: serde_json::Value) {
+        if let ClientSide::Relay(call) = &mut self.client
+            && call.agent_events
+        {
+            call.media.send_text(event.to_string());
+        }
+    }
+
+    fn sync_played(&mut self) {
+        if let ClientSide::Relay(call) = &mut self.client
+            && let Some((item_id, played_ms)) = call.media.take_played()
+        {
+            self.engine
+                .handle_input(EngineInput::AudioPlayed { item_id, played_ms });
+        }
+    }
+
+    /// Carry out what the engine and the media asked for until both are quiet.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(out) = self.engine.poll_output() {
+                moved = true;
+                self.on_engine_output(out);
+            }
+            if let ClientSide::Relay(call) = &mut self.client {
+                while let Some(t) = call.media.poll_transmit() {
+                    self.out.push_back(Output::Transmit(t));
+                }
+            }
+            while let Some(ev) = self.next_media_event() {
+                moved = true;
+                self.on_media_event(ev);
+            }
+            if !moved || self.closed {
+                break;
+            }
+        }
+        let deferred = self.engine.response_queue().deferred();
+        if deferred > self.deferred_seen {
+            metrics::RESPONSE_CREATE
+                .with_label_values(&["deferred"])
+                .inc_by(deferred - self.deferred_seen);
+            self.deferred_seen = deferred;
+        }
+    }
+
+    fn next_media_event(&mut self) -> Option<MediaEvent> {
+        match &mut self.client {
+            ClientSide::Relay(call) => call.media.poll_event(),
+            _ => None,
+        }
+    }
+
+    fn on_media_event(&mut self, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Audio(pcm) => {
+                let mut bytes = Vec::with_capacity(pcm.len() * 2);
+                for s in &pcm {
+                    bytes.extend_from_slice(&s.to_le_bytes());
+                }
+                self.client_command(ClientCommand::AppendAudio(AudioChunk {
+                    data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                    sample_rate: 24_000,
+                    num_channels: 1,
+                    samples_per_channel: u32::try_from(pcm.len()).ok(),
+                    item_id: None,
+                }));
+            }
+            MediaEvent::ChannelText(t) if is_agent_events_opt_in(&t) => {
+                if let ClientSide::Relay(call) = &mut self.client {
+                    call.agent_events = true;
+                }
+            }
+            MediaEvent::ChannelText(t) => self.client_command(ClientCommand::RawEvent(t)),
+            MediaEvent::PlaybackFinished => {
+                self.sync_played();
+                self.engine.handle_input(EngineInput::PlaybackFinished);
+            }
+            MediaEvent::Connected => tracing::info!("webrtc caller connected"),
+            MediaEvent::ChannelOpen => tracing::debug!("oai-events data channel open"),
+            MediaEvent::Closed(reason) => {
+                tracing::info!(%reason, "webrtc peer closed");
+                self.engine
+                    .handle_input(EngineInput::UpstreamFailed(format!(
+                        "the WebRTC caller went away: {reason}"
+                    )));
+            }
+        }
+    }
+
+    fn on_engine_output(&mut self, out: EngineOutput) {
+        let now = self.now;
+        match out {
+            EngineOutput::ToModel(frame) => {
+                match &frame {
+                    ModelFrame::ResponseCreate => {
+                        metrics::RESPONSE_CREATE.with_label_values(&["sent"]).inc();
+                    }
+                    ModelFrame::Truncate { .. } => metrics::TRUNCATIONS.inc(),
+                    _ => {}
+                }
+                let class = if frame.is_audio_append() {
+                    FrameClass::Audio
+                } else {
+                    FrameClass::Control
+                };
+                let Some(text) = self.engine.version().build(&frame) else {
+                    return;
+                };
+                if self.model_out.push(now, text, class) {
+                    if class == FrameClass::Audio {
+                        self.stats.audio_to_model += 1;
+                    }
+                } else {
+                    self.stats.audio_dropped += 1;
+                    metrics::AUDIO_FRAMES_DROPPED.inc();
+                }
+            }
+            EngineOutput::ToClient(Notification::OutputAudioDelta(chunk)) => match &mut self.client
+            {
+                ClientSide::Relay(call) => {
+                    let Ok(bytes) =
+                        base64::engine::general_purpose::STANDARD.decode(chunk.data.as_bytes())
+                    else {
+                        tracing::debug!("model sent audio that is not base64");
+                        return;
+                    };
+                    let pcm: Vec<i16> = bytes
+                        .chunks_exact(2)
+                        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                        .collect();
+                    if call.media.queue_audio(now, chunk.item_id, &pcm) {
+                        self.stats.audio_to_client += 1;
+                    } else {
+                        self.stats.audio_dropped += 1;
+                        metrics::AUDIO_FRAMES_DROPPED.inc();
+                    }
+                }
+                // The raw event already went to the client.
+                ClientSide::OpenAi(_) => {}
+                ClientSide::Notifications => {
+                    self.stats.audio_to_client += 1;
+                    self.out
+                        .push_back(Output::Notify(Notification::OutputAudioDelta(chunk)));
+                }
+            },
+            EngineOutput::ToClient(Notification::Started { .. }) if !self.cfg.announce_started => {}
+            // An OpenAI-protocol client hears the model's own events, nothing else.
+            EngineOutput::ToClient(_) if matches!(self.client, ClientSide::OpenAi(_)) => {}
+            EngineOutput::ToClient(n) => self.out.push_back(Output::Notify(n)),
+            EngineOutput::ClearAudio => {
+                if let ClientSide::Relay(call) = &mut self.client {
+                    call.media.flush();
+                }
+            }
+            EngineOutput::ToAgent(cmd) => self.on_agent_command(cmd),
+            EngineOutput::Close(reason) => self.close(reason),
+        }
+    }
+
+    fn on_agent_command(&mut self, cmd: AgentCommand) {
+        let now = self.now;
+        match &cmd {
+            AgentCommand::Start { handoff_id, text } => {
+                metrics::HANDOFFS_STARTED.inc();
+                self.agent_event(serde_json::json!({"type": "voxgate.agent.started",
+                    "handoff_id": handoff_id, "request": crate::agent::delegation_input(text)}));
+                self.task = Some(RunningTask {
+                    handoff_id: handoff_id.clone(),
+                    deadline: now + self.cfg.task_timeout,
+                    started: now,
+                });
+            }
+            AgentCommand::Steer { .. } => {}
+            AgentCommand::Cancel => {
+                if let Some(task) = self.task.take() {
+                    task_ended(&task, now, "cancelled");
+                }
+            }
+        }
+        self.out.push_back(Output::Agent(cmd));
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        metrics::SESSIONS_CLOSED
+            .with_label_values(&[self.cfg.face.as_str(), reason.as_str()])
+            .inc();
+        tracing::info!(reason = reason.as_str(), "conversation closed");
+        self.finish(reason.as_str());
+    }
+
+    /// The model socket never opened: `error` only, no `closed` — except after a webrtc start,
+    /// where the call already exists (`sdp` was sent): then `closed{error}` too.
+    fn setup_failed(&mut self, message: String) {
+        tracing::warn!(%message, "upstream connect failed");
+        if let ClientSide::OpenAi(_) = self.client {
+            let event = serde_json::json!({"type": "error", "error": {"type": "invalid_request_error",
+                "code": "session_failed", "message": message, "param": null}});
+            self.client_out
+                .push(self.now, event.to_string(), FrameClass::Control);
+        }
+        self.out
+            .push_back(Output::Notify(Notification::Error { message }));
+        if !self.cfg.announce_started {
+            self.out.push_back(Output::Notify(Notification::Closed {
+                reason: CloseReason::Error,
+            }));
+        }
+        metrics::SESSIONS_CLOSED
+            .with_label_values(&[self.cfg.face.as_str(), "setup_failed"])
+            .inc();
+        self.finish("setup_failed");
+    }
+
+    fn finish(&mut self, why: &'static str) {
+        if let ClientSide::Relay(call) = &mut self.client {
+            call.media.disconnect();
+            while let Some(t) = call.media.poll_transmit() {
+                self.out.push_back(Output::Transmit(t));
+            }
+        }
+        if let Some(task) = self.task.take() {
+            task_ended(&task, self.now, "cancelled");
+            self.out.push_back(Output::Agent(AgentCommand::Cancel));
+        }
+        self.model_out.clear();
+        self.closed = true;
+        self.out.push_back(Output::Close(why));
+    }
+}
+
+impl Drop for SessionCore {
+    fn drop(&mut self) {
+        metrics::SESSIONS_ACTIVE
+            .with_label_values(&[self.cfg.face.as_str()])
+            .dec();
+    }
+}
+
+fn is_agent_events_opt_in(text: &str) -> bool {
+    text.contains("voxgate.subscribe_agent_events")
+        && serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("type")?.as_str().map(str::to_owned))
+            .is_some_and(|t| t == "voxgate.subscribe_agent_events")
+}
+
+fn outcome_label(outcome: &TaskOutcome) -> &'static str {
+    match outcome {
+        TaskOutcome::Completed => "finished",
+        TaskOutcome::Failed(_) => "failed",
+        TaskOutcome::Cancelled => "cancelled",
+    }
+}
+
+fn task_ended(task: &RunningTask, now: Instant, label: &'static str) {
+    metrics::HANDOFFS_ENDED.with_label_values(&[label]).inc();
+    metrics::AGENT_TASK_SECONDS
+        .with_label_values(&[label])
+        .observe(now.saturating_duration_since(task.started).as_secs_f64());
+}

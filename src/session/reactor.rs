@@ -1,0 +1,484 @@
+//! The reactor: the one task per conversation and the only tokio code on its data path. It owns
+//! the model socket, the OpenAI-protocol client's socket (when the client is one), the relay
+//! call's datagram queue, the agent task's updates and the session's command queue, and
+//! `select!`s over them and `sleep_until(core.poll_timeout())`, feeding the [`SessionCore`] and
+//! carrying out its outputs. Writes go through the core's bounded outboxes, taken only when a
+//! socket can accept them: the reactor never awaits a slow peer. It holds no policy.
+
+use super::core::{Input, Output, SessionCore};
+use super::outbox::Outbox;
+use super::subscribers::ThreadSubscribers;
+use crate::agent::{AgentCore, AgentTask, AgentUpdate, TaskHandle};
+use crate::engine::{AgentCommand, ClientCommand};
+use crate::media::shards::{Datagram, MediaRoute};
+use crate::metrics;
+use crate::upstream::{ModelSocket, UpstreamRequest, ws};
+use axum::extract::ws::{Message as ClientMessage, WebSocket};
+use futures_util::{Sink, Stream, StreamExt};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::{self, Message as ModelMessage};
+use tracing::Instrument;
+
+/// How long a closing session keeps trying to deliver its last events.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What a face hands to a running session.
+#[derive(Debug)]
+pub enum SessionCommand {
+    /// A JSON-RPC command on the thread.
+    Client(ClientCommand),
+    /// A raw OpenAI client event from a sideband.
+    ClientText(String),
+    /// A sideband observer: it receives every raw model event (dropped when it is full).
+    AttachObserver(mpsc::Sender<Arc<str>>),
+}
+
+/// The sockets and queues a session's reactor owns.
+pub struct SessionIo {
+    pub thread_id: String,
+    pub upstream: UpstreamRequest,
+    pub agent: Arc<dyn AgentCore>,
+    /// An OpenAI-protocol client's websocket (`/v1/realtime`).
+    pub client: Option<WebSocket>,
+    /// A relay call's route on the shared media port and its datagram queue.
+    pub media: Option<(MediaRoute, mpsc::Receiver<Datagram>)>,
+    /// The caller's key slot, held for the session's life.
+    pub permit: Option<crate::auth::SessionPermit>,
+}
+
+/// The registry's side of a session: its command queue and stop signal.
+pub struct SessionControl {
+    pub commands: mpsc::Receiver<SessionCommand>,
+    pub stop: Arc<Notify>,
+    pub subscribers: Arc<ThreadSubscribers>,
+}
+
+pub async fn run(core: SessionCore, io: SessionIo, control: SessionControl) {
+    let span = tracing::info_span!("session", thread_id = %io.thread_id,
+        version = %core.engine().version());
+    Reactor::new(core, io, control)
+        .drive()
+        .instrument(span)
+        .await;
+}
+
+type ModelSink = futures_util::stream::SplitSink<ModelSocket, ModelMessage>;
+type ModelStream = futures_util::stream::SplitStream<ModelSocket>;
+type ClientSink = futures_util::stream::SplitSink<WebSocket, ClientMessage>;
+type ClientStream = futures_util::stream::SplitStream<WebSocket>;
+
+/// A websocket's sending half and whether it holds unflushed frames.
+struct Writer<S> {
+    sink: S,
+    dirty: bool,
+}
+
+impl<S> Writer<S> {
+    fn new(sink: S) -> Self {
+        Self { sink, dirty: false }
+    }
+
+    fn has_work(&self, outbox: &Outbox) -> bool {
+        self.dirty || !outbox.is_empty()
+    }
+
+    /// Move frames from `outbox` into the socket while it accepts them, then flush; resolves
+    /// when everything is written, stays pending (without taking more) while the peer is slow.
+    fn flush<'a, M: 'a>(
+        &'a mut self,
+        outbox: &'a mut Outbox,
+        frame: fn(String) -> M,
+    ) -> impl Future<Output = Result<(), S::Error>> + 'a
+    where
+        S: Sink<M> + Unpin,
+    {
+        std::future::poll_fn(move |cx: &mut Context<'_>| {
+            loop {
+                if outbox.is_empty() {
+                    if !self.dirty {
+                        return Poll::Ready(Ok(()));
+                    }
+                    return match Pin::new(&mut self.sink).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => {
+                            self.dirty = false;
+                            Poll::Ready(Ok(()))
+                        }
+                        other => other,
+                    };
+                }
+                match Pin::new(&mut self.sink).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        if let Some((text, _)) = outbox.pop(Instant::now()) {
+                            Pin::new(&mut self.sink).start_send(frame(text))?;
+                            self.dirty = true;
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {
+                        if self.dirty
+                            && let Poll::Ready(Err(e)) = Pin::new(&mut self.sink).poll_flush(cx)
+                        {
+                            return Poll::Ready(Err(e));
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn model_frame(text: String) -> ModelMessage {
+    ModelMessage::text(text)
+}
+
+fn client_frame(text: String) -> ClientMessage {
+    ClientMessage::text(text)
+}
+
+struct Reactor {
+    core: SessionCore,
+    thread_id: String,
+    upstream: UpstreamRequest,
+    agent: Arc<dyn AgentCore>,
+    model: Option<(Writer<ModelSink>, ModelStream)>,
+    client: Option<(Writer<ClientSink>, ClientStream)>,
+    media: Option<(MediaRoute, mpsc::Receiver<Datagram>)>,
+    commands: mpsc::Receiver<SessionCommand>,
+    stop: Arc<Notify>,
+    subscribers: Arc<ThreadSubscribers>,
+    observers: Vec<mpsc::Sender<Arc<str>>>,
+    task: Option<TaskHandle>,
+    _permit: Option<crate::auth::SessionPermit>,
+}
+
+/// What woke the reactor.
+enum Wake {
+    Connected(Result<Box<ModelSocket>, String>),
+    Model(Option<Result<ModelMessage, tungstenite::Error>>),
+    ModelWritten(Result<(), tungstenite::Error>),
+    Client(Option<Result<ClientMessage, axum::Error>>),
+    ClientWritten(Result<(), axum::Error>),
+    Command(Option<SessionCommand>),
+    Stop,
+    Datagram(Option<Datagram>),
+    Agent(AgentUpdate),
+    Timeout,
+}
+
+impl Reactor {
+    fn new(core: SessionCore, io: SessionIo, control: SessionControl) -> Self {
+        Self {
+            core,
+            thread_id: io.thread_id,
+            upstream: io.upstream,
+            agent: io.agent,
+            model: None,
+            client: io.client.map(|ws| {
+                let (sink, stream) = ws.split();
+                (Writer::new(sink), stream)
+            }),
+            media: io.media,
+            commands: control.commands,
+            stop: control.stop,
+            subscribers: control.subscribers,
+            observers: Vec::new(),
+            task: None,
+            _permit: io.permit,
+        }
+    }
+
+    async fn drive(mut self) {
+        tracing::info!("conversation starting");
+        let upstream = self.upstream.clone();
+        let connect = ws::connect_with_retries(&upstream);
+        tokio::pin!(connect);
+        let mut connecting = true;
+        let mut counted = self.core.stats();
+        let mut now = Instant::now();
+        loop {
+            if self.carry_out_outputs() {
+                break;
+            }
+            // What the last input caused was carried out now: count its audio frames.
+            counted = self.count_frames(counted, now);
+            let wake = self.wait(&mut connect, connecting).await;
+            now = Instant::now();
+            match wake {
+                Wake::Connected(res) => {
+                    connecting = false;
+                    match res {
+                        Ok(socket) => {
+                            let (sink, stream) = (*socket).split();
+                            self.model = Some((Writer::new(sink), stream));
+                            self.core.handle_input(now, Input::ModelConnected);
+                        }
+                        Err(message) => self
+                            .core
+                            .handle_input(now, Input::ModelConnectFailed(message)),
+                    }
+                }
+                Wake::Model(msg) => self.on_model_message(now, msg),
+                Wake::ModelWritten(Ok(())) | Wake::ClientWritten(Ok(())) => {}
+                Wake::ModelWritten(Err(e)) => {
+                    self.model = None;
+                    let message = format!("failed to send to the realtime model: {e}");
+                    self.core.handle_input(now, Input::ModelFailed(message));
+                }
+                Wake::Client(Some(Ok(ClientMessage::Text(t)))) => {
+                    self.core
+                        .handle_input(now, Input::ClientText(t.as_str().to_owned()));
+                }
+                Wake::Client(Some(Ok(ClientMessage::Close(_))) | Some(Err(_)) | None)
+                | Wake::ClientWritten(Err(_)) => {
+                    self.client = None;
+                    self.core.handle_input(now, Input::ClientGone);
+                }
+                Wake::Client(Some(Ok(_))) => {}
+                Wake::Command(Some(cmd)) => self.on_command(now, cmd),
+                Wake::Command(None) | Wake::Stop => {
+                    self.core
+                        .handle_input(now, Input::Command(ClientCommand::Stop));
+                }
+                Wake::Datagram(Some(d)) => self.on_datagrams(d),
+                Wake::Datagram(None) => {
+                    self.media = None;
+                }
+                Wake::Agent(update) => {
+                    if matches!(update, AgentUpdate::End(_)) {
+                        self.task = None;
+                    }
+                    self.core.handle_input(now, Input::Agent(update));
+                }
+                Wake::Timeout => self.core.handle_input(now, Input::Timeout),
+            }
+        }
+        self.close_sockets().await;
+    }
+
+    /// Wait for the next thing that needs the core.
+    async fn wait(
+        &mut self,
+        connect: &mut Pin<&mut impl Future<Output = Result<ModelSocket, String>>>,
+        connecting: bool,
+    ) -> Wake {
+        let deadline = self.core.poll_timeout();
+        let (model_out, client_out) = self.core.outboxes();
+        let (model_writer, model_reader) = split(&mut self.model);
+        let (client_writer, client_reader) = split(&mut self.client);
+        let model_work = model_writer.as_ref().is_some_and(|w| w.has_work(model_out));
+        let client_work = client_writer
+            .as_ref()
+            .is_some_and(|w| w.has_work(client_out));
+        tokio::select! {
+            res = connect.as_mut(), if connecting => Wake::Connected(res.map(Box::new)),
+            msg = next_of(model_reader) => Wake::Model(msg),
+            res = async {
+                match model_writer {
+                    Some(w) => w.flush(model_out, model_frame).await,
+                    None => std::future::pending().await,
+                }
+            }, if model_work => Wake::ModelWritten(res),
+            msg = next_of(client_reader) => Wake::Client(msg),
+            res = async {
+                match client_writer {
+                    Some(w) => w.flush(client_out, client_frame).await,
+                    None => std::future::pending().await,
+                }
+            }, if client_work => Wake::ClientWritten(res),
+            cmd = self.commands.recv() => Wake::Command(cmd),
+            _ = self.stop.notified() => Wake::Stop,
+            d = recv_datagram(self.media.as_mut().map(|m| &mut m.1)) => Wake::Datagram(d),
+            update = next_update(self.task.as_mut()) => Wake::Agent(update),
+            _ = sleep_until(deadline) => Wake::Timeout,
+        }
+    }
+
+    fn on_model_message(
+        &mut self,
+        now: Instant,
+        msg: Option<Result<ModelMessage, tungstenite::Error>>,
+    ) {
+        let input = match msg {
+            Some(Ok(ModelMessage::Text(text))) => {
+                return self.core.handle_input(now, Input::ModelText(text.as_str()));
+            }
+            Some(Ok(ModelMessage::Binary(_))) => {
+                Input::ModelFailed("unexpected binary realtime websocket event".into())
+            }
+            Some(Ok(ModelMessage::Close(_))) | None => Input::ModelClosed,
+            Some(Ok(_)) => return,
+            Some(Err(
+                tungstenite::Error::ConnectionClosed
+                | tungstenite::Error::AlreadyClosed
+                | tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                ),
+            )) => Input::ModelClosed,
+            Some(Err(e)) => Input::ModelFailed(format!("realtime websocket read failed: {e}")),
+        };
+        self.model = None;
+        self.core.handle_input(now, input);
+    }
+
+    fn on_command(&mut self, now: Instant, cmd: SessionCommand) {
+        match cmd {
+            SessionCommand::Client(c) => self.core.handle_input(now, Input::Command(c)),
+            SessionCommand::ClientText(t) => self.core.handle_input(now, Input::ClientText(t)),
+            SessionCommand::AttachObserver(o) => {
+                self.observers.push(o);
+                let n = self.observers.len();
+                self.core.handle_input(now, Input::Observers(n));
+            }
+        }
+    }
+
+    /// Feed a datagram and every one already queued behind it (one wake-up, many datagrams).
+    fn on_datagrams(&mut self, first: Datagram) {
+        let mut next = Some(first);
+        while let Some(d) = next {
+            self.core.handle_input(
+                d.at,
+                Input::Datagram {
+                    source: d.source,
+                    contents: &d.contents,
+                },
+            );
+            next = self.media.as_mut().and_then(|m| m.1.try_recv().ok());
+        }
+    }
+
+    /// Carry out the core's outputs; true once the session is over.
+    fn carry_out_outputs(&mut self) -> bool {
+        let mut closed = false;
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Transmit(t) => {
+                    if let Some((route, _)) = &self.media {
+                        route.send(t.destination, &t.contents);
+                    }
+                }
+                Output::Notify(n) => self.subscribers.notify(&self.thread_id, &n),
+                Output::Observe(text) => {
+                    let before = self.observers.len();
+                    self.observers.retain(|o| {
+                        !matches!(
+                            o.try_send(text.clone()),
+                            Err(mpsc::error::TrySendError::Closed(_))
+                        )
+                    });
+                    if self.observers.len() != before {
+                        let n = self.observers.len();
+                        self.core.handle_input(Instant::now(), Input::Observers(n));
+                    }
+                }
+                Output::Agent(AgentCommand::Start { handoff_id, text }) => {
+                    self.task = Some(self.agent.start(AgentTask {
+                        thread_id: self.thread_id.clone(),
+                        handoff_id,
+                        text,
+                    }));
+                }
+                Output::Agent(AgentCommand::Steer { text }) => {
+                    if let Some(t) = &self.task {
+                        t.steer(text);
+                    }
+                }
+                Output::Agent(AgentCommand::Cancel) => {
+                    if let Some(mut t) = self.task.take() {
+                        t.cancel();
+                    }
+                }
+                Output::Close(why) => {
+                    tracing::debug!(why, "session over");
+                    closed = true;
+                }
+            }
+        }
+        closed
+    }
+
+    /// Count the audio frames carried since `before` and how long the session held them since
+    /// it woke; returns the new count.
+    fn count_frames(
+        &self,
+        before: super::core::CoreStats,
+        woke: Instant,
+    ) -> super::core::CoreStats {
+        let after = self.core.stats();
+        let held = woke.elapsed().as_secs_f64();
+        for (direction, n) in [
+            (
+                &*metrics::TO_MODEL,
+                after.audio_to_model - before.audio_to_model,
+            ),
+            (
+                &*metrics::TO_CLIENT,
+                after.audio_to_client - before.audio_to_client,
+            ),
+        ] {
+            for _ in 0..n {
+                direction.frames.inc();
+                direction.processing.observe(held);
+            }
+        }
+        after
+    }
+
+    /// The conversation is over: deliver what the client is still owed (briefly), then close.
+    async fn close_sockets(mut self) {
+        let (_, client_out) = self.core.outboxes();
+        if let Some((mut writer, _)) = self.client.take() {
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                let _ = writer.flush(client_out, client_frame).await;
+                let _ = futures_util::SinkExt::close(&mut writer.sink).await;
+            })
+            .await;
+        }
+        if let Some((mut writer, _)) = self.model.take() {
+            let _ =
+                tokio::time::timeout(CLOSE_GRACE, futures_util::SinkExt::close(&mut writer.sink))
+                    .await;
+        }
+    }
+}
+
+/// A socket's writer and reader, borrowed apart.
+fn split<W, R>(socket: &mut Option<(W, R)>) -> (Option<&mut W>, Option<&mut R>) {
+    match socket {
+        Some((w, r)) => (Some(w), Some(r)),
+        None => (None, None),
+    }
+}
+
+async fn next_of<S: Stream + Unpin>(stream: Option<&mut S>) -> Option<S::Item> {
+    match stream {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv_datagram(rx: Option<&mut mpsc::Receiver<Datagram>>) -> Option<Datagram> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_update(task: Option<&mut TaskHandle>) -> AgentUpdate {
+    match task {
+        Some(t) => t.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
