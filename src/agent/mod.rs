@@ -19,6 +19,9 @@ pub struct AgentTask {
     pub text: String,
 }
 
+/// Steers queued for a task before more are dropped.
+pub const STEER_QUEUE: usize = 32;
+
 /// What a running task reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentUpdate {
@@ -28,7 +31,7 @@ pub enum AgentUpdate {
 
 /// The backend's side of a task: read steers, watch for cancel, send updates.
 pub struct TaskIo {
-    pub steer: mpsc::UnboundedReceiver<String>,
+    pub steer: mpsc::Receiver<String>,
     pub cancel: oneshot::Receiver<()>,
     pub updates: mpsc::Sender<AgentUpdate>,
 }
@@ -36,7 +39,7 @@ pub struct TaskIo {
 /// The session's side of a task.
 pub struct TaskHandle {
     pub handoff_id: String,
-    steer: mpsc::UnboundedSender<String>,
+    steer: mpsc::Sender<String>,
     cancel: Option<oneshot::Sender<()>>,
     updates: mpsc::Receiver<AgentUpdate>,
 }
@@ -44,7 +47,7 @@ pub struct TaskHandle {
 impl TaskHandle {
     /// A connected handle/io pair for a backend to run.
     pub fn pair(handoff_id: String) -> (TaskHandle, TaskIo) {
-        let (steer_tx, steer_rx) = mpsc::unbounded_channel();
+        let (steer_tx, steer_rx) = mpsc::channel(STEER_QUEUE);
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let (upd_tx, upd_rx) = mpsc::channel(64);
         (
@@ -62,8 +65,12 @@ impl TaskHandle {
         )
     }
 
+    /// Pass new text to the running task. A backend that has not taken [`STEER_QUEUE`] steers
+    /// is not listening: further ones are dropped (logged).
     pub fn steer(&self, text: String) {
-        let _ = self.steer.send(text);
+        if self.steer.try_send(text).is_err() {
+            tracing::warn!(handoff_id = %self.handoff_id, "agent backend is not taking steers; dropped one");
+        }
     }
 
     pub fn cancel(&mut self) {

@@ -164,7 +164,7 @@ async fn run(post: Poster, task: AgentTask, mut io: TaskIo) {
 async fn drive(
     post: &Poster,
     task: &AgentTask,
-    steer: &mut mpsc::UnboundedReceiver<String>,
+    steer: &mut mpsc::Receiver<String>,
     updates: &mpsc::Sender<AgentUpdate>,
 ) -> TaskOutcome {
     let resp = match post.post(task, &task.text, false).await {

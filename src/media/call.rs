@@ -258,27 +258,28 @@ impl CallMedia {
         if self.closed {
             return;
         }
+        // The watchdogs first: their reason is the clearest one when str0m would notice too.
+        if self.connected && now >= self.last_packet + self.timeouts.silence {
+            return self.close(format!(
+                "the caller sent nothing for {}s",
+                self.timeouts.silence.as_secs()
+            ));
+        }
+        if !self.connected && now >= self.started + self.timeouts.connect {
+            return self.close(format!(
+                "ICE/DTLS did not connect within {}s",
+                self.timeouts.connect.as_secs()
+            ));
+        }
         if now >= self.rtc_timeout {
             if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-                self.close(format!("webrtc failed: {e}"));
-                return;
+                return self.close(format!("webrtc failed: {e}"));
             }
             self.drain();
         }
         while let Some(tick) = self.next_tick.filter(|t| *t <= now) {
             self.play_frame(tick);
             self.next_tick = self.playout.needs_tick().then_some(tick + FRAME);
-        }
-        if self.connected && now >= self.last_packet + self.timeouts.silence {
-            self.close(format!(
-                "the caller sent nothing for {}s",
-                self.timeouts.silence.as_secs()
-            ));
-        } else if !self.connected && now >= self.started + self.timeouts.connect {
-            self.close(format!(
-                "ICE/DTLS did not connect within {}s",
-                self.timeouts.connect.as_secs()
-            ));
         }
     }
 

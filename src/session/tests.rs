@@ -1,1 +1,653 @@
+//! `SessionCore` driven in memory, in virtual time: a relay call against a str0m caller peer with
+//! datagrams carried by hand, the model's socket and the client's as outboxes read (or not) by
+//! the test. No sockets, no tokio; whole minutes of a call run in milliseconds.
 
+use super::Face;
+use super::core::{ClientSide, CoreConfig, Input, Output, SessionCore};
+use super::outbox::OutboxLimits;
+use crate::agent::AgentUpdate;
+use crate::engine::{Acks, AgentCommand, EngineConfig};
+use crate::media::call::{CallMedia, MediaTimeouts};
+use crate::media::codec::OpusCodec;
+use crate::protocol::ModelVersion;
+use crate::protocol::rpc::{CloseReason, Notification};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use str0m::change::SdpAnswer;
+use str0m::channel::ChannelId;
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Rtc, RtcConfig};
+
+const CONNECT: Duration = Duration::from_secs(15);
+const SILENCE: Duration = Duration::from_secs(30);
+const FRAME: Duration = Duration::from_millis(20);
+
+fn caller_addr() -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, 1], 5000))
+}
+
+fn gateway_addr() -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, 2], 7000))
+}
+
+fn config(face: Face) -> CoreConfig {
+    CoreConfig {
+        face,
+        engine: EngineConfig {
+            version: ModelVersion::V2,
+            realtime_session_id: "s".into(),
+            session_update: json!({"type": "session.update", "session": {"type": "realtime"}}),
+            acks: Acks::default(),
+            local_playout: face == Face::WebrtcRelay,
+            delegation: true,
+        },
+        task_timeout: Duration::from_secs(3),
+        max_duration: None,
+        announce_started: face != Face::WebrtcRelay,
+        model_limits: OutboxLimits::default(),
+        client_limits: OutboxLimits::default(),
+    }
+}
+
+/// The caller: a str0m peer that offers Opus and the `oai-events` channel, as a browser does.
+struct Caller {
+    rtc: Rtc,
+    mid: Mid,
+    channel: ChannelId,
+    codec: OpusCodec,
+    connected: bool,
+    channel_open: bool,
+    next_timeout: Instant,
+    /// While set, the caller sends a 20 ms frame at this instant and every 20 ms after.
+    next_send: Option<Instant>,
+    rtp_time: u64,
+    heard: Vec<Instant>,
+    texts: Vec<String>,
+}
+
+/// One call in virtual time: the caller, the session core, and what reached the model and the
+/// client faces.
+struct Call {
+    now: Instant,
+    start: Instant,
+    caller: Option<Caller>,
+    core: SessionCore,
+    /// The wire between them works (false: every datagram is lost).
+    wire: bool,
+    /// The client socket takes what the core queues for it.
+    client_reads: bool,
+    to_model: Vec<String>,
+    to_client: Vec<String>,
+    notes: Vec<Notification>,
+    agent: Vec<AgentCommand>,
+    closed_at: Option<(Instant, &'static str)>,
+    last_datagram: Option<Instant>,
+}
+
+fn relay_call() -> Call {
+    relay_call_with(MediaTimeouts {
+        connect: CONNECT,
+        silence: SILENCE,
+    })
+}
+
+fn relay_call_with(timeouts: MediaTimeouts) -> Call {
+    let start = Instant::now();
+    crate::media::call::install_crypto();
+    let mut rtc = RtcConfig::new().build(start);
+    rtc.add_local_candidate(Candidate::host(caller_addr(), "udp").expect("candidate"));
+    let mut change = rtc.sdp_api();
+    let mid = change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let channel = change.add_channel("oai-events".into());
+    let (offer, pending) = change.apply().expect("offer");
+    let (answer, media) = CallMedia::accept(
+        &offer.to_sdp_string(),
+        gateway_addr(),
+        gateway_addr(),
+        "vxtest".into(),
+        start,
+        timeouts,
+        start,
+    )
+    .expect("answer");
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).expect("sdp"))
+        .expect("accept");
+    let caller = Caller {
+        rtc,
+        mid,
+        channel,
+        codec: OpusCodec::new().expect("codec"),
+        connected: false,
+        channel_open: false,
+        next_timeout: start,
+        next_send: None,
+        rtp_time: 0,
+        heard: Vec::new(),
+        texts: Vec::new(),
+    };
+    let core = SessionCore::new(config(Face::WebrtcRelay), ClientSide::relay(media), start);
+    Call::new(start, Some(caller), core)
+}
+
+fn call_with(face: Face, side: ClientSide, cfg: impl FnOnce(&mut CoreConfig)) -> Call {
+    let start = Instant::now();
+    let mut c = config(face);
+    cfg(&mut c);
+    Call::new(start, None, SessionCore::new(c, side, start))
+}
+
+impl Call {
+    fn new(start: Instant, caller: Option<Caller>, core: SessionCore) -> Self {
+        let mut call = Call {
+            now: start,
+            start,
+            caller,
+            core,
+            wire: true,
+            client_reads: true,
+            to_model: Vec::new(),
+            to_client: Vec::new(),
+            notes: Vec::new(),
+            agent: Vec::new(),
+            closed_at: None,
+            last_datagram: None,
+        };
+        call.input(Input::ModelConnected);
+        call
+    }
+
+    fn input(&mut self, input: Input<'_>) {
+        self.core.handle_input(self.now, input);
+        self.settle();
+    }
+
+    fn model(&mut self, event: Value) {
+        let text = event.to_string();
+        self.input(Input::ModelText(&text));
+    }
+
+    /// Move everything that can move at `now` until nothing does.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(out) = self.core.poll_output() {
+                moved = true;
+                match out {
+                    Output::Transmit(t) => {
+                        if let Some(c) = self.caller.as_mut().filter(|_| self.wire) {
+                            let input = str0m::Input::Receive(
+                                self.now,
+                                Receive {
+                                    proto: Protocol::Udp,
+                                    source: gateway_addr(),
+                                    destination: t.destination,
+                                    contents: t.contents.as_slice().try_into().expect("datagram"),
+                                },
+                            );
+                            c.rtc
+                                .handle_input(input)
+                                .expect("caller takes the datagram");
+                        }
+                    }
+                    Output::Notify(n) => self.notes.push(n),
+                    Output::Observe(_) => {}
+                    Output::Agent(cmd) => self.agent.push(cmd),
+                    Output::Close(why) => self.closed_at = Some((self.now, why)),
+                }
+            }
+            let (model_out, client_out) = self.core.outboxes();
+            while let Some((f, _)) = model_out.pop(self.now) {
+                moved = true;
+                self.to_model.push(f);
+            }
+            while self.client_reads
+                && let Some((f, _)) = client_out.pop(self.now)
+            {
+                moved = true;
+                self.to_client.push(f);
+            }
+            moved |= self.drain_caller();
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// The caller's outputs: datagrams to the core, events recorded.
+    fn drain_caller(&mut self) -> bool {
+        let Some(c) = self.caller.as_mut() else {
+            return false;
+        };
+        let mut datagrams = Vec::new();
+        let mut moved = false;
+        loop {
+            let Ok(out) = c.rtc.poll_output() else {
+                // The caller's own peer gave up (its DTLS timed out): it is gone.
+                self.caller = None;
+                return true;
+            };
+            match out {
+                str0m::Output::Timeout(t) => {
+                    c.next_timeout = t;
+                    break;
+                }
+                str0m::Output::Transmit(t) => datagrams.push(t.contents.to_vec()),
+                str0m::Output::Event(e) => {
+                    moved = true;
+                    match e {
+                        Event::Connected => c.connected = true,
+                        Event::ChannelOpen(..) => c.channel_open = true,
+                        Event::MediaData(_) => c.heard.push(self.now),
+                        Event::ChannelData(d) => {
+                            c.texts.push(String::from_utf8_lossy(&d.data).into_owned())
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for d in datagrams {
+            moved = true;
+            if self.wire {
+                self.last_datagram = Some(self.now);
+                self.core.handle_input(
+                    self.now,
+                    Input::Datagram {
+                        source: caller_addr(),
+                        contents: &d,
+                    },
+                );
+            }
+        }
+        moved
+    }
+
+    /// Run the call in virtual time until `end`.
+    fn run_until(&mut self, end: Instant) {
+        loop {
+            self.settle();
+            let caller = self.caller.as_ref().map(|c| {
+                c.next_send
+                    .map_or(c.next_timeout, |s| s.min(c.next_timeout))
+            });
+            let next = [caller, self.core.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next.filter(|n| *n <= end) else {
+                self.now = end;
+                return;
+            };
+            self.now = self.now.max(next);
+            if let Some(c) = self.caller.as_mut() {
+                if c.next_timeout <= self.now
+                    && c.rtc.handle_input(str0m::Input::Timeout(self.now)).is_err()
+                {
+                    self.caller = None;
+                    continue;
+                }
+                if let Some(at) = c.next_send.filter(|at| *at <= self.now) {
+                    c.next_send = Some(at + FRAME);
+                    c.send_frame(at);
+                }
+            }
+            if self.core.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.core.handle_input(self.now, Input::Timeout);
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.run_until(end);
+    }
+
+    fn caller(&mut self) -> &mut Caller {
+        self.caller.as_mut().expect("a relay call")
+    }
+
+    fn frames_of(&self, ty: &str) -> Vec<Value> {
+        self.to_model
+            .iter()
+            .filter_map(|f| serde_json::from_str::<Value>(f).ok())
+            .filter(|v| v["type"] == ty)
+            .collect()
+    }
+}
+
+impl Caller {
+    fn send_frame(&mut self, at: Instant) {
+        let pcm: Vec<i16> = (0..480)
+            .map(|i| ((i as f64 * 0.2).sin() * 8000.0) as i16)
+            .collect();
+        let packet = self.codec.encode(&pcm).expect("encode");
+        self.rtp_time += 960;
+        let pt = self.rtc.writer(self.mid).and_then(|w| {
+            w.payload_params()
+                .find(|p| p.spec().codec == Codec::Opus)
+                .map(|p| p.pt())
+        });
+        if let Some(pt) = pt
+            && let Some(writer) = self.rtc.writer(self.mid)
+        {
+            let time = MediaTime::new(self.rtp_time, Frequency::FORTY_EIGHT_KHZ);
+            writer.write(pt, at, time, packet).expect("write");
+        }
+    }
+
+    fn say(&mut self, text: &str) {
+        if let Some(mut ch) = self.rtc.channel(self.channel) {
+            ch.write(false, text.as_bytes()).expect("channel write");
+        }
+    }
+}
+
+fn audio_delta(item: &str, ms: usize) -> Value {
+    let bytes = vec![0u8; ms * 48];
+    json!({"type": "response.output_audio.delta", "response_id": "r1", "item_id": item,
+        "output_index": 0, "content_index": 0,
+        "delta": base64::engine::general_purpose::STANDARD.encode(bytes)})
+}
+
+fn connected_relay_call() -> Call {
+    let mut call = relay_call();
+    call.run_for(Duration::from_secs(1));
+    assert!(call.caller().connected, "ICE and DTLS connected");
+    assert!(call.caller().channel_open, "the oai-events channel opened");
+    call
+}
+
+#[test]
+fn a_relay_call_connects_and_audio_flows_both_ways_at_real_time_pace() {
+    let mut call = connected_relay_call();
+    let t0 = call.now;
+    call.caller().next_send = Some(t0);
+    call.run_for(Duration::from_millis(1000));
+    let appends = call.frames_of("input_audio_buffer.append");
+    assert!(
+        (49..=51).contains(&appends.len()),
+        "a second of speech reaches the model as ~50 appends, got {}",
+        appends.len()
+    );
+    // Half a second of the model's audio arrives at once; the caller hears it paced.
+    call.caller().next_send = None;
+    let heard_before = call.caller().heard.len();
+    for _ in 0..5 {
+        call.model(audio_delta("out1", 100));
+    }
+    call.run_for(Duration::from_secs(1));
+    let heard = call.caller().heard[heard_before..].to_vec();
+    assert_eq!(heard.len(), 25, "500 ms is 25 frames");
+    for pair in heard.windows(2) {
+        assert_eq!(pair[1] - pair[0], FRAME, "one frame per 20 ms tick");
+    }
+    let texts = &call.caller().texts;
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("output_audio_buffer.started"))
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("output_audio_buffer.stopped"))
+    );
+    assert!(
+        !texts.iter().any(|t| t.contains("output_audio.delta")),
+        "audio never rides the data channel"
+    );
+}
+
+#[test]
+fn barge_in_flushes_playout_and_truncates_at_the_played_position() {
+    let mut call = connected_relay_call();
+    call.model(audio_delta("out1", 1000));
+    call.run_for(Duration::from_millis(210));
+    let played = call.caller().heard.len() as u64;
+    assert!((9..=11).contains(&played), "{played} frames played");
+    call.model(json!({"type": "input_audio_buffer.speech_started", "item_id": "u1"}));
+    let truncate = call.frames_of("conversation.item.truncate");
+    assert_eq!(truncate.len(), 1);
+    assert_eq!(truncate[0]["item_id"], "out1");
+    assert_eq!(truncate[0]["audio_end_ms"], played * 20);
+    call.run_for(Duration::from_millis(200));
+    assert_eq!(
+        call.caller().heard.len() as u64,
+        played,
+        "nothing plays after the flush"
+    );
+    assert!(
+        call.caller()
+            .texts
+            .iter()
+            .any(|t| t.contains("output_audio_buffer.cleared"))
+    );
+}
+
+#[test]
+fn data_channel_events_reach_the_model_and_the_caller_may_opt_into_agent_events() {
+    let mut call = connected_relay_call();
+    call.caller()
+        .say(r#"{"type":"voxgate.subscribe_agent_events"}"#);
+    call.caller()
+        .say(r#"{"type":"conversation.item.create","item":{"type":"message"}}"#);
+    call.run_for(Duration::from_millis(100));
+    assert_eq!(call.frames_of("conversation.item.create").len(), 1);
+    assert!(
+        call.frames_of("voxgate.subscribe_agent_events").is_empty(),
+        "the opt-in is voxgate's, not the model's"
+    );
+    call.model(json!({"type": "conversation.item.done", "item": {"id": "fc1", "type": "function_call",
+        "name": "background_agent", "call_id": "call_1", "arguments": "{\"prompt\":\"count files\"}"}}));
+    call.run_for(Duration::from_millis(100));
+    assert!(matches!(call.agent[..], [AgentCommand::Start { .. }]));
+    assert!(
+        call.caller()
+            .texts
+            .iter()
+            .any(|t| t.contains("voxgate.agent.started")),
+        "{:?}",
+        call.caller().texts
+    );
+    assert!(
+        !call
+            .caller()
+            .texts
+            .iter()
+            .any(|t| t.contains("background_agent")),
+        "the plumbing stays hidden"
+    );
+}
+
+#[test]
+fn a_caller_that_never_connects_ends_the_call_at_the_connect_deadline() {
+    let mut call = relay_call();
+    call.wire = false;
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    assert_eq!(at - call.start, CONNECT);
+    assert!(
+        call.notes
+            .iter()
+            .any(|n| matches!(n, Notification::Error { message }
+        if message.contains("ICE/DTLS did not connect within 15s")))
+    );
+    assert!(call.notes.contains(&Notification::Closed {
+        reason: CloseReason::Error
+    }));
+}
+
+#[test]
+fn a_silent_caller_ends_the_call_at_the_silence_deadline() {
+    let silence = Duration::from_secs(5);
+    let mut call = relay_call_with(MediaTimeouts {
+        connect: CONNECT,
+        silence,
+    });
+    call.run_for(Duration::from_secs(2));
+    assert!(call.caller().connected);
+    call.wire = false;
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    let last = call.last_datagram.expect("the caller sent something");
+    assert_eq!(at - last, silence);
+    assert!(
+        call.notes
+            .iter()
+            .any(|n| matches!(n, Notification::Error { message }
+        if message.contains("the caller sent nothing for 5s")))
+    );
+}
+
+#[test]
+fn a_vanished_caller_is_noticed_by_ice_before_the_silence_watchdog() {
+    let mut call = connected_relay_call();
+    call.wire = false;
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    let last = call.last_datagram.expect("the caller sent something");
+    assert!(at - last <= SILENCE, "{:?}", at - last);
+    assert!(
+        call.notes
+            .iter()
+            .any(|n| matches!(n, Notification::Error { message }
+        if message.contains("the WebRTC caller went away")))
+    );
+    assert!(call.notes.contains(&Notification::Closed {
+        reason: CloseReason::Error
+    }));
+}
+
+#[test]
+fn the_session_ends_at_its_maximum_duration() {
+    let mut call = call_with(Face::OpenaiWs, ClientSide::openai(true), |c| {
+        c.max_duration = Some(Duration::from_secs(5));
+    });
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    assert_eq!(at - call.start, Duration::from_secs(5));
+    assert!(
+        call.to_client
+            .iter()
+            .any(|t| t.contains("session_expired") && t.contains("maximum duration of 5s")),
+        "{:?}",
+        call.to_client
+    );
+}
+
+#[test]
+fn an_agent_task_that_never_ends_is_timed_out_and_the_call_resolved() {
+    let mut call = call_with(Face::Rpc, ClientSide::Notifications, |_| {});
+    call.model(json!({"type": "conversation.item.done", "item": {"id": "fc1", "type": "function_call",
+        "name": "background_agent", "call_id": "call_1", "arguments": "{\"prompt\":\"count files\"}"}}));
+    assert!(matches!(call.agent[..], [AgentCommand::Start { .. }]));
+    call.run_for(Duration::from_millis(2999));
+    assert_eq!(
+        call.agent.len(),
+        1,
+        "still running just before the deadline"
+    );
+    call.run_for(Duration::from_millis(1));
+    assert_eq!(call.agent.last(), Some(&AgentCommand::Cancel));
+    let outputs = call.frames_of("conversation.item.create");
+    let output = outputs
+        .iter()
+        .find(|f| f["item"]["type"] == "function_call_output")
+        .expect("the call is resolved");
+    assert_eq!(output["item"]["call_id"], "call_1");
+    assert!(
+        output["item"]["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("timed out after 3s")),
+        "{output}"
+    );
+    // A late update from the cancelled task changes nothing.
+    call.input(Input::Agent(AgentUpdate::Message("late".into())));
+    assert!(call.closed_at.is_none());
+}
+
+#[test]
+fn a_stalled_client_loses_audio_but_never_control_events_then_the_session_ends() {
+    let limits = OutboxLimits {
+        audio_limit: 64 * 1024,
+        hard_limit: 4 * 1024 * 1024,
+        stall: Duration::from_secs(30),
+    };
+    let mut call = call_with(Face::OpenaiWs, ClientSide::openai(true), |c| {
+        c.client_limits = limits;
+    });
+    call.client_reads = false;
+    // Ten seconds of the model talking while the client reads nothing.
+    for i in 0..500 {
+        call.model(audio_delta("out1", 20));
+        if i % 10 == 0 {
+            call.model(json!({"type": "response.output_audio_transcript.delta", "delta": format!("w{i} ")}));
+        }
+        call.run_for(FRAME);
+    }
+    let (_, client_out) = call.core.outboxes();
+    assert!(
+        client_out.queued_bytes() <= limits.audio_limit + 64 * 1024,
+        "bounded: {} bytes queued",
+        client_out.queued_bytes()
+    );
+    assert!(call.core.stats().audio_dropped > 400, "audio was dropped");
+    assert!(call.closed_at.is_none(), "10 s of stall is tolerated");
+    // The client reads again: every transcript delta is there, in order.
+    call.client_reads = true;
+    call.settle();
+    let deltas: Vec<&String> = call
+        .to_client
+        .iter()
+        .filter(|t| t.contains("output_audio_transcript.delta"))
+        .collect();
+    assert_eq!(deltas.len(), 50, "no control event was dropped");
+    assert!(deltas[49].contains("w490"));
+    // A client that never reads again ends the session at the stall deadline.
+    call.client_reads = false;
+    call.model(json!({"type": "response.output_audio_transcript.delta", "delta": "x"}));
+    let stalled_from = call.now;
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    assert_eq!(at - stalled_from, limits.stall);
+}
+
+#[test]
+fn a_model_that_stops_reading_fails_the_session_with_a_clear_error() {
+    let mut call = call_with(Face::Rpc, ClientSide::Notifications, |_| {});
+    // The test stops taking frames for the model: nothing drains the model outbox.
+    let (model_out, _) = call.core.outboxes();
+    assert!(model_out.is_empty());
+    let t0 = call.now;
+    call.core.handle_input(
+        t0,
+        Input::Command(crate::engine::ClientCommand::AppendText {
+            text: "hello".into(),
+            role: Default::default(),
+        }),
+    );
+    let deadline = call.core.poll_timeout().expect("a stall deadline");
+    assert_eq!(deadline - t0, OutboxLimits::default().stall);
+    call.core.handle_input(deadline, Input::Timeout);
+    let mut notes = Vec::new();
+    let mut closed = false;
+    while let Some(out) = call.core.poll_output() {
+        match out {
+            Output::Notify(n) => notes.push(n),
+            Output::Close(_) => closed = true,
+            _ => {}
+        }
+    }
+    assert!(closed);
+    assert!(
+        notes
+            .iter()
+            .any(|n| matches!(n, Notification::Error { message }
+        if message.contains("sending to the realtime model stalled")))
+    );
+}
