@@ -49,22 +49,51 @@ pub struct WebrtcStart {
 enum Launch {
     /// JSON-RPC subscribers of the thread.
     Rpc,
-    /// A WebRTC caller voxgate terminates: its media and its route on the shared port.
-    Relay(
-        Box<CallMedia>,
-        (
+    /// A WebRTC caller voxgate terminates: its media, its route on the shared port, the answer.
+    Relay {
+        media: Box<CallMedia>,
+        route: (
             crate::media::shards::MediaRoute,
             tokio::sync::mpsc::Receiver<crate::media::shards::Datagram>,
         ),
-    ),
+        answer: String,
+    },
     /// A WebRTC caller connected to the model's own calls endpoint (voxgate rides the sideband).
-    Passthrough,
+    Passthrough { answer: String },
     /// An OpenAI-protocol websocket client and the session it configured.
     OpenAi {
         socket: Box<axum::extract::ws::WebSocket>,
         session: serde_json::Value,
         delegation: bool,
     },
+}
+
+/// What a session's face decides about it.
+struct ClientPlan {
+    face: Face,
+    side: ClientSide,
+    socket: Option<axum::extract::ws::WebSocket>,
+    media: Option<(
+        crate::media::shards::MediaRoute,
+        tokio::sync::mpsc::Receiver<crate::media::shards::Datagram>,
+    )>,
+    answer: Option<String>,
+    session_update: serde_json::Value,
+    delegation: bool,
+}
+
+/// voxgate's acknowledgement sentences: the configured wording, the defaults elsewhere.
+fn acks(cfg: &crate::config::AckConfig) -> crate::engine::Acks {
+    let d = crate::engine::Acks::default();
+    let pick = |o: &Option<String>, d: String| o.clone().unwrap_or(d);
+    crate::engine::Acks {
+        completed: pick(&cfg.completed, d.completed),
+        steering: pick(&cfg.steering, d.steering),
+        no_message: pick(&cfg.no_message, d.no_message),
+        failed: pick(&cfg.failed, d.failed),
+        cancelled: pick(&cfg.cancelled, d.cancelled),
+        nothing_to_delegate: pick(&cfg.nothing_to_delegate, d.nothing_to_delegate),
+    }
 }
 
 /// The instant every relay call's 20 ms pacing grid starts from, so all their ticks coincide.
@@ -237,49 +266,56 @@ impl AppState {
     /// Build the session's core and reactor I/O from a prepared start, and start it.
     fn launch(&self, thread_id: &str, prep: Prepared, url: String, client: Launch) {
         let version = prep.settings.version;
-        let (face, side, socket, media, session_update, delegation, connect_attempts) = match client
-        {
-            Launch::Rpc => (
-                Face::Rpc,
-                ClientSide::Notifications,
-                None,
-                None,
-                session_config::session_update(&prep.settings),
-                true,
-                1,
-            ),
-            Launch::Relay(media, route) => (
-                Face::WebrtcRelay,
-                ClientSide::relay(*media),
-                None,
-                Some(route),
-                session_config::session_update(&prep.settings),
-                true,
-                1,
-            ),
-            // A sideband join retries with backoff (the call may still be settling upstream).
-            Launch::Passthrough => (
-                Face::WebrtcPassthrough,
-                ClientSide::Notifications,
-                None,
-                None,
-                session_config::session_update(&prep.settings),
-                true,
-                5,
-            ),
+        let standard = |face| ClientPlan {
+            face,
+            side: ClientSide::Notifications,
+            socket: None,
+            media: None,
+            answer: None,
+            session_update: session_config::session_update(&prep.settings),
+            delegation: true,
+        };
+        let ClientPlan {
+            face,
+            side,
+            socket,
+            media,
+            answer,
+            session_update,
+            delegation,
+        } = match client {
+            Launch::Rpc => standard(Face::Rpc),
+            Launch::Relay {
+                media,
+                route,
+                answer,
+            } => ClientPlan {
+                side: ClientSide::relay(*media),
+                media: Some(route),
+                answer: Some(answer),
+                ..standard(Face::WebrtcRelay)
+            },
+            Launch::Passthrough { answer } => ClientPlan {
+                answer: Some(answer),
+                ..standard(Face::WebrtcPassthrough)
+            },
             Launch::OpenAi {
                 socket,
                 session,
                 delegation,
-            } => (
-                Face::OpenaiWs,
-                ClientSide::openai(delegation),
-                Some(*socket),
-                None,
-                serde_json::json!({"type": "session.update", "session": session}),
+            } => ClientPlan {
+                side: ClientSide::openai(delegation),
+                socket: Some(*socket),
+                session_update: serde_json::json!({"type": "session.update", "session": session}),
                 delegation,
-                1,
-            ),
+                ..standard(Face::OpenaiWs)
+            },
+        };
+        // A sideband join retries with backoff (the call may still be settling upstream).
+        let connect_attempts = if face == Face::WebrtcPassthrough {
+            5
+        } else {
+            1
         };
         let relay = face == Face::WebrtcRelay;
         let queue = self.cfg.upstream.audio_queue_frames;
@@ -295,13 +331,13 @@ impl AppState {
                     version,
                     realtime_session_id: prep.session_id.clone(),
                     session_update,
-                    acks: self.cfg.session.acks.to_acks(),
+                    acks: acks(&self.cfg.session.acks),
                     local_playout: relay,
                     delegation,
                 },
                 task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
                 max_duration: prep.permit.as_ref().and_then(|p| p.max_duration),
-                announce_started: !matches!(face, Face::WebrtcRelay | Face::WebrtcPassthrough),
+                answer,
                 model_limits,
                 client_limits: OutboxLimits::default(),
             },
@@ -431,7 +467,6 @@ impl AppState {
         let mut prep = self.prepare(&p).map_err(CallError::Setup)?;
         prep.permit = permit;
         let version = prep.settings.version;
-        let session_id = prep.session_id.clone();
         let answer = match mode {
             WebrtcMode::Relay => {
                 let url = self.model_url(&prep).map_err(CallError::Setup)?;
@@ -455,7 +490,11 @@ impl AppState {
                     &p.thread_id,
                     prep,
                     url,
-                    Launch::Relay(Box::new(media), route),
+                    Launch::Relay {
+                        media: Box::new(media),
+                        route,
+                        answer: answer.clone(),
+                    },
                 );
                 WebrtcStart {
                     answer,
@@ -486,7 +525,14 @@ impl AppState {
                     &self.cfg.upstream.extra_query,
                 )
                 .map_err(CallError::Setup)?;
-                self.launch(&p.thread_id, prep, url, Launch::Passthrough);
+                self.launch(
+                    &p.thread_id,
+                    prep,
+                    url,
+                    Launch::Passthrough {
+                        answer: answer.clone(),
+                    },
+                );
                 WebrtcStart {
                     answer,
                     upstream_call_id: Some(call_id),
@@ -494,20 +540,6 @@ impl AppState {
                 }
             }
         };
-        use crate::protocol::rpc::Notification;
-        self.sessions.notify(
-            &answer.thread_id,
-            &Notification::Started {
-                realtime_session_id: session_id,
-                version,
-            },
-        );
-        self.sessions.notify(
-            &answer.thread_id,
-            &Notification::Sdp {
-                sdp: answer.answer.clone(),
-            },
-        );
         Ok(answer)
     }
 }

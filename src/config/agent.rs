@@ -2,26 +2,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentKind {
-    #[default]
-    Embedded,
-    Codex,
-    Responses,
-    Webhook,
-}
-
-impl AgentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentKind::Embedded => "embedded",
-            AgentKind::Codex => "codex",
-            AgentKind::Responses => "responses",
-            AgentKind::Webhook => "webhook",
-        }
-    }
-}
+pub use crate::protocol::choices::AgentKind;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

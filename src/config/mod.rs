@@ -2,7 +2,6 @@
 //! overridden by `VOXGATE_<SECTION>__<KEY>` environment variables, and validated at start with
 //! messages that name the offending key. Unknown keys are errors.
 
-use crate::engine::Acks;
 use crate::protocol::ModelVersion;
 use crate::protocol::session_config::{self, SessionMode};
 use serde::Deserialize;
@@ -56,16 +55,7 @@ impl Default for OpenaiFaceConfig {
     }
 }
 
-/// Who terminates a caller's WebRTC.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum WebrtcMode {
-    /// voxgate answers the offer and bridges to the model's websocket.
-    #[default]
-    Relay,
-    /// The offer goes to the model's own calls endpoint; voxgate joins the call's sideband.
-    Passthrough,
-}
+pub use crate::protocol::choices::WebrtcMode;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -218,21 +208,6 @@ pub struct AckConfig {
     pub failed: Option<String>,
     pub cancelled: Option<String>,
     pub nothing_to_delegate: Option<String>,
-}
-
-impl AckConfig {
-    pub fn to_acks(&self) -> Acks {
-        let d = Acks::default();
-        let pick = |o: &Option<String>, d: String| o.clone().unwrap_or(d);
-        Acks {
-            completed: pick(&self.completed, d.completed),
-            steering: pick(&self.steering, d.steering),
-            no_message: pick(&self.no_message, d.no_message),
-            failed: pick(&self.failed, d.failed),
-            cancelled: pick(&self.cancelled, d.cancelled),
-            nothing_to_delegate: pick(&self.nothing_to_delegate, d.nothing_to_delegate),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,6 +2,7 @@
 //! (`rpc`), the realtime model's two wire versions (`model_v1`, `model_v2`, normalized in `model`)
 //! and the per-version session configuration. No tokio, no I/O.
 
+pub mod choices;
 pub mod model;
 pub mod model_v1;
 pub mod model_v2;

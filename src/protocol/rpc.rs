@@ -20,7 +20,7 @@ pub const METHOD_STOP: &str = "thread/realtime/stop";
 pub const METHOD_LIST_VOICES: &str = "thread/realtime/listVoices";
 
 /// The agent backend a start may ask for (voxgate extension `agent`).
-pub type AgentChoice = crate::config::AgentKind;
+pub type AgentChoice = super::choices::AgentKind;
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,7 +204,7 @@ pub struct StartParams {
     pub agent: Option<AgentChoice>,
     /// voxgate extension: `relay` or `passthrough` for a webrtc transport.
     #[serde(default)]
-    pub webrtc_mode: Option<crate::config::WebrtcMode>,
+    pub webrtc_mode: Option<super::choices::WebrtcMode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

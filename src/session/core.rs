@@ -35,8 +35,9 @@ pub struct CoreConfig {
     pub task_timeout: Duration,
     /// The caller's key allows sessions this long at most.
     pub max_duration: Option<Duration>,
-    /// False when `started` was already announced (a webrtc start announces it with the answer).
-    pub announce_started: bool,
+    /// A WebRTC start's SDP answer. `started` is announced from one place, the core: with the
+    /// answer at once (`started`, then `sdp`) for a WebRTC start, else when the model connects.
+    pub answer: Option<String>,
     pub model_limits: OutboxLimits,
     pub client_limits: OutboxLimits,
 }
@@ -158,6 +159,14 @@ impl SessionCore {
         metrics::SESSIONS_STARTED
             .with_label_values(&[cfg.face.as_str()])
             .inc();
+        let mut out = VecDeque::new();
+        if let Some(sdp) = cfg.answer.clone() {
+            out.push_back(Output::Notify(Notification::Started {
+                realtime_session_id: cfg.engine.realtime_session_id.clone(),
+                version: cfg.engine.version,
+            }));
+            out.push_back(Output::Notify(Notification::Sdp { sdp }));
+        }
         Self {
             engine: Engine::new(cfg.engine.clone()),
             model_out: Outbox::new(cfg.model_limits),
@@ -168,7 +177,7 @@ impl SessionCore {
             task: None,
             observers: 0,
             now,
-            out: VecDeque::new(),
+            out,
             stats: CoreStats::default(),
             deferred_seen: 0,
             closed: false,
@@ -536,7 +545,7 @@ impl SessionCore {
                         .push_back(Output::Notify(Notification::OutputAudioDelta(chunk)));
                 }
             },
-            EngineOutput::ToClient(Notification::Started { .. }) if !self.cfg.announce_started => {}
+            EngineOutput::ToClient(Notification::Started { .. }) if self.cfg.answer.is_some() => {}
             // An OpenAI-protocol client hears the model's own events, nothing else.
             EngineOutput::ToClient(_) if matches!(self.client, ClientSide::OpenAi(_)) => {}
             EngineOutput::ToClient(n) => self.out.push_back(Output::Notify(n)),
@@ -593,7 +602,7 @@ impl SessionCore {
         }
         self.out
             .push_back(Output::Notify(Notification::Error { message }));
-        if !self.cfg.announce_started {
+        if self.cfg.answer.is_some() {
             self.out.push_back(Output::Notify(Notification::Closed {
                 reason: CloseReason::Error,
             }));

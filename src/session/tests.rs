@@ -47,7 +47,7 @@ fn config(face: Face) -> CoreConfig {
         },
         task_timeout: Duration::from_secs(3),
         max_duration: None,
-        announce_started: face != Face::WebrtcRelay,
+        answer: (face == Face::WebrtcRelay).then(|| "v=0 (answer)".into()),
         model_limits: OutboxLimits::default(),
         client_limits: OutboxLimits::default(),
     }
