@@ -10,10 +10,45 @@ use std::collections::HashSet;
 
 pub const HIDDEN_TOOLS: [&str; 2] = ["background_agent", "remain_silent"];
 
+/// Ids of hidden items and calls remembered at most (the oldest are forgotten first): plumbing
+/// events follow their item closely, so a short memory is enough for a whole session.
+const REMEMBERED_IDS: usize = 256;
+
+/// A set of ids that forgets its oldest past [`REMEMBERED_IDS`].
+#[derive(Debug, Default)]
+struct RecentIds {
+    set: HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RecentIds {
+    fn insert(&mut self, id: &str) {
+        if self.set.contains(id) {
+            return;
+        }
+        if self.order.len() >= REMEMBERED_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct PlumbingFilter {
-    hidden_items: HashSet<String>,
-    hidden_calls: HashSet<String>,
+    hidden_items: RecentIds,
+    hidden_calls: RecentIds,
     /// Audio deltas travel by RTP for WebRTC clients; drop them from the event stream.
     pub drop_audio: bool,
     /// Hide delegation plumbing (off when the client delegates on its own).
@@ -54,10 +89,10 @@ impl PlumbingFilter {
 
     fn remember(&mut self, item: &Value) {
         if let Some(id) = item.get("id").and_then(Value::as_str) {
-            self.hidden_items.insert(id.to_owned());
+            self.hidden_items.insert(id);
         }
         if let Some(id) = item.get("call_id").and_then(Value::as_str) {
-            self.hidden_calls.insert(id.to_owned());
+            self.hidden_calls.insert(id);
         }
     }
 
@@ -186,6 +221,21 @@ pub fn inject_tools(update: &mut Map<String, Value>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn hidden_ids_are_remembered_up_to_a_bound() {
+        let mut f = PlumbingFilter::new(false);
+        for i in 0..REMEMBERED_IDS + 50 {
+            let call = json!({"type": "conversation.item.done", "item": {"id": format!("fc{i}"),
+                "type": "function_call", "name": "remain_silent", "call_id": format!("c{i}")}});
+            assert_eq!(f.filter(&call.to_string()), None);
+        }
+        assert_eq!(f.hidden_items.len(), REMEMBERED_IDS);
+        assert_eq!(f.hidden_calls.len(), REMEMBERED_IDS);
+        let last = format!("fc{}", REMEMBERED_IDS + 49);
+        let delta = json!({"type": "response.function_call_arguments.delta", "item_id": last, "delta": "{"});
+        assert_eq!(f.filter(&delta.to_string()), None, "recent ids still hide");
+    }
 
     #[test]
     fn delegation_calls_their_arguments_and_outputs_are_hidden() {
