@@ -17,6 +17,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
 . benches/common.sh
 
 status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# Context switches are counted per thread: sum over every thread of the process.
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk -v k="$2:" '$1 == k {s += $2} END {print s + 0}'; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run_face() {
@@ -30,12 +32,12 @@ run_face() {
   GW=$(wait_addr "$TMP/gw.out" "voxgate listening on")
   local rss0; rss0=$(status "$pid" VmRSS)
   local c0 n0 t0
-  c0=$(status "$pid" voluntary_ctxt_switches); n0=$(status "$pid" nonvoluntary_ctxt_switches); t0=$(ticks "$pid")
+  c0=$(switches "$pid" voluntary_ctxt_switches); n0=$(switches "$pid" nonvoluntary_ctxt_switches); t0=$(ticks "$pid")
   # Continuous speech (no pauses), so every session carries 50 frames/s each way.
   $BIN loadtest --quiet --target "http://$GW" --echo --transport "$face" --sessions "$N" --ramp 100 \
     --duration "$SECS" --speech-ms 100000 --pause-ms 20 --out "$TMP/out" > /dev/null || true
   local c1 n1 t1
-  c1=$(status "$pid" voluntary_ctxt_switches); n1=$(status "$pid" nonvoluntary_ctxt_switches); t1=$(ticks "$pid")
+  c1=$(switches "$pid" voluntary_ctxt_switches); n1=$(switches "$pid" nonvoluntary_ctxt_switches); t1=$(ticks "$pid")
   python3 - "$face" "$N" "$c0" "$c1" "$n0" "$n1" "$t0" "$t1" "$(getconf CLK_TCK)" "$rss0" "$TMP/out/results.json" <<'PY'
 import json, sys
 face, n = sys.argv[1], int(sys.argv[2])
@@ -52,6 +54,7 @@ print(json.dumps({"face": face, "sessions": n, "established": r["sessions"]["est
   "cpu_us_per_duplex_frame": round(cpu_us / duplex, 1),
   "rss_per_session_kb": r["resources"].get("rss_per_session_kb"),
   "rss_max_kb": r["resources"].get("rss_max_kb"), "rss_idle_kb": rss0,
+  "rss_added_per_session_kb": round((r["resources"].get("rss_max_kb", 0) - rss0) / n, 1),
   "rtt_p50_ms": r["rtt_ms"]["p50"], "rtt_p99_ms": r["rtt_ms"]["p99"]}))
 PY
 }

@@ -360,13 +360,22 @@ impl CallMedia {
         self.events.push_back(MediaEvent::Closed(reason));
     }
 
-    /// Drain str0m's outputs until it asks for a timeout.
+    /// Drain str0m's outputs until it asks for a timeout; then write the next event that waited
+    /// for the data channel to open, if any, and drain again (one mutation, one full drain).
     fn drain(&mut self) {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
                     self.rtc_timeout = t;
-                    return;
+                    let Some(id) = self.channel.filter(|_| !self.pending_text.is_empty()) else {
+                        return;
+                    };
+                    if let Some(text) = self.pending_text.pop_front()
+                        && let Some(mut ch) = self.rtc.channel(id)
+                        && !matches!(ch.write(false, text.as_bytes()), Ok(true))
+                    {
+                        tracing::debug!("data channel full; dropped an event");
+                    }
                 }
                 Ok(Output::Transmit(t)) => self.transmits.push_back(Transmit {
                     destination: t.destination,
@@ -415,16 +424,10 @@ impl CallMedia {
             Event::ChannelOpen(id, label)
                 if label == DATA_CHANNEL_LABEL || self.channel.is_none() =>
             {
+                // What waited for the channel is written once this drain is done, one message
+                // per mutation (see `drain`).
                 self.channel = Some(id);
                 self.events.push_back(MediaEvent::ChannelOpen);
-                let pending = std::mem::take(&mut self.pending_text);
-                for text in pending {
-                    if let Some(mut ch) = self.rtc.channel(id)
-                        && !matches!(ch.write(false, text.as_bytes()), Ok(true))
-                    {
-                        tracing::debug!("data channel full; dropped an event");
-                    }
-                }
             }
             Event::ChannelData(d) if Some(d.id) == self.channel && !d.binary => {
                 let text = String::from_utf8_lossy(&d.data).into_owned();

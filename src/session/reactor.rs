@@ -197,6 +197,11 @@ impl Reactor {
         let upstream = self.upstream.clone();
         let connect = ws::connect_with_retries(&upstream);
         tokio::pin!(connect);
+        // The timer and the stop signal live across wake-ups: re-registering them on every
+        // wake-up costs a lock each in tokio's timer wheel and in the `Notify`.
+        let mut timer = Timer::new();
+        let stop = self.stop.clone();
+        let mut stopped = std::pin::pin!(stop.notified());
         let mut connecting = true;
         let mut counted = self.core.stats();
         let mut now = Instant::now();
@@ -206,7 +211,12 @@ impl Reactor {
             }
             // What the last input caused was carried out now: count its audio frames.
             counted = self.count_frames(counted, now);
-            let wake = self.wait(&mut connect, connecting).await;
+            let wake = self
+                .wait(&mut connect, connecting, &mut timer, stopped.as_mut())
+                .await;
+            if matches!(wake, Wake::Stop) {
+                stopped.set(stop.notified());
+            }
             now = Instant::now();
             match wake {
                 Wake::Connected(res) => {
@@ -265,8 +275,10 @@ impl Reactor {
         &mut self,
         connect: &mut Pin<&mut impl Future<Output = Result<ModelSocket, String>>>,
         connecting: bool,
+        timer: &mut Timer,
+        stopped: Pin<&mut tokio::sync::futures::Notified<'_>>,
     ) -> Wake {
-        let deadline = self.core.poll_timeout();
+        let armed = timer.arm(self.core.poll_timeout());
         let (model_out, client_out) = self.core.outboxes();
         let (model_writer, model_reader) = split(&mut self.model);
         let (client_writer, client_reader) = split(&mut self.client);
@@ -291,10 +303,10 @@ impl Reactor {
                 }
             }, if client_work => Wake::ClientWritten(res),
             cmd = self.commands.recv() => Wake::Command(cmd),
-            _ = self.stop.notified() => Wake::Stop,
+            _ = stopped => Wake::Stop,
             d = recv_datagram(self.media.as_mut().map(|m| &mut m.1)) => Wake::Datagram(d),
             update = next_update(self.task.as_mut()) => Wake::Agent(update),
-            _ = sleep_until(deadline) => Wake::Timeout,
+            _ = timer.sleep.as_mut(), if armed => Wake::Timeout,
         }
     }
 
@@ -476,9 +488,28 @@ async fn next_update(task: Option<&mut TaskHandle>) -> AgentUpdate {
     }
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
+/// The session's one timer, moved only when the core's deadline changes.
+struct Timer {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    at: Option<Instant>,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(86_400))),
+            at: None,
+        }
+    }
+
+    /// Point the timer at `deadline`; false when there is none.
+    fn arm(&mut self, deadline: Option<Instant>) -> bool {
+        if let Some(at) = deadline
+            && self.at != Some(at)
+        {
+            self.sleep.as_mut().reset(at.into());
+            self.at = Some(at);
+        }
+        deadline.is_some()
     }
 }
