@@ -2,7 +2,7 @@
 # The P1–P5 table of BENCHMARKS.md: simulator (echo), voxgate and load generator each in their own
 # process, loopback only; every run stops by itself. Each figure is run RUNS times (default 3) and
 # the per-run JSON lines go to stdout; the median is taken by the caller (see BENCHMARKS.md).
-# Usage: benches/ptable.sh [P1|P3|P4|all] [RUNS]   (needs: cargo build --release)
+# Usage: benches/ptable.sh [P1|P3|P3L|P4|all] [RUNS]   (needs: cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:-all}
@@ -50,6 +50,14 @@ for i in $(seq "$RUNS"); do
       $BIN loadtest --quiet --target "http://$GW" --direct "http://$SIM" --echo --transport ws \
         --sessions "$n" --ramp 200 --duration 30 --out "$TMP/p3" > /dev/null || true
       pick "P3-$n" "$TMP/p3/results.json"
+    done
+  fi
+  if [ "$WHICH" = P3L ] || [ "$WHICH" = all ]; then  # P3 with 100 ms frames: many sessions held
+    for n in ${P3L_SESSIONS:-2000}; do
+      start_pair
+      $BIN loadtest --quiet --target "http://$GW" --direct "http://$SIM" --echo --transport ws \
+        --sessions "$n" --ramp 200 --duration 30 --frame-ms 100 --out "$TMP/p3l" > /dev/null || true
+      pick "P3-$n-100ms" "$TMP/p3l/results.json"
     done
   fi
   if [ "$WHICH" = P4 ] || [ "$WHICH" = all ]; then   # P4: offer → answer (light load) and setups/s (churn)

@@ -60,6 +60,9 @@ pub struct LoadtestArgs {
     /// Pause between turns (ms, ±20 %).
     #[arg(long)]
     pub pause_ms: Option<u64>,
+    /// Audio per message on rpc and ws (a multiple of 20 ms; default 20).
+    #[arg(long)]
+    pub frame_ms: Option<u64>,
     /// Probability a turn barges in on the model's reply at a random offset.
     #[arg(long)]
     pub barge_in: Option<f64>,
@@ -124,6 +127,7 @@ impl LoadtestArgs {
             session_secs: self.session_secs.or(file.session_secs),
             speech_ms: self.speech_ms.or(file.speech_ms).unwrap_or(1200),
             pause_ms: self.pause_ms.or(file.pause_ms).unwrap_or(800),
+            frame_ms: self.frame_ms.or(file.frame_ms).unwrap_or(20),
             barge_in: self.barge_in.or(file.barge_in).unwrap_or(0.0),
             delegation: self.delegation.or(file.delegation).unwrap_or(0.0),
             seed: self.seed.or(file.seed).unwrap_or(1),
@@ -175,6 +179,7 @@ async fn run_phase(
         dtx: echo && plan.transport == Transport::Webrtc,
         speech_ms: sc.speech_ms,
         pause_ms: sc.pause_ms,
+        frame_ms: sc.frame_ms,
         barge_in: sc.barge_in,
         delegation: sc.delegation,
         turn_timeout: Duration::from_secs_f64(sc.turn_timeout_secs),

@@ -35,6 +35,7 @@ pub struct ScenarioFile {
     pub session_secs: Option<f64>,
     pub speech_ms: Option<u64>,
     pub pause_ms: Option<u64>,
+    pub frame_ms: Option<u64>,
     pub barge_in: Option<f64>,
     pub delegation: Option<f64>,
     pub seed: Option<u64>,
@@ -54,6 +55,8 @@ pub struct Scenario {
     pub session_secs: Option<f64>,
     pub speech_ms: u64,
     pub pause_ms: u64,
+    /// Audio per message on the websocket transports (a multiple of 20 ms).
+    pub frame_ms: u64,
     pub barge_in: f64,
     pub delegation: f64,
     pub seed: u64,
@@ -88,6 +91,18 @@ impl Scenario {
         }
         if self.speech_ms < 20 || self.pause_ms < 20 {
             return Err("speech_ms and pause_ms must be at least 20".into());
+        }
+        if !(20..=1000).contains(&self.frame_ms) || !self.frame_ms.is_multiple_of(20) {
+            return Err(format!(
+                "frame_ms must be a multiple of 20 between 20 and 1000, got {}",
+                self.frame_ms
+            ));
+        }
+        if self.frame_ms != 20 && self.transport == Transport::Webrtc {
+            return Err(
+                "frame_ms applies to the rpc and ws transports; WebRTC sends 20 ms Opus packets"
+                    .into(),
+            );
         }
         Ok(())
     }

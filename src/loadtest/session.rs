@@ -3,7 +3,7 @@
 //! `report` about once a second, so the live progress line stays current.
 
 use super::stats::{Aggregate, SessionStats};
-use super::talker::{Talker, TalkerConfig};
+use super::talker::{Talker, TalkerConfig, TickOut};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,8 @@ pub async fn drive_ws(ctx: &SessionCtx, ws: Socket, face: &mut impl WsFace) -> R
     let mut talker = Talker::new(ctx.talker.clone(), ctx.seed, Instant::now());
     let mut tick = frame_interval();
     let mut ticks = 0u32;
+    let per_message = (ctx.talker.frame_ms / super::speech::FRAME_MS).max(1) as usize;
+    let mut batch = FrameBatch::default();
     let result = 'session: loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -117,7 +119,8 @@ pub async fn drive_ws(ctx: &SessionCtx, ws: Socket, face: &mut impl WsFace) -> R
                 if now >= ctx.ends_at {
                     break Ok(());
                 }
-                for msg in face.encode(talker.tick(now)) {
+                let out = batch.add(now, talker.tick(now), per_message, &mut talker);
+                for msg in face.encode(out) {
                     if tx.send(Message::text(msg)).await.is_err() {
                         break 'session Err("closed_by_server".into());
                     }
@@ -143,6 +146,38 @@ pub async fn drive_ws(ctx: &SessionCtx, ws: Socket, face: &mut impl WsFace) -> R
     let _ = tx.send(Message::Close(None)).await;
     ctx.ended(&mut talker.stats, true);
     result
+}
+
+/// Frames gathered into one message of `per_message` frames (`--frame-ms`).
+#[derive(Default)]
+struct FrameBatch {
+    pcm: Vec<i16>,
+    frames: usize,
+}
+
+impl FrameBatch {
+    /// Add a tick's frame; the tick's output carries the whole batch once it is full.
+    fn add(
+        &mut self,
+        now: Instant,
+        mut out: TickOut,
+        per_message: usize,
+        talker: &mut Talker,
+    ) -> TickOut {
+        if per_message <= 1 {
+            return out;
+        }
+        if let Some(f) = out.frame.take() {
+            self.pcm.extend_from_slice(&f);
+            self.frames += 1;
+        }
+        if self.frames >= per_message || (self.frames > 0 && out.text.is_some()) {
+            talker.merge_last_frames(self.frames, now);
+            self.frames = 0;
+            out.frame = Some(std::mem::take(&mut self.pcm));
+        }
+        out
+    }
 }
 
 /// Base64 of a frame's PCM16LE bytes.

@@ -16,6 +16,8 @@ pub struct TalkerConfig {
     pub dtx: bool,
     pub speech_ms: u64,
     pub pause_ms: u64,
+    /// Audio per message (websocket transports): this many ms of 20 ms frames go out together.
+    pub frame_ms: u64,
     /// Probability that a turn barges in on the model's reply.
     pub barge_in: f64,
     /// Probability that a turn is a delegation request instead of speech.
@@ -235,6 +237,24 @@ impl Talker {
         Duration::from_millis(self.rng.range(ms - ms / 5, ms + ms / 5))
     }
 
+    /// The last `n` frames went out as one message at `sent`: only the first one's marker will
+    /// come back, so stop waiting for the others, time the message from when it was sent, and
+    /// count one frame sent.
+    pub fn merge_last_frames(&mut self, n: usize, sent: Instant) {
+        if n <= 1 {
+            return;
+        }
+        if self.cfg.echo && !self.cfg.dtx {
+            for _ in 1..n {
+                self.in_flight.pop_back();
+            }
+            if let Some(first) = self.in_flight.back_mut() {
+                first.1 = sent;
+            }
+        }
+        self.stats.frames_sent = self.stats.frames_sent.saturating_sub(n as u64 - 1);
+    }
+
     /// Model audio arrived: PCM16LE bytes when the transport has them (websocket faces), or just
     /// a packet of `ms` (WebRTC, not decoded).
     pub fn on_audio(&mut self, now: Instant, pcm: Option<&[u8]>, ms: u64) {
@@ -328,11 +348,35 @@ mod tests {
             dtx: false,
             speech_ms: 100,
             pause_ms: 100,
+            frame_ms: 20,
             barge_in: 0.0,
             delegation: 0.0,
             turn_timeout: Duration::from_secs(2),
             late_ms: 100.0,
         }
+    }
+
+    #[test]
+    fn frames_sent_as_one_message_are_timed_by_the_first_marker_and_none_counted_lost() {
+        let t0 = Instant::now();
+        let mut t = Talker::new(cfg(true), 1, t0);
+        let mut now = t0;
+        let mut messages = Vec::new();
+        for _ in 0..4 {
+            let mut pcm = Vec::new();
+            for _ in 0..5 {
+                pcm.extend(t.tick(now).frame.expect("a frame every tick"));
+                now += Duration::from_millis(20);
+            }
+            t.merge_last_frames(5, now);
+            messages.push(speech::to_bytes(&pcm));
+        }
+        for m in &messages {
+            t.on_audio(now, Some(m), 100);
+        }
+        assert_eq!(t.stats.frames_sent, 4);
+        assert_eq!(t.stats.frames_lost, 0);
+        assert_eq!(t.stats.rtt_ms.len(), 4);
     }
 
     #[test]
