@@ -22,6 +22,22 @@ fn offer() -> String {
     offer.to_sdp_string()
 }
 
+/// Post `sdp` as a call; its `Location`.
+async fn post_call(http: &reqwest::Client, base: &str, sdp: &str) -> String {
+    let resp = http
+        .post(format!("{base}/v1/realtime/calls"))
+        .header("content-type", "application/sdp")
+        .body(sdp.to_owned())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 201);
+    resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned()
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
@@ -33,15 +49,7 @@ async fn three_hundred_relay_calls_leave_no_socket_or_task_behind() {
     let base = format!("http://{}", h.addr);
     // Warm up: one call, so lazily created pools and clients exist before counting.
     let sdp = offer();
-    let resp = http
-        .post(format!("{base}/v1/realtime/calls"))
-        .header("content-type", "application/sdp")
-        .body(sdp.clone())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(resp.status(), 201);
-    let loc = resp.headers()["location"].to_str().expect("loc").to_owned();
+    let loc = post_call(&http, &base, &sdp).await;
     http.delete(format!("{base}{loc}"))
         .send()
         .await
@@ -74,18 +82,10 @@ async fn three_hundred_relay_calls_leave_no_socket_or_task_behind() {
         .metrics()
         .num_alive_tasks();
 
-    for batch in 0..CALLS / 20 {
+    for _ in 0..CALLS / 20 {
         let mut calls = Vec::new();
         for _ in 0..20 {
-            let resp = http
-                .post(format!("{base}/v1/realtime/calls"))
-                .header("content-type", "application/sdp")
-                .body(sdp.clone())
-                .send()
-                .await
-                .expect("post");
-            assert_eq!(resp.status(), 201, "batch {batch}");
-            calls.push(resp.headers()["location"].to_str().expect("loc").to_owned());
+            calls.push(post_call(&http, &base, &sdp).await);
         }
         assert!(
             h.app.media.routes() >= 1,

@@ -11,8 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
 use str0m::channel::ChannelId;
-use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
@@ -195,17 +194,13 @@ impl Call {
     }
 
     fn write_audio(&mut self, packet: Vec<u8>) {
-        let time = MediaTime::new(self.rtp_time, Frequency::FORTY_EIGHT_KHZ);
-        let pt = self.rtc.writer(self.mid).and_then(|w| {
-            w.payload_params()
-                .find(|p| p.spec().codec == Codec::Opus)
-                .map(|p| p.pt())
-        });
-        if let Some(pt) = pt
-            && let Some(writer) = self.rtc.writer(self.mid)
-        {
-            let _ = writer.write(pt, Instant::now(), time, packet);
-        }
+        crate::media::call::write_opus(
+            &mut self.rtc,
+            self.mid,
+            Instant::now(),
+            self.rtp_time,
+            packet,
+        );
     }
 
     fn send_text(&mut self, text: &str) {

@@ -472,20 +472,28 @@ impl CallMedia {
     }
 
     fn write_rtp(&mut self, at: Instant, packet: Vec<u8>) {
-        let opus_pt = |w: &str0m::media::Writer| {
-            w.payload_params()
-                .find(|p| p.spec().codec == Codec::Opus)
-                .map(|p| p.pt())
-        };
-        if let Some(mid) = self.audio_mid
-            && let Some(writer) = self.rtc.writer(mid)
-            && let Some(pt) = opus_pt(&writer)
-        {
-            let time = MediaTime::new(self.rtp_time, Frequency::FORTY_EIGHT_KHZ);
-            if let Err(e) = writer.write(pt, at, time, packet) {
-                tracing::debug!(error = %e, "rtp write failed");
-            }
+        if let Some(mid) = self.audio_mid {
+            write_opus(&mut self.rtc, mid, at, self.rtp_time, packet);
         }
         self.drain();
+    }
+}
+
+/// Write one Opus packet on `mid` at RTP time `rtp_time` (Opus's 48 kHz RTP clock), with the
+/// payload type the peers negotiated. Nothing is written before Opus is negotiated. (Drain the
+/// `Rtc`'s output after this: it is a mutation.)
+pub fn write_opus(rtc: &mut Rtc, mid: Mid, at: Instant, rtp_time: u64, packet: Vec<u8>) {
+    let pt = rtc.writer(mid).and_then(|w| {
+        w.payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt())
+    });
+    if let Some(pt) = pt
+        && let Some(writer) = rtc.writer(mid)
+    {
+        let time = MediaTime::new(rtp_time, Frequency::FORTY_EIGHT_KHZ);
+        if let Err(e) = writer.write(pt, at, time, packet) {
+            tracing::debug!(error = %e, "rtp write failed");
+        }
     }
 }

@@ -17,8 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
 use str0m::channel::ChannelId;
-use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Rtc, RtcConfig};
 
@@ -327,17 +326,7 @@ impl Caller {
             .collect();
         let packet = self.codec.encode(&pcm).expect("encode");
         self.rtp_time += 960;
-        let pt = self.rtc.writer(self.mid).and_then(|w| {
-            w.payload_params()
-                .find(|p| p.spec().codec == Codec::Opus)
-                .map(|p| p.pt())
-        });
-        if let Some(pt) = pt
-            && let Some(writer) = self.rtc.writer(self.mid)
-        {
-            let time = MediaTime::new(self.rtp_time, Frequency::FORTY_EIGHT_KHZ);
-            writer.write(pt, at, time, packet).expect("write");
-        }
+        crate::media::call::write_opus(&mut self.rtc, self.mid, at, self.rtp_time, packet);
     }
 
     fn say(&mut self, text: &str) {

@@ -5,14 +5,13 @@
 //! data-channel text both ways.
 
 use crate::media::call::OfferError;
-use crate::media::call::{DATA_CHANNEL_LABEL, install_crypto};
+use crate::media::call::{DATA_CHANNEL_LABEL, install_crypto, write_opus};
 use crate::media::codec::{FRAME_RTP_TICKS, OpusCodec};
 use crate::media::playout::{PlayoutClock, Tick};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use str0m::channel::ChannelId;
-use str0m::format::Codec;
-use str0m::media::{Frequency, MediaKind, MediaTime, Mid};
+use str0m::media::{MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
@@ -338,19 +337,8 @@ impl Peer {
                 let Ok(packet) = self.codec.encode(&pcm) else {
                     return;
                 };
-                let opus_pt = |w: &str0m::media::Writer| {
-                    w.payload_params()
-                        .find(|p| p.spec().codec == Codec::Opus)
-                        .map(|p| p.pt())
-                };
-                if let Some(mid) = self.audio_mid
-                    && let Some(writer) = self.rtc.writer(mid)
-                    && let Some(pt) = opus_pt(&writer)
-                {
-                    let time = MediaTime::new(self.rtp_time, Frequency::FORTY_EIGHT_KHZ);
-                    if let Err(e) = writer.write(pt, Instant::now(), time, packet) {
-                        tracing::debug!(error = %e, "rtp write failed");
-                    }
+                if let Some(mid) = self.audio_mid {
+                    write_opus(&mut self.rtc, mid, Instant::now(), self.rtp_time, packet);
                 }
                 let _ = (item, played_ms);
             }
