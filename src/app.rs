@@ -158,7 +158,16 @@ impl AppState {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let media = MediaShards::start(w.bind_ip, w.udp_port, w.public_ip, shards)?;
+        let media =
+            MediaShards::start(w.bind_ip, w.udp_port, w.public_ip, shards).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "could not open the media port {}:{} ([webrtc] bind_ip, udp_port): {e}",
+                        w.bind_ip, w.udp_port
+                    ),
+                )
+            })?;
         tracing::info!(addr = %media.local_addr(), advertised = %media.advertised_addr(), shards,
             "media port open for relay calls");
         Ok(Arc::new(Self {
