@@ -1,5 +1,7 @@
-//! Relay calls share one media port: 300 calls set up and torn down leave no socket, route or
-//! task behind (file descriptors and tokio tasks counted before and after).
+//! Relay calls share one media port: every call is answered on the configured `[webrtc]
+//! udp_port` (a port that cannot be had is named at start), and 300 calls set up and torn down
+//! leave no socket, route or task behind (file descriptors and tokio tasks counted before and
+//! after).
 
 mod common;
 
@@ -113,4 +115,48 @@ async fn three_hundred_relay_calls_leave_no_socket_or_task_behind() {
             .metrics()
             .num_alive_tasks()
     );
+}
+
+#[tokio::test]
+async fn every_call_is_answered_on_the_configured_port_and_a_taken_port_is_named() {
+    // A port held by a socket without SO_REUSEPORT cannot be shared: voxgate says which.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let sim = voxgate::simulator::Simulator::start(([127, 0, 0, 1], 0).into(), Default::default())
+        .await
+        .expect("simulator");
+    let mut cfg = common::test_config(&sim);
+    cfg.webrtc.udp_port = port;
+    let err = match voxgate::app::AppState::build(cfg.clone()).await {
+        Ok(_) => panic!("a taken media port must refuse to start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(&format!("media port 127.0.0.1:{port}")) && err.contains("udp_port"),
+        "{err}"
+    );
+    // Freed, the same port serves every call.
+    drop(taken);
+    let h = common::harness_with(|_| {}, |c| c.webrtc.udp_port = port).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", h.addr);
+    for _ in 0..3 {
+        let resp = http
+            .post(format!("{base}/v1/realtime/calls"))
+            .header("content-type", "application/sdp")
+            .body(offer())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status(), 201);
+        let answer = resp.text().await.expect("answer");
+        let candidate = answer
+            .lines()
+            .find(|l| l.starts_with("a=candidate"))
+            .expect("a host candidate");
+        assert!(
+            candidate.contains(&format!("127.0.0.1 {port} typ host")),
+            "{candidate}"
+        );
+    }
 }
