@@ -3,7 +3,8 @@
 # frame, and its RSS per session, while `voxgate loadtest --echo` streams 20 ms frames both ways
 # through N sessions (the simulator echoes in its own process). Loopback only; stops by itself.
 # Usage: benches/wakeups.sh [rpc|ws|webrtc|all] [SESSIONS] [SECONDS] [RUNS]
-#   BIN=path/to/voxgate to measure another build (default target/release/voxgate).
+#   BIN=path/to/voxgate to measure another build (default target/release/voxgate);
+#   GW_WORKERS=N runs voxgate (only) with N tokio worker threads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHICH=${1:-all}
@@ -27,7 +28,8 @@ run_face() {
   RUST_LOG=warn $BIN simulate --listen 127.0.0.1:0 --echo > "$TMP/sim.out" 2>/dev/null &
   SIM=$(wait_addr "$TMP/sim.out" "simulator listening on")
   RUST_LOG=warn VOXGATE_UPSTREAM__KIND=openai VOXGATE_UPSTREAM__BASE_URL="http://$SIM/v1" OPENAI_API_KEY=sk-bench \
-    VOXGATE_WEBRTC__SILENCE_TIMEOUT_SECS=120 $BIN serve --listen 127.0.0.1:0 > "$TMP/gw.out" 2>/dev/null &
+    VOXGATE_WEBRTC__SILENCE_TIMEOUT_SECS=120 env ${GW_WORKERS:+TOKIO_WORKER_THREADS=$GW_WORKERS} \
+    $BIN serve --listen 127.0.0.1:0 > "$TMP/gw.out" 2>/dev/null &
   local pid=$!
   GW=$(wait_addr "$TMP/gw.out" "voxgate listening on")
   local rss0; rss0=$(status "$pid" VmRSS)
