@@ -246,3 +246,60 @@ async fn reqwest_get(addr: &str, path: &str) -> String {
         .expect("read");
     buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
 }
+
+#[tokio::test]
+async fn rpc_stdio_survives_invalid_utf8_and_writes_closed_at_end_of_input() {
+    let mut child = voxgate()
+        .args(["rpc", "--stdio"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let init = json!({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "stdio", "version": "1"}, "capabilities": {"experimentalApi": true}}});
+    let start = json!({"id": 2, "method": "thread/realtime/start", "params": {"threadId": "u", "outputModality": "text"}});
+    stdin
+        .write_all(format!("{init}\n{start}\n").as_bytes())
+        .await
+        .expect("write");
+    // One line of invalid UTF-8, then a valid request: both are answered.
+    stdin
+        .write_all(b"{\"id\":3,\"method\":\"\xff\xfe\"}\n{\"id\":4,\"method\":\"thread/realtime/listVoices\"}\n")
+        .await
+        .expect("write");
+    stdin.flush().await.expect("flush");
+    let mut got = Vec::new();
+    let mut next = async || -> Option<Value> {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("line in time")
+            .expect("read")?;
+        Some(serde_json::from_str(&line).expect("json line"))
+    };
+    while !got.iter().any(|v: &Value| v["id"] == 4) {
+        got.push(next().await.expect("more output"));
+    }
+    let parse_error = got
+        .iter()
+        .find(|v| v["error"]["code"] == -32700)
+        .expect("a parse error for the invalid line");
+    assert!(
+        parse_error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("UTF-8")),
+        "{parse_error}"
+    );
+    // End of input: the running conversation is stopped and its `closed` written, then exit.
+    drop(stdin);
+    let mut closed = false;
+    while let Some(v) = next().await {
+        closed |= v["method"] == "thread/realtime/closed" && v["params"]["threadId"] == "u";
+    }
+    assert!(closed, "closed written at end of input");
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits in time")
+        .expect("status");
+    assert!(status.success(), "{status}");
+}

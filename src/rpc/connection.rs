@@ -106,6 +106,15 @@ impl RpcConnection {
         }
     }
 
+    /// A message that is not UTF-8 cannot be JSON: a parse error, and the connection goes on.
+    pub async fn handle_invalid_utf8(&mut self) {
+        let err = RpcError::new(
+            p::PARSE_ERROR,
+            "Parse error: the message is not valid UTF-8",
+        );
+        self.reply(&Value::Null, Err(err)).await;
+    }
+
     /// Binary frames carry nothing this face understands.
     pub async fn handle_binary(&mut self) {
         let err = RpcError::invalid_params("binary frames are not supported; send JSON text");
