@@ -102,7 +102,19 @@ fn media_grid() -> std::time::Instant {
     *GRID.get_or_init(std::time::Instant::now)
 }
 
+/// Where a start came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `thread/realtime/start` on a JSON-RPC connection: the thread's subscribers hold it.
+    Rpc,
+    /// `POST /v1/realtime/calls`: the caller's media holds it.
+    HttpCall,
+}
+
 struct Prepared {
+    /// The session ends when its thread's last JSON-RPC subscriber leaves (no slot is held by
+    /// nobody).
+    held_by_subscribers: bool,
     permit: Option<crate::auth::SessionPermit>,
     model: String,
     session_id: String,
@@ -257,6 +269,7 @@ impl AppState {
             voice,
         };
         Ok(Prepared {
+            held_by_subscribers: false,
             permit: None,
             model: p
                 .model
@@ -274,6 +287,7 @@ impl AppState {
 
     /// Build the session's core and reactor I/O from a prepared start, and start it.
     fn launch(&self, thread_id: &str, prep: Prepared, url: String, client: Launch) {
+        let prep_held_by_subscribers = prep.held_by_subscribers;
         let version = prep.settings.version;
         let standard = |face| ClientPlan {
             face,
@@ -368,7 +382,8 @@ impl AppState {
             media,
             permit: prep.permit,
         };
-        self.sessions.start(core, io, queue);
+        self.sessions
+            .start(core, io, queue, prep_held_by_subscribers);
     }
 
     /// Start a session for an OpenAI-protocol websocket client (`GET /v1/realtime?model=…`):
@@ -456,6 +471,7 @@ impl AppState {
         }
         let mut prep = self.prepare(&p)?;
         prep.permit = permit;
+        prep.held_by_subscribers = true;
         let url = self.model_url(&prep)?;
         self.launch(&p.thread_id, prep, url, Launch::Rpc);
         Ok(())
@@ -464,17 +480,20 @@ impl AppState {
     /// Answer a WebRTC offer. Relay: voxgate terminates WebRTC and bridges to the model's
     /// websocket. Passthrough: the offer goes to the model's calls endpoint and voxgate joins the
     /// call's sideband in the background. Announces `started` then `thread/realtime/sdp`.
-    /// With `adopt_call_id` (HTTP calls in passthrough) the thread is named after the upstream call.
+    /// An HTTP call in passthrough is named after the upstream call; a JSON-RPC start's call
+    /// ends when its thread's last subscriber leaves.
     pub async fn start_webrtc(
         &self,
         mut p: StartParams,
         offer: &str,
         mode: WebrtcMode,
-        adopt_call_id: bool,
+        origin: Origin,
         permit: Option<crate::auth::SessionPermit>,
     ) -> Result<WebrtcStart, CallError> {
+        let adopt_call_id = origin == Origin::HttpCall;
         let mut prep = self.prepare(&p).map_err(CallError::Setup)?;
         prep.permit = permit;
+        prep.held_by_subscribers = origin == Origin::Rpc;
         let version = prep.settings.version;
         let answer = match mode {
             WebrtcMode::Relay => {

@@ -256,3 +256,86 @@ async fn sessions_over_their_maximum_duration_close_with_a_clear_reason() {
         }
     }
 }
+
+/// Wait (bounded) for a JSON-RPC message matching `pred`.
+async fn until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let v = next_json(ws).await;
+        if pred(&v) {
+            return v;
+        }
+    }
+}
+
+/// An initialized JSON-RPC connection with the key.
+async fn rpc_client(addr: std::net::SocketAddr) -> Ws {
+    let mut rpc = ws(addr, "/rpc", Some(KEY)).await.expect("rpc with key");
+    rpc.send(Message::text(json!({"id": 0, "method": "initialize", "params": {"clientInfo": {"name": "t", "version": "1"}, "capabilities": {"experimentalApi": true}}}).to_string()))
+        .await
+        .expect("send");
+    until(&mut rpc, |v| v["id"] == 0).await;
+    rpc
+}
+
+async fn start_thread(rpc: &mut Ws, thread: &str) -> Value {
+    rpc.send(Message::text(json!({"id": 1, "method": "thread/realtime/start", "params": {"threadId": thread, "outputModality": "text"}}).to_string()))
+        .await
+        .expect("send");
+    until(rpc, |v| {
+        v["params"]["threadId"] == thread
+            && (v["method"] == "thread/realtime/started" || v["method"] == "thread/realtime/error")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn conversations_whose_rpc_client_left_release_their_key_slots() {
+    let h = keyed(KeyLimits {
+        max_concurrent_sessions: Some(2),
+        ..KeyLimits::default()
+    })
+    .await;
+    let mut a = rpc_client(h.addr).await;
+    for t in ["a1", "a2"] {
+        assert_eq!(
+            start_thread(&mut a, t).await["method"],
+            "thread/realtime/started"
+        );
+    }
+    let refused = start_thread(&mut a, "a3").await;
+    assert_eq!(
+        refused["method"], "thread/realtime/error",
+        "the key is at its cap"
+    );
+    // A second client shares a1 (it appends to it); then the first client goes away.
+    let mut b = rpc_client(h.addr).await;
+    b.send(Message::text(json!({"id": 5, "method": "thread/realtime/appendText", "params": {"threadId": "a1", "text": "still here"}}).to_string()))
+        .await
+        .expect("send");
+    until(&mut b, |v| v["id"] == 5).await;
+    drop(a);
+    // a2 had nobody else: it ends and frees its slot; a1 goes on for b.
+    let freed = tokio::time::timeout(WAIT, async {
+        while h.app.sessions.running_count() != 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(freed.is_ok(), "{} running", h.app.sessions.running_count());
+    assert!(h.app.sessions.is_running("a1"), "a shared thread survives");
+    assert_eq!(
+        start_thread(&mut b, "b1").await["method"],
+        "thread/realtime/started"
+    );
+    // b leaves too: nothing is held by nobody.
+    drop(b);
+    let idle = tokio::time::timeout(WAIT, h.app.sessions.wait_idle()).await;
+    assert!(idle.is_ok(), "{} running", h.app.sessions.running_count());
+    let mut c = rpc_client(h.addr).await;
+    for t in ["c1", "c2"] {
+        assert_eq!(
+            start_thread(&mut c, t).await["method"],
+            "thread/realtime/started"
+        );
+    }
+}

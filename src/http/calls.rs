@@ -237,7 +237,13 @@ pub async fn create(
         }
     };
     let started = match app
-        .start_webrtc(params, &offer.sdp, mode, true, Some(permit))
+        .start_webrtc(
+            params,
+            &offer.sdp,
+            mode,
+            crate::app::Origin::HttpCall,
+            Some(permit),
+        )
         .await
     {
         Ok(a) => a,

@@ -254,7 +254,7 @@ impl RpcConnection {
                     let mode = params.webrtc_mode.unwrap_or(self.app.cfg.webrtc.mode);
                     if let Err(e) = self
                         .app
-                        .start_webrtc(*params, &sdp, mode, false, Some(permit))
+                        .start_webrtc(*params, &sdp, mode, crate::app::Origin::Rpc, Some(permit))
                         .await
                     {
                         let message = e.to_string();

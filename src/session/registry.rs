@@ -66,6 +66,8 @@ struct SessionHandle {
     generation: u64,
     sender: SessionSender,
     task: tokio::task::AbortHandle,
+    /// Ends when the thread's last subscriber leaves (a JSON-RPC start).
+    held_by_subscribers: bool,
 }
 
 #[derive(Default)]
@@ -110,10 +112,25 @@ impl Sessions {
         entry.subscribers.clone()
     }
 
-    /// Forget a connection everywhere (it disconnected).
+    /// Forget a connection everywhere (it disconnected). A JSON-RPC conversation whose last
+    /// subscriber this was is stopped: no key slot is held by nobody.
     pub fn unsubscribe_all(&self, conn_id: u64) {
-        self.lock()
-            .retain(|_, entry| !entry.subscribers.remove(conn_id) || entry.session.is_some());
+        let mut orphans = Vec::new();
+        self.lock().retain(|thread_id, entry| {
+            let (was_one, none_left) = entry.subscribers.remove(conn_id);
+            match &entry.session {
+                Some(s) if was_one && none_left && s.held_by_subscribers => {
+                    orphans.push((thread_id.clone(), s.sender.clone()));
+                    true
+                }
+                Some(_) => true,
+                None => !none_left,
+            }
+        });
+        for (thread_id, sender) in orphans {
+            tracing::info!(%thread_id, "stopping a conversation its last client left");
+            sender.stop();
+        }
     }
 
     pub fn notify(&self, thread_id: &str, n: &Notification) {
@@ -163,8 +180,15 @@ impl Sessions {
             .map(|s| s.sender.clone())
     }
 
-    /// Start (or replace) the conversation of `io.thread_id`. `queue` bounds its command queue.
-    pub fn start(self: &Arc<Self>, core: SessionCore, io: SessionIo, queue: usize) {
+    /// Start (or replace) the conversation of `io.thread_id`. `queue` bounds its command queue;
+    /// `held_by_subscribers` ends it when the thread's last subscriber leaves.
+    pub fn start(
+        self: &Arc<Self>,
+        core: SessionCore,
+        io: SessionIo,
+        queue: usize,
+        held_by_subscribers: bool,
+    ) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let (commands_tx, commands_rx) = mpsc::channel(queue.max(16));
         let stop = Arc::new(Notify::new());
@@ -194,6 +218,7 @@ impl Sessions {
                 stop,
             },
             task: task.abort_handle(),
+            held_by_subscribers,
         });
     }
 

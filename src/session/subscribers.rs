@@ -39,11 +39,12 @@ impl ThreadSubscribers {
         }
     }
 
-    /// Remove a connection; true when no subscriber is left.
-    pub fn remove(&self, conn_id: u64) -> bool {
+    /// Remove a connection: whether it was a subscriber, and whether none is left.
+    pub fn remove(&self, conn_id: u64) -> (bool, bool) {
         let mut list = self.lock();
+        let before = list.len();
         list.retain(|s| s.conn_id != conn_id);
-        list.is_empty()
+        (list.len() != before, list.is_empty())
     }
 
     pub fn len(&self) -> usize {
