@@ -462,3 +462,20 @@ async fn a_sideband_observes_a_relay_call_and_can_update_its_session() {
         "the call was still up after the sideband left: {s}"
     );
 }
+
+#[tokio::test]
+async fn a_caller_is_told_at_once_when_its_call_is_hung_up_or_the_model_goes_away() {
+    if !python_module("aiortc", "WebRTC") {
+        return;
+    }
+    let h = harness().await;
+    let base = format!("http://{}", h.addr);
+    for (end, reason) in [("hangup", "requested"), ("model", "transport_closed")] {
+        let s = run_client(&base, &["--end", end]).await;
+        assert_eq!(s["spoken_reply"], true, "{s}");
+        // Told on the data channel, with the reason, long before aiortc's own ~30 s timeout.
+        assert_eq!(s["end_told"], true, "{end}: {s}");
+        assert_eq!(s["end_event"]["reason"], reason, "{end}: {s}");
+        assert!(s["end_told_after_s"].as_f64().is_some(), "{s}");
+    }
+}

@@ -90,6 +90,8 @@ async def main():
     ap.add_argument("--stop-after-sdp", action="store_true", help="(rpc) stop right after the answer")
     ap.add_argument("--announce", action="store_true", help="print 'LOCATION <path>' as soon as the call exists")
     ap.add_argument("--hold-until-file", default="", help="stay on the call until this file exists")
+    ap.add_argument("--end", default="", choices=["", "hangup", "model"],
+                    help="after the reply, end the call (DELETE, or make the model drop) and time how the caller learns of it")
     args = ap.parse_args()
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -183,6 +185,25 @@ async def main():
                      "content": [{"type": "input_text", "text": args.delegate}]}}))
         summary["delegated_reply"] = await wait_for(
             lambda e: e.get("type") == "response.output_audio_transcript.done" and "Here is what I found" in e.get("transcript", ""))
+    if args.end:
+        states = []
+        pc.on("connectionstatechange", lambda: states.append((time.time(), pc.connectionState)))
+        t0 = time.time()
+        if args.end == "hangup":
+            status, _, _ = http("DELETE", args.base + summary["location"])
+            summary["end_delete_status"] = status
+        else:
+            channel.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                         "content": [{"type": "input_text", "text": "close: now"}]}}))
+        told = await wait_for(lambda e: e.get("type") == "voxgate.session.closed")
+        summary["end_told"] = told
+        summary["end_told_after_s"] = round(time.time() - t0, 3) if told else None
+        summary["end_event"] = next((e for e in events if e.get("type") == "voxgate.session.closed"), None)
+        deadline = time.time() + 10
+        while not any(st in ("closed", "failed") for _, st in states) and time.time() < deadline:
+            await asyncio.sleep(0.02)
+        closed = [at for at, st in states if st in ("closed", "failed")]
+        summary["end_peer_closed_after_s"] = round(closed[0] - t0, 3) if closed else None
     if args.hold_until_file:
         deadline = time.time() + args.timeout
         while not __import__("os").path.exists(args.hold_until_file) and time.time() < deadline:

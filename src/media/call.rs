@@ -332,13 +332,22 @@ impl CallMedia {
         self.drain();
     }
 
-    /// Hang up: closes the DTLS session (a transmit may follow).
-    pub fn disconnect(&mut self) {
-        if !self.closed {
-            self.rtc.disconnect();
-            self.drain();
-            self.closed = true;
+    /// Hang up: `farewell` (if any) goes out on the data channel, then the peer closes
+    /// gracefully — RTCP BYE, SCTP shutdown and a DTLS close_notify — so the caller knows at once.
+    pub fn hang_up(&mut self, farewell: Option<String>) {
+        if self.closed {
+            return;
         }
+        if let Some(text) = farewell.filter(|_| self.channel.is_some()) {
+            self.send_text(text);
+        }
+        if let Err(e) = self.rtc.close() {
+            tracing::debug!(error = %e, "webrtc close failed");
+        }
+        self.pending_text.clear();
+        self.drain();
+        self.closed = true;
+        self.next_tick = None;
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

@@ -1,10 +1,12 @@
 //! JSON-RPC over websocket at `GET /rpc`: one text frame per message. The inbound loop and the
-//! outbound writer are separate tasks, so a full outbound queue never blocks reading.
+//! outbound writer are separate tasks, so a full outbound queue never blocks reading. A client's
+//! close is answered with a close frame; a message over the limit closes with 1009, a client too
+//! slow for its notifications with 1008.
 
 use super::RpcConnection;
 use crate::app::AppState;
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -34,27 +36,63 @@ async fn serve(app: Arc<AppState>, socket: WebSocket, principal: crate::auth::Pr
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) =
         mpsc::channel::<crate::session::Outbound>(app.cfg.server.outbound_queue);
+    let (close_tx, mut close_rx) = tokio::sync::oneshot::channel::<Option<CloseFrame>>();
     let writer = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            if sink.send(Message::text(msg.as_ref())).await.is_err() {
-                break;
+        loop {
+            tokio::select! {
+                msg = out_rx.recv() => match msg {
+                    Some(msg) => {
+                        if sink.send(Message::text(msg.as_ref())).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => break,
+                },
+                frame = &mut close_rx => {
+                    // Complete the close handshake (or say why we close).
+                    let _ = sink.send(Message::Close(frame.unwrap_or(None))).await;
+                    break;
+                }
             }
         }
         let _ = sink.close().await;
     });
     let mut conn = RpcConnection::new(app, out_tx, principal);
     let kill = conn.kill_signal();
-    loop {
+    let farewell = loop {
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(t))) => conn.handle_text(t.as_str()).await,
                 Some(Ok(Message::Binary(_))) => conn.handle_binary().await,
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Err(e)) => break read_failure(e),
                 Some(Ok(_)) => {}
             },
-            _ = kill.notified() => break,
+            _ = kill.notified() => break Some(CloseFrame {
+                code: 1008,
+                reason: "too slow reading notifications".into(),
+            }),
         }
-    }
+    };
     drop(conn);
-    writer.abort();
+    let _ = close_tx.send(farewell);
+    let mut writer = writer;
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut writer)
+        .await
+        .is_err()
+    {
+        // A peer that reads nothing does not get to hold the writer.
+        writer.abort();
+    }
+}
+
+/// The close frame for a read that failed: 1009 for a message over the limit. (axum's
+/// tungstenite is another major version than ours, so the capacity error is known by its text.)
+fn read_failure(e: axum::Error) -> Option<CloseFrame> {
+    let text = e.to_string();
+    text.starts_with("Space limit exceeded")
+        .then(|| CloseFrame {
+            code: 1009,
+            reason: "message too big".into(),
+        })
 }

@@ -148,6 +148,8 @@ pub struct SessionCore {
     stats: CoreStats,
     /// `response.create`s the engine deferred, as last counted into the metrics.
     deferred_seen: u64,
+    /// The last error the conversation reported (told to a WebRTC caller when it ends).
+    last_error: Option<String>,
     closed: bool,
 }
 
@@ -180,6 +182,7 @@ impl SessionCore {
             out,
             stats: CoreStats::default(),
             deferred_seen: 0,
+            last_error: None,
             closed: false,
         }
     }
@@ -548,7 +551,12 @@ impl SessionCore {
             EngineOutput::ToClient(Notification::Started { .. }) if self.cfg.answer.is_some() => {}
             // An OpenAI-protocol client hears the model's own events, nothing else.
             EngineOutput::ToClient(_) if matches!(self.client, ClientSide::OpenAi(_)) => {}
-            EngineOutput::ToClient(n) => self.out.push_back(Output::Notify(n)),
+            EngineOutput::ToClient(n) => {
+                if let Notification::Error { message } = &n {
+                    self.last_error = Some(message.clone());
+                }
+                self.out.push_back(Output::Notify(n));
+            }
             EngineOutput::ClearAudio => {
                 if let ClientSide::Relay(call) = &mut self.client {
                     call.media.flush();
@@ -594,6 +602,7 @@ impl SessionCore {
     /// where the call already exists (`sdp` was sent): then `closed{error}` too.
     fn setup_failed(&mut self, message: String) {
         tracing::warn!(%message, "upstream connect failed");
+        self.last_error = Some(message.clone());
         if let ClientSide::OpenAi(_) = self.client {
             let event = serde_json::json!({"type": "error", "error": {"type": "invalid_request_error",
                 "code": "session_failed", "message": message, "param": null}});
@@ -615,7 +624,10 @@ impl SessionCore {
 
     fn finish(&mut self, why: &'static str) {
         if let ClientSide::Relay(call) = &mut self.client {
-            call.media.disconnect();
+            // The caller hears why before the peer closes.
+            let farewell = serde_json::json!({"type": "voxgate.session.closed", "reason": why,
+                "message": self.last_error.take()});
+            call.media.hang_up(Some(farewell.to_string()));
             while let Some(t) = call.media.poll_transmit() {
                 self.out.push_back(Output::Transmit(t));
             }

@@ -154,6 +154,8 @@ struct Reactor {
     observers: Vec<mpsc::Sender<Arc<str>>>,
     task: Option<TaskHandle>,
     _permit: Option<crate::auth::SessionPermit>,
+    /// Why the session ended (the core's `Close`), told to an OpenAI-protocol client.
+    ended: &'static str,
 }
 
 /// What woke the reactor.
@@ -189,6 +191,7 @@ impl Reactor {
             observers: Vec::new(),
             task: None,
             _permit: io.permit,
+            ended: "requested",
         }
     }
 
@@ -407,6 +410,7 @@ impl Reactor {
                 }
                 Output::Close(why) => {
                     tracing::debug!(why, "session over");
+                    self.ended = why;
                     closed = true;
                 }
             }
@@ -445,9 +449,12 @@ impl Reactor {
     async fn close_sockets(mut self) {
         let (_, client_out) = self.core.outboxes();
         if let Some((mut writer, _)) = self.client.take() {
+            let farewell = close_frame(self.ended);
             let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                use futures_util::SinkExt;
                 let _ = writer.flush(client_out, client_frame).await;
-                let _ = futures_util::SinkExt::close(&mut writer.sink).await;
+                let _ = writer.sink.send(ClientMessage::Close(Some(farewell))).await;
+                let _ = writer.sink.close().await;
             })
             .await;
         }
@@ -456,6 +463,20 @@ impl Reactor {
                 tokio::time::timeout(CLOSE_GRACE, futures_util::SinkExt::close(&mut writer.sink))
                     .await;
         }
+    }
+}
+
+/// The close frame an OpenAI-protocol client gets: 1000 when asked to end, 1001 when the model
+/// went away, 1011 on an error; the reason names it.
+fn close_frame(why: &'static str) -> axum::extract::ws::CloseFrame {
+    let code = match why {
+        "requested" => 1000,
+        "transport_closed" => 1001,
+        _ => 1011,
+    };
+    axum::extract::ws::CloseFrame {
+        code,
+        reason: why.into(),
     }
 }
 

@@ -66,6 +66,8 @@ struct Caller {
     rtp_time: u64,
     heard: Vec<Instant>,
     texts: Vec<String>,
+    /// The other side closed the peer (DTLS close_notify).
+    closed_by_peer: bool,
 }
 
 /// One call in virtual time: the caller, the session core, and what reached the model and the
@@ -128,6 +130,7 @@ fn relay_call_with(timeouts: MediaTimeouts) -> Call {
         rtp_time: 0,
         heard: Vec::new(),
         texts: Vec::new(),
+        closed_by_peer: false,
     };
     let core = SessionCore::new(config(Face::WebrtcRelay), ClientSide::relay(media), start);
     Call::new(start, Some(caller), core)
@@ -241,6 +244,7 @@ impl Call {
                     match e {
                         Event::Connected => c.connected = true,
                         Event::ChannelOpen(..) => c.channel_open = true,
+                        Event::Closed => c.closed_by_peer = true,
                         Event::MediaData(_) => c.heard.push(self.now),
                         Event::ChannelData(d) => {
                             c.texts.push(String::from_utf8_lossy(&d.data).into_owned())
@@ -639,4 +643,44 @@ fn a_model_that_stops_reading_fails_the_session_with_a_clear_error() {
             .any(|n| matches!(n, Notification::Error { message }
         if message.contains("sending to the realtime model stalled")))
     );
+}
+
+#[test]
+fn a_hang_up_tells_the_caller_why_then_closes_the_peer() {
+    let mut call = connected_relay_call();
+    call.input(Input::Command(crate::engine::ClientCommand::Stop));
+    call.run_for(Duration::from_millis(200));
+    assert!(call.closed_at.is_some());
+    let farewell = call
+        .caller()
+        .texts
+        .iter()
+        .find(|t| t.contains("voxgate.session.closed"))
+        .cloned()
+        .expect("the caller is told");
+    let v: Value = serde_json::from_str(&farewell).expect("json");
+    assert_eq!(v["reason"], "requested");
+    assert!(
+        call.caller().closed_by_peer,
+        "the caller's peer saw the close at once"
+    );
+}
+
+#[test]
+fn a_lost_model_is_told_to_the_caller_with_its_error() {
+    let mut call = connected_relay_call();
+    call.input(Input::ModelFailed(
+        "realtime websocket read failed: reset".into(),
+    ));
+    call.run_for(Duration::from_millis(200));
+    let farewell = call
+        .caller()
+        .texts
+        .iter()
+        .find(|t| t.contains("voxgate.session.closed"))
+        .cloned()
+        .expect("the caller is told");
+    let v: Value = serde_json::from_str(&farewell).expect("json");
+    assert_eq!(v["reason"], "error");
+    assert_eq!(v["message"], "realtime websocket read failed: reset");
 }
