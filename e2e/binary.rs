@@ -303,3 +303,80 @@ async fn rpc_stdio_survives_invalid_utf8_and_writes_closed_at_end_of_input() {
         .expect("status");
     assert!(status.success(), "{status}");
 }
+
+/// Resumes a stopped process however the test ends.
+struct Resume(u32);
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_model_that_hangs_with_its_socket_open_is_detected() {
+    let mut sim = voxgate()
+        .args(["simulate", "--listen", "127.0.0.1:0"])
+        .spawn()
+        .expect("spawn simulator");
+    let sim_addr = wait_line(&mut sim, "simulator listening on").await;
+    let mut gw = voxgate()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("VOXGATE_UPSTREAM__KIND", "openai")
+        .env(
+            "VOXGATE_UPSTREAM__BASE_URL",
+            format!("http://{sim_addr}/v1"),
+        )
+        .env("VOXGATE_UPSTREAM__IDLE_TIMEOUT_SECS", "2")
+        .env("OPENAI_API_KEY", "sk-e2e")
+        .spawn()
+        .expect("spawn gateway");
+    let addr = wait_line(&mut gw, "voxgate listening on").await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rpc"))
+        .await
+        .expect("connect");
+    for v in [
+        json!({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "e2e", "version": "1"},
+            "capabilities": {"experimentalApi": true}}}),
+        json!({"id": 2, "method": "thread/realtime/start", "params": {"threadId": "h", "outputModality": "text"}}),
+    ] {
+        ws.send(Message::text(v.to_string())).await.expect("send");
+    }
+    let mut next = async || -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, ws.next())
+                .await
+                .expect("message in time")
+                .expect("open")
+                .expect("frame");
+            if let Message::Text(t) = msg {
+                return serde_json::from_str(t.as_str()).expect("json");
+            }
+        }
+    };
+    while next().await["method"] != "thread/realtime/started" {}
+    // The model process freezes: its socket stays open and says nothing, pings go unanswered.
+    let pid = sim.id().expect("simulator pid");
+    let _resume = Resume(pid);
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    let error = loop {
+        let v = next().await;
+        if v["method"] == "thread/realtime/error" {
+            break v;
+        }
+    };
+    assert!(
+        error["params"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stopped responding")),
+        "{error}"
+    );
+    let closed = next().await;
+    assert_eq!(closed["method"], "thread/realtime/closed");
+    assert_eq!(closed["params"]["reason"], "error");
+}

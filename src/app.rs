@@ -363,6 +363,10 @@ impl AppState {
                 answer,
                 model_limits,
                 client_limits: OutboxLimits::default(),
+                model_idle: match self.cfg.upstream.idle_timeout_secs {
+                    0 => None,
+                    secs => Some(Duration::from_secs(secs)),
+                },
             },
             side,
             std::time::Instant::now(),

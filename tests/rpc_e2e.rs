@@ -446,3 +446,27 @@ async fn simulator_upstream_kind_runs_in_process_without_api_key() {
         "You said: hello"
     );
 }
+
+#[tokio::test]
+async fn an_idle_model_that_answers_pings_keeps_its_conversation() {
+    let h = harness_with(|_| {}, |c| c.upstream.idle_timeout_secs = 1).await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "idle", "outputModality": "text"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+    // Three idle timeouts pass with nothing said: the pings are answered.
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    assert!(h.app.sessions.is_running("idle"));
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "idle", "text": "still there?"}),
+    )
+    .await;
+    let done = c.notification("thread/realtime/transcript/done").await;
+    assert!(
+        done["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("still there?")),
+        "{done}"
+    );
+}

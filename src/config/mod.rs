@@ -156,6 +156,8 @@ pub struct UpstreamConfig {
     pub connect_timeout_ms: u64,
     /// Outbound audio frames buffered per session before audio drops (counted).
     pub audio_queue_frames: usize,
+    /// A model socket silent this long (a ping at half of it unanswered) is lost; 0: never.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for UpstreamConfig {
@@ -171,6 +173,7 @@ impl Default for UpstreamConfig {
             extra_query: String::new(),
             connect_timeout_ms: 10_000,
             audio_queue_frames: 256,
+            idle_timeout_secs: 30,
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct CoreConfig {
     pub answer: Option<String>,
     pub model_limits: OutboxLimits,
     pub client_limits: OutboxLimits,
+    /// A model socket silent this long is lost; a ping goes out at half of it.
+    pub model_idle: Option<Duration>,
 }
 
 /// Who the conversation's client is, and how it hears the model.
@@ -87,6 +89,8 @@ pub enum Input<'a> {
     ModelConnectFailed(String),
     /// A text frame from the model.
     ModelText(&'a str),
+    /// The model socket carried something other than text (a pong, a ping).
+    ModelAlive,
     ModelClosed,
     ModelFailed(String),
     /// A raw OpenAI realtime client event (an OpenAI-protocol client or a sideband).
@@ -114,6 +118,8 @@ pub enum Output {
     /// A raw model event for the sideband observers.
     Observe(Arc<str>),
     Agent(AgentCommand),
+    /// The model has been silent for half its idle timeout: ping it.
+    PingModel,
     /// The conversation is over (its last output); the label says why, for logs.
     Close(&'static str),
 }
@@ -150,6 +156,9 @@ pub struct SessionCore {
     deferred_seen: u64,
     /// The last error the conversation reported (told to a WebRTC caller when it ends).
     last_error: Option<String>,
+    /// When the model last sent anything (None: not connected), and whether a ping is out.
+    model_heard: Option<Instant>,
+    pinged: bool,
     closed: bool,
 }
 
@@ -183,6 +192,8 @@ impl SessionCore {
             stats: CoreStats::default(),
             deferred_seen: 0,
             last_error: None,
+            model_heard: None,
+            pinged: false,
             closed: false,
         }
     }
@@ -219,6 +230,7 @@ impl SessionCore {
             self.task.as_ref().map(|t| t.deadline),
             self.model_out.stall_deadline(),
             self.client_out.stall_deadline(),
+            self.model_idle_deadline(),
             match &self.client {
                 ClientSide::Relay(call) => call.media.poll_timeout(),
                 _ => None,
@@ -236,9 +248,16 @@ impl SessionCore {
         self.now = now.max(self.now);
         match input {
             Input::Timeout => self.on_timeout(),
-            Input::ModelConnected => self.engine.handle_input(EngineInput::Connected),
+            Input::ModelConnected => {
+                self.heard_model();
+                self.engine.handle_input(EngineInput::Connected);
+            }
             Input::ModelConnectFailed(message) => return self.setup_failed(message),
-            Input::ModelText(text) => self.on_model_text(text),
+            Input::ModelText(text) => {
+                self.heard_model();
+                self.on_model_text(text);
+            }
+            Input::ModelAlive => self.heard_model(),
             Input::ModelClosed => self.engine.handle_input(EngineInput::UpstreamClosed),
             Input::ModelFailed(message) => self
                 .engine
@@ -261,12 +280,45 @@ impl SessionCore {
         self.check_outboxes();
     }
 
+    fn heard_model(&mut self) {
+        self.model_heard = Some(self.now);
+        self.pinged = false;
+    }
+
+    /// When the model's silence next matters: the ping at half the idle timeout, then the end.
+    fn model_idle_deadline(&self) -> Option<Instant> {
+        let (idle, heard) = (self.cfg.model_idle?, self.model_heard?);
+        Some(if self.pinged {
+            heard + idle
+        } else {
+            heard + idle / 2
+        })
+    }
+
+    fn check_model_idle(&mut self) {
+        let (Some(idle), Some(heard)) = (self.cfg.model_idle, self.model_heard) else {
+            return;
+        };
+        if self.now >= heard + idle {
+            self.model_heard = None;
+            self.engine
+                .handle_input(EngineInput::UpstreamFailed(format!(
+                    "the realtime model stopped responding (nothing for {}s, ping unanswered)",
+                    idle.as_secs()
+                )));
+        } else if !self.pinged && self.now >= heard + idle / 2 {
+            self.pinged = true;
+            self.out.push_back(Output::PingModel);
+        }
+    }
+
     fn client_command(&mut self, cmd: ClientCommand) {
         self.engine.handle_input(EngineInput::Client(cmd));
     }
 
     fn on_timeout(&mut self) {
         let now = self.now;
+        self.check_model_idle();
         if let ClientSide::Relay(call) = &mut self.client {
             call.media.handle_timeout(now);
         }

@@ -71,19 +71,24 @@ type ModelStream = futures_util::stream::SplitStream<ModelSocket>;
 type ClientSink = futures_util::stream::SplitSink<WebSocket, ClientMessage>;
 type ClientStream = futures_util::stream::SplitStream<WebSocket>;
 
-/// A websocket's sending half and whether it holds unflushed frames.
+/// A websocket's sending half, whether it holds unflushed frames, and a ping to send.
 struct Writer<S> {
     sink: S,
     dirty: bool,
+    ping: bool,
 }
 
 impl<S> Writer<S> {
     fn new(sink: S) -> Self {
-        Self { sink, dirty: false }
+        Self {
+            sink,
+            dirty: false,
+            ping: false,
+        }
     }
 
     fn has_work(&self, outbox: &Outbox) -> bool {
-        self.dirty || !outbox.is_empty()
+        self.dirty || self.ping || !outbox.is_empty()
     }
 
     /// Move frames from `outbox` into the socket while it accepts them, then flush; resolves
@@ -92,12 +97,24 @@ impl<S> Writer<S> {
         &'a mut self,
         outbox: &'a mut Outbox,
         frame: fn(String) -> M,
+        ping: fn() -> M,
     ) -> impl Future<Output = Result<(), S::Error>> + 'a
     where
         S: Sink<M> + Unpin,
     {
         std::future::poll_fn(move |cx: &mut Context<'_>| {
             loop {
+                if self.ping {
+                    match Pin::new(&mut self.sink).poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            Pin::new(&mut self.sink).start_send(ping())?;
+                            self.ping = false;
+                            self.dirty = true;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
                 if outbox.is_empty() {
                     if !self.dirty {
                         return Poll::Ready(Ok(()));
@@ -136,8 +153,16 @@ fn model_frame(text: String) -> ModelMessage {
     ModelMessage::text(text)
 }
 
+fn model_ping() -> ModelMessage {
+    ModelMessage::Ping(Default::default())
+}
+
 fn client_frame(text: String) -> ClientMessage {
     ClientMessage::text(text)
+}
+
+fn client_ping() -> ClientMessage {
+    ClientMessage::Ping(Default::default())
 }
 
 struct Reactor {
@@ -294,14 +319,14 @@ impl Reactor {
             msg = next_of(model_reader) => Wake::Model(msg),
             res = async {
                 match model_writer {
-                    Some(w) => w.flush(model_out, model_frame).await,
+                    Some(w) => w.flush(model_out, model_frame, model_ping).await,
                     None => std::future::pending().await,
                 }
             }, if model_work => Wake::ModelWritten(res),
             msg = next_of(client_reader) => Wake::Client(msg),
             res = async {
                 match client_writer {
-                    Some(w) => w.flush(client_out, client_frame).await,
+                    Some(w) => w.flush(client_out, client_frame, client_ping).await,
                     None => std::future::pending().await,
                 }
             }, if client_work => Wake::ClientWritten(res),
@@ -326,7 +351,7 @@ impl Reactor {
                 Input::ModelFailed("unexpected binary realtime websocket event".into())
             }
             Some(Ok(ModelMessage::Close(_))) | None => Input::ModelClosed,
-            Some(Ok(_)) => return,
+            Some(Ok(_)) => return self.core.handle_input(now, Input::ModelAlive),
             Some(Err(
                 tungstenite::Error::ConnectionClosed
                 | tungstenite::Error::AlreadyClosed
@@ -408,6 +433,11 @@ impl Reactor {
                         t.cancel();
                     }
                 }
+                Output::PingModel => {
+                    if let Some((writer, _)) = &mut self.model {
+                        writer.ping = true;
+                    }
+                }
                 Output::Close(why) => {
                     tracing::debug!(why, "session over");
                     self.ended = why;
@@ -452,7 +482,7 @@ impl Reactor {
             let farewell = close_frame(self.ended);
             let _ = tokio::time::timeout(CLOSE_GRACE, async {
                 use futures_util::SinkExt;
-                let _ = writer.flush(client_out, client_frame).await;
+                let _ = writer.flush(client_out, client_frame, client_ping).await;
                 let _ = writer.sink.send(ClientMessage::Close(Some(farewell))).await;
                 let _ = writer.sink.close().await;
             })

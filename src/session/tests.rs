@@ -49,6 +49,7 @@ fn config(face: Face) -> CoreConfig {
         answer: (face == Face::WebrtcRelay).then(|| "v=0 (answer)".into()),
         model_limits: OutboxLimits::default(),
         client_limits: OutboxLimits::default(),
+        model_idle: None,
     }
 }
 
@@ -87,6 +88,7 @@ struct Call {
     agent: Vec<AgentCommand>,
     closed_at: Option<(Instant, &'static str)>,
     last_datagram: Option<Instant>,
+    pings: Vec<Instant>,
 }
 
 fn relay_call() -> Call {
@@ -158,6 +160,7 @@ impl Call {
             agent: Vec::new(),
             closed_at: None,
             last_datagram: None,
+            pings: Vec::new(),
         };
         call.input(Input::ModelConnected);
         call
@@ -199,6 +202,7 @@ impl Call {
                     Output::Notify(n) => self.notes.push(n),
                     Output::Observe(_) => {}
                     Output::Agent(cmd) => self.agent.push(cmd),
+                    Output::PingModel => self.pings.push(self.now),
                     Output::Close(why) => self.closed_at = Some((self.now, why)),
                 }
             }
@@ -683,4 +687,31 @@ fn a_lost_model_is_told_to_the_caller_with_its_error() {
     let v: Value = serde_json::from_str(&farewell).expect("json");
     assert_eq!(v["reason"], "error");
     assert_eq!(v["message"], "realtime websocket read failed: reset");
+}
+
+#[test]
+fn a_silent_model_is_pinged_at_half_its_idle_time_and_lost_at_the_whole() {
+    let idle = Duration::from_secs(30);
+    let mut call = call_with(Face::Rpc, ClientSide::Notifications, |c| {
+        c.model_idle = Some(idle);
+    });
+    let t0 = call.now;
+    // A model that answers the ping lives on.
+    call.run_for(Duration::from_secs(20));
+    assert_eq!(call.pings, vec![t0 + idle / 2]);
+    call.input(Input::ModelAlive);
+    let answered = call.now;
+    call.run_for(Duration::from_secs(20));
+    assert_eq!(call.pings.last(), Some(&(answered + idle / 2)));
+    assert!(call.closed_at.is_none());
+    // One that does not is lost at the whole idle time after it was last heard.
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    assert_eq!(at - answered, idle);
+    assert!(
+        call.notes
+            .iter()
+            .any(|n| matches!(n, Notification::Error { message }
+        if message.contains("stopped responding")))
+    );
 }
