@@ -315,3 +315,22 @@ async fn trace_field_is_accepted_on_requests() {
     c.send_raw(json!({"jsonrpc": "2.0", "id": 8, "method": "thread/realtime/listVoices", "trace": {"traceparent": "garbage"}}).to_string()).await;
     assert!(c.response_to(json!(8)).await.get("result").is_some());
 }
+
+#[tokio::test]
+async fn an_offer_over_the_limit_is_refused_on_the_rpc_path_too() {
+    let h = harness().await;
+    let mut c = RpcClient::ready(h.addr).await;
+    let sdp = format!("v=0\r\n{}", "a=x\r\n".repeat(20_000));
+    c.start(json!({"threadId": "big", "outputModality": "audio",
+        "transport": {"type": "webrtc", "sdp": sdp}}))
+        .await;
+    let err = c.notification("thread/realtime/error").await;
+    assert_eq!(
+        err["message"],
+        format!(
+            "the offer exceeds {} bytes",
+            h.app.cfg.webrtc.max_offer_bytes
+        )
+    );
+    assert!(!h.app.sessions.is_running("big"));
+}

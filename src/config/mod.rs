@@ -380,6 +380,16 @@ impl Config {
                 ),
             });
         }
+        // Media answers whoever reaches the port: the same rule as `listen`.
+        if self.auth.mode == AuthMode::None && !self.webrtc.bind_ip.is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "auth.mode",
+                message: format!(
+                    "\"none\" is allowed only on loopback, but [webrtc] bind_ip is {}; set [auth] mode = \"keys\" or bind media to loopback",
+                    self.webrtc.bind_ip
+                ),
+            });
+        }
         for k in &self.auth.keys {
             if hex::decode(&k.sha256).map(|b| b.len()) != Ok(32) {
                 return Err(ConfigError::Invalid {
@@ -560,6 +570,9 @@ mod tests {
             "[server]\nlisten = \"0.0.0.0:8080\"\n[auth]\nmode = \"keys\"\n[[auth.keys]]\nid = \"k\"\nsha256 = \"{sha}\"\n"
         );
         Config::from_toml_str(&ok, none()).expect("keys on an open bind are fine");
+        let err = Config::from_toml_str("[webrtc]\nbind_ip = \"0.0.0.0\"\n", none())
+            .expect_err("open media bind");
+        assert!(err.to_string().contains("bind_ip"), "{err}");
     }
 
     #[test]

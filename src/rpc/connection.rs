@@ -249,6 +249,19 @@ impl RpcConnection {
                         return;
                     }
                 };
+                if let Some(p::Transport::Webrtc { sdp }) = &params.transport
+                    && sdp.len() > self.app.cfg.webrtc.max_offer_bytes
+                {
+                    let message = format!(
+                        "the offer exceeds {} bytes",
+                        self.app.cfg.webrtc.max_offer_bytes
+                    );
+                    drop(permit);
+                    self.app
+                        .sessions
+                        .notify(&thread_id, &Notification::Error { message });
+                    return;
+                }
                 if let Some(p::Transport::Webrtc { sdp }) = params.transport.clone() {
                     tracing::info!(%thread_id, offer = %crate::media::call::describe_offer(&sdp), "webrtc start");
                     let mode = params.webrtc_mode.unwrap_or(self.app.cfg.webrtc.mode);
