@@ -339,3 +339,62 @@ async fn conversations_whose_rpc_client_left_release_their_key_slots() {
         );
     }
 }
+
+#[tokio::test]
+async fn slow_headers_and_unfinished_offers_time_out_and_hold_no_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = harness_with(
+        |_| {},
+        |cfg| {
+            cfg.auth.mode = AuthMode::Keys;
+            cfg.auth.keys = vec![ApiKeyConfig {
+                id: "team".into(),
+                sha256: sha(KEY),
+                limits: KeyLimits {
+                    max_concurrent_sessions: Some(1),
+                    ..KeyLimits::default()
+                },
+            }];
+            cfg.server.header_timeout_secs = 1;
+            cfg.server.request_timeout_secs = 1;
+        },
+    )
+    .await;
+    // Headers that never end: the connection is closed.
+    let mut slow = tokio::net::TcpStream::connect(h.addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let ended = tokio::time::timeout(WAIT, slow.read_to_end(&mut buf)).await;
+    assert!(ended.is_ok(), "a slow-header client is cut off");
+    // An offer whose body never finishes holds no slot of its key...
+    let mut body = tokio::net::TcpStream::connect(h.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /v1/realtime/calls HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/sdp\r\nContent-Length: 4000\r\n\r\nv=0\r\n"
+    );
+    body.write_all(head.as_bytes()).await.expect("write");
+    // ...so the key's one slot is free for a real call meanwhile.
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/realtime/calls", h.addr))
+        .bearer_auth(KEY)
+        .header("content-type", "application/sdp")
+        .body(relay_offer())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 201);
+    // And the unfinished one is answered 408 once its time is up.
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, body.read(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+}

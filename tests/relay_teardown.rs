@@ -6,23 +6,9 @@
 mod common;
 
 use common::harness;
-use std::time::{Duration, Instant};
-use str0m::RtcConfig;
-use str0m::media::{Direction, MediaKind};
+use std::time::Duration;
 
 const CALLS: usize = 300;
-
-fn offer() -> String {
-    voxgate::media::call::install_crypto();
-    let mut rtc = RtcConfig::new().build(Instant::now());
-    let candidate = str0m::Candidate::host(([127, 0, 0, 1], 9).into(), "udp").expect("candidate");
-    rtc.add_local_candidate(candidate);
-    let mut change = rtc.sdp_api();
-    change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
-    change.add_channel("oai-events".into());
-    let (offer, _) = change.apply().expect("offer");
-    offer.to_sdp_string()
-}
 
 /// Post `sdp` as a call; its `Location`.
 async fn post_call(http: &reqwest::Client, base: &str, sdp: &str) -> String {
@@ -50,7 +36,7 @@ async fn three_hundred_relay_calls_leave_no_socket_or_task_behind() {
     let http = reqwest::Client::new();
     let base = format!("http://{}", h.addr);
     // Warm up: one call, so lazily created pools and clients exist before counting.
-    let sdp = offer();
+    let sdp = common::relay_offer();
     let loc = post_call(&http, &base, &sdp).await;
     http.delete(format!("{base}{loc}"))
         .send()
@@ -144,7 +130,7 @@ async fn every_call_is_answered_on_the_configured_port_and_a_taken_port_is_named
         let resp = http
             .post(format!("{base}/v1/realtime/calls"))
             .header("content-type", "application/sdp")
-            .body(offer())
+            .body(common::relay_offer())
             .send()
             .await
             .expect("post");

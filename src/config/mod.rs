@@ -110,6 +110,10 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Largest websocket frame read at all; larger ones close the connection (code 1009).
     pub max_frame_bytes: usize,
+    /// A client must send its request headers within this long.
+    pub header_timeout_secs: u64,
+    /// A request body (an SDP offer, a client-secret request) must arrive within this long.
+    pub request_timeout_secs: u64,
     /// Per-connection outbound queue (messages). Audio notifications drop when full; a
     /// connection whose queue is full for control messages is closed as too slow.
     pub outbound_queue: usize,
@@ -124,6 +128,8 @@ impl Default for ServerConfig {
             log_format: LogFormat::Pretty,
             max_message_bytes: 1 << 20,
             max_frame_bytes: 16 << 20,
+            header_timeout_secs: 10,
+            request_timeout_secs: 10,
             outbound_queue: 1024,
             drain_grace_secs: 30,
         }

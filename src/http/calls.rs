@@ -210,14 +210,30 @@ pub async fn create(
         Ok(p) => p,
         Err(e) => return auth_error(e),
     };
-    // Refused (limits, draining) before the offer is even read.
+    // The offer must arrive in time; only then does the call take one of its key's slots, so
+    // an unfinished body holds none.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(app.cfg.server.request_timeout_secs),
+        read_offer(&headers, req, app.cfg.webrtc.max_offer_bytes),
+    );
+    let mut offer = match read.await {
+        Ok(Ok(o)) => o,
+        Ok(Err(r)) => return r,
+        Err(_) => {
+            return api_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the offer did not arrive within {}s",
+                    app.cfg.server.request_timeout_secs
+                ),
+                Some("sdp"),
+            );
+        }
+    };
     let permit = match app.admit(&principal) {
         Ok(p) => p,
         Err(e) => return auth_error(e),
-    };
-    let mut offer = match read_offer(&headers, req, app.cfg.webrtc.max_offer_bytes).await {
-        Ok(o) => o,
-        Err(r) => return r,
     };
     if offer.session.is_none() {
         offer.session = principal.bound_session.clone();

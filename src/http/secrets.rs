@@ -4,20 +4,50 @@
 
 use super::calls::{api_error, auth_error};
 use crate::app::AppState;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-pub async fn create(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
+
+pub async fn create(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
     let principal = match app
         .auth
         .authenticate(crate::auth::bearer(&headers).as_deref(), false)
     {
         Ok(p) => p,
         Err(e) => return auth_error(e),
+    };
+    let secs = app.cfg.server.request_timeout_secs;
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        axum::body::to_bytes(req.into_body(), MAX_BODY),
+    );
+    let body = match read.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the body exceeds {MAX_BODY} bytes"),
+                None,
+            );
+        }
+        Err(_) => {
+            return api_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the body did not arrive within {secs}s"),
+                None,
+            );
+        }
     };
     let req: Value = if body.is_empty() {
         json!({})

@@ -40,6 +40,12 @@ async fn serve(app: Arc<AppState>, socket: WebSocket, principal: crate::auth::Pr
     let writer = tokio::spawn(async move {
         loop {
             tokio::select! {
+                biased;
+                frame = &mut close_rx => {
+                    // Complete the close handshake (or say why we close).
+                    let _ = sink.send(Message::Close(frame.unwrap_or(None))).await;
+                    break;
+                }
                 msg = out_rx.recv() => match msg {
                     Some(msg) => {
                         if sink.send(Message::text(msg.as_ref())).await.is_err() {
@@ -48,11 +54,6 @@ async fn serve(app: Arc<AppState>, socket: WebSocket, principal: crate::auth::Pr
                     }
                     None => break,
                 },
-                frame = &mut close_rx => {
-                    // Complete the close handshake (or say why we close).
-                    let _ = sink.send(Message::Close(frame.unwrap_or(None))).await;
-                    break;
-                }
             }
         }
         let _ = sink.close().await;
@@ -74,8 +75,9 @@ async fn serve(app: Arc<AppState>, socket: WebSocket, principal: crate::auth::Pr
             }),
         }
     };
-    drop(conn);
+    // The close goes out before the connection's queue closes under the writer.
     let _ = close_tx.send(farewell);
+    drop(conn);
     let mut writer = writer;
     if tokio::time::timeout(std::time::Duration::from_secs(2), &mut writer)
         .await

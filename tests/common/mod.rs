@@ -395,3 +395,22 @@ pub fn client_summary(out: &std::process::Output) -> Value {
         )
     })
 }
+
+/// An SDP offer from a str0m peer (Opus audio and the `oai-events` channel), as a browser sends.
+pub fn relay_offer() -> String {
+    voxgate::media::call::install_crypto();
+    let mut rtc = str0m::RtcConfig::new().build(std::time::Instant::now());
+    let candidate = str0m::Candidate::host(([127, 0, 0, 1], 9).into(), "udp").expect("candidate");
+    rtc.add_local_candidate(candidate);
+    let mut change = rtc.sdp_api();
+    change.add_media(
+        str0m::media::MediaKind::Audio,
+        str0m::media::Direction::SendRecv,
+        None,
+        None,
+        None,
+    );
+    change.add_channel("oai-events".into());
+    let (offer, _) = change.apply().expect("offer");
+    offer.to_sdp_string()
+}
