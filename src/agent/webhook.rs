@@ -143,6 +143,14 @@ async fn pump(resp: reqwest::Response, lines: mpsc::Sender<Result<Line, String>>
                 return;
             }
         };
+        if splitter.overflowed() {
+            let message = format!(
+                "the webhook sent a line longer than {} bytes",
+                super::stream::MAX_LINE
+            );
+            let _ = lines.send(Err(message)).await;
+            return;
+        }
         for l in batch.iter().filter(|l| !l.trim().is_empty()) {
             let parsed = parse_line(l);
             let stop = parsed.is_err();
