@@ -398,3 +398,21 @@ async fn slow_headers_and_unfinished_offers_time_out_and_hold_no_slot() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("request_timeout"), "{text}");
 }
+
+#[tokio::test]
+async fn metrics_want_a_key_in_keys_mode() {
+    let h = keyed(KeyLimits::default()).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/metrics", h.addr);
+    let anonymous = http.get(&url).send().await.expect("get");
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let keyed = http.get(&url).bearer_auth(KEY).send().await.expect("get");
+    assert_eq!(keyed.status().as_u16(), 200);
+    assert!(
+        keyed
+            .text()
+            .await
+            .expect("body")
+            .contains("voxgate_sessions_active")
+    );
+}

@@ -112,6 +112,8 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// A client must send its request headers within this long.
     pub header_timeout_secs: u64,
+    /// `/metrics` answers without an API key even in keys mode.
+    pub metrics_public: bool,
     /// A request body (an SDP offer, a client-secret request) must arrive within this long.
     pub request_timeout_secs: u64,
     /// Per-connection outbound queue (messages). Audio notifications drop when full; a
@@ -129,6 +131,7 @@ impl Default for ServerConfig {
             max_message_bytes: 1 << 20,
             max_frame_bytes: 16 << 20,
             header_timeout_secs: 10,
+            metrics_public: false,
             request_timeout_secs: 10,
             outbound_queue: 1024,
             drain_grace_secs: 30,

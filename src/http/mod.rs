@@ -32,7 +32,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/", get(demo_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|| async { crate::metrics::render() }))
+        .route("/metrics", get(metrics))
         .with_state(app)
 }
 
@@ -45,6 +45,23 @@ async fn readyz(
     } else {
         (axum::http::StatusCode::OK, "ready\n")
     }
+}
+
+/// Prometheus metrics: behind an API key in keys mode unless `[server] metrics_public`.
+async fn metrics(
+    axum::extract::State(app): axum::extract::State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if app.auth.mode() == crate::config::AuthMode::Keys
+        && !app.cfg.server.metrics_public
+        && let Err(e) = app
+            .auth
+            .authenticate(crate::auth::bearer(&headers).as_deref(), false)
+    {
+        return calls::auth_error(e);
+    }
+    crate::metrics::render().into_response()
 }
 
 /// The demo page: a call with the microphone, the live transcript, the agent's work, hang-up.
