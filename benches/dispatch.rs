@@ -61,7 +61,8 @@ fn main() {
         let params =
             serde_json::from_value(json!({"threadId": "bench", "outputModality": "audio"}))
                 .expect("params");
-        app.start_conversation(params, None).expect("start");
+        app.start_conversation(params, "bench", None)
+            .expect("start");
 
         let (tcp, _) = model.accept().await.expect("gateway connects");
         tcp.set_nodelay(true).expect("nodelay");

@@ -14,6 +14,7 @@ use crate::protocol::session_config::{self, OutputModality, SessionSettings};
 use crate::session::core::{ClientSide, CoreConfig, SessionCore};
 use crate::session::outbox::OutboxLimits;
 use crate::session::reactor::SessionIo;
+use crate::session::registry::SessionKind;
 use crate::session::{Face, Sessions};
 use crate::simulator::Simulator;
 use crate::upstream::{UpstreamRequest, url};
@@ -112,6 +113,8 @@ pub enum Origin {
 }
 
 struct Prepared {
+    /// The principal (API key id) the session belongs to.
+    owner: String,
     /// The session ends when its thread's last JSON-RPC subscriber leaves (no slot is held by
     /// nobody).
     held_by_subscribers: bool,
@@ -269,6 +272,7 @@ impl AppState {
             voice,
         };
         Ok(Prepared {
+            owner: String::new(),
             held_by_subscribers: false,
             permit: None,
             model: p
@@ -288,6 +292,7 @@ impl AppState {
     /// Build the session's core and reactor I/O from a prepared start, and start it.
     fn launch(&self, thread_id: &str, prep: Prepared, url: String, client: Launch) {
         let prep_held_by_subscribers = prep.held_by_subscribers;
+        let owner = prep.owner.clone();
         let version = prep.settings.version;
         let standard = |face| ClientPlan {
             face,
@@ -386,8 +391,12 @@ impl AppState {
             media,
             permit: prep.permit,
         };
+        let kind = match face {
+            Face::WebrtcRelay | Face::WebrtcPassthrough => SessionKind::Call,
+            Face::Rpc | Face::OpenaiWs => SessionKind::Conversation,
+        };
         self.sessions
-            .start(core, io, queue, prep_held_by_subscribers);
+            .start(&owner, kind, core, io, queue, prep_held_by_subscribers);
     }
 
     /// Start a session for an OpenAI-protocol websocket client (`GET /v1/realtime?model=…`):
@@ -427,6 +436,7 @@ impl AppState {
             Err(message) => return Err(Box::new((*socket, message))),
         };
         prep.permit = permit;
+        prep.owner = principal.map_or_else(|| "anonymous".to_owned(), |p| p.key_id.clone());
         let delegation =
             self.cfg.openai.delegation && principal.is_none_or(|p| p.limits.delegation);
         // The client configures its own session (or a client secret's bound one); voxgate only
@@ -468,6 +478,7 @@ impl AppState {
     pub fn start_conversation(
         &self,
         p: StartParams,
+        owner: &str,
         permit: Option<crate::auth::SessionPermit>,
     ) -> Result<(), String> {
         if let Some(Transport::Webrtc { .. }) = p.transport {
@@ -475,6 +486,7 @@ impl AppState {
         }
         let mut prep = self.prepare(&p)?;
         prep.permit = permit;
+        prep.owner = owner.to_owned();
         prep.held_by_subscribers = true;
         let url = self.model_url(&prep)?;
         self.launch(&p.thread_id, prep, url, Launch::Rpc);
@@ -492,12 +504,14 @@ impl AppState {
         offer: &str,
         mode: WebrtcMode,
         origin: Origin,
+        owner: &str,
         permit: Option<crate::auth::SessionPermit>,
     ) -> Result<WebrtcStart, CallError> {
         let adopt_call_id = origin == Origin::HttpCall;
         let mut prep = self.prepare(&p).map_err(CallError::Setup)?;
         prep.permit = permit;
         prep.held_by_subscribers = origin == Origin::Rpc;
+        prep.owner = owner.to_owned();
         let version = prep.settings.version;
         let answer = match mode {
             WebrtcMode::Relay => {

@@ -189,9 +189,9 @@ async fn drain(app: &AppState, grace: Duration) {
         tracing::info!("drain complete: every session finished");
         return;
     }
-    for thread_id in app.sessions.running_ids() {
+    for (owner, thread_id) in app.sessions.running_ids() {
         tracing::info!(%thread_id, reason = "requested", "drain grace period over: closing session");
-        app.sessions.stop(&thread_id);
+        app.sessions.stop(&owner, &thread_id);
     }
     if tokio::time::timeout(Duration::from_secs(5), app.sessions.wait_idle())
         .await

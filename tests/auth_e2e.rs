@@ -24,6 +24,7 @@ async fn keyed(limits: KeyLimits) -> Harness {
                 id: "team".into(),
                 sha256: sha(KEY),
                 limits,
+                admin: false,
             }];
         },
     )
@@ -269,7 +270,12 @@ async fn until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
 
 /// An initialized JSON-RPC connection with the key.
 async fn rpc_client(addr: std::net::SocketAddr) -> Ws {
-    let mut rpc = ws(addr, "/rpc", Some(KEY)).await.expect("rpc with key");
+    rpc_client_with(addr, KEY).await
+}
+
+/// An initialized JSON-RPC connection with `key`.
+async fn rpc_client_with(addr: std::net::SocketAddr, key: &str) -> Ws {
+    let mut rpc = ws(addr, "/rpc", Some(key)).await.expect("rpc with key");
     rpc.send(Message::text(json!({"id": 0, "method": "initialize", "params": {"clientInfo": {"name": "t", "version": "1"}, "capabilities": {"experimentalApi": true}}}).to_string()))
         .await
         .expect("send");
@@ -322,7 +328,10 @@ async fn conversations_whose_rpc_client_left_release_their_key_slots() {
     })
     .await;
     assert!(freed.is_ok(), "{} running", h.app.sessions.running_count());
-    assert!(h.app.sessions.is_running("a1"), "a shared thread survives");
+    assert!(
+        h.app.sessions.is_running("team", "a1"),
+        "a shared thread survives"
+    );
     assert_eq!(
         start_thread(&mut b, "b1").await["method"],
         "thread/realtime/started"
@@ -354,6 +363,7 @@ async fn slow_headers_and_unfinished_offers_time_out_and_hold_no_slot() {
                     max_concurrent_sessions: Some(1),
                     ..KeyLimits::default()
                 },
+                admin: false,
             }];
             cfg.server.header_timeout_secs = 1;
             cfg.server.request_timeout_secs = 1;
@@ -415,4 +425,152 @@ async fn metrics_want_a_key_in_keys_mode() {
             .expect("body")
             .contains("voxgate_sessions_active")
     );
+}
+
+const KEY_B: &str = "sk-voxgate-other-tenant";
+const KEY_OPS: &str = "sk-voxgate-operator";
+
+/// Keys of two tenants (A = `KEY`, B = `KEY_B`) and an operator.
+async fn two_tenants() -> Harness {
+    harness_with(
+        |_| {},
+        |cfg| {
+            cfg.auth.mode = AuthMode::Keys;
+            let key = |id: &str, k: &str, admin: bool| ApiKeyConfig {
+                id: id.into(),
+                sha256: sha(k),
+                limits: KeyLimits::default(),
+                admin,
+            };
+            cfg.auth.keys = vec![
+                key("team-a", KEY, false),
+                key("team-b", KEY_B, false),
+                key("ops", KEY_OPS, true),
+            ];
+        },
+    )
+    .await
+}
+
+async fn post_call(addr: std::net::SocketAddr, key: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/realtime/calls"))
+        .bearer_auth(key)
+        .header("content-type", "application/sdp")
+        .body(relay_offer())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 201);
+    resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned()
+}
+
+async fn delete(addr: std::net::SocketAddr, path: &str, key: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .delete(format!("http://{addr}{path}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("delete");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn one_key_cannot_reach_another_keys_calls_or_threads() {
+    let h = two_tenants().await;
+    let calls = |owner: &'static str, id: &str| h.app.sessions.call(Some(owner), id).is_some();
+    // A's call: B's hang-up, B's client secret, B's sideband all find nothing.
+    let loc = post_call(h.addr, KEY).await;
+    let call_id = loc.rsplit('/').next().expect("id").to_owned();
+    let (status, body) = delete(h.addr, &loc, KEY_B).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "call_not_found");
+    let (_, secret) = mint(h.addr, Some(KEY_B), json!({})).await;
+    let ek_b = secret["value"].as_str().expect("B's secret").to_owned();
+    assert_eq!(delete(h.addr, &loc, &ek_b).await.0, 404);
+    let hangup = reqwest::Client::new()
+        .post(format!("http://{}{loc}/hangup", h.addr))
+        .bearer_auth(KEY_B)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(hangup.status().as_u16(), 404);
+    let sideband = format!("/v1/realtime?call_id={call_id}");
+    assert_eq!(ws(h.addr, &sideband, Some(KEY_B)).await.err(), Some(404));
+    assert!(calls("team-a", &call_id), "A's call runs on");
+    // A's own sideband works.
+    assert!(ws(h.addr, &sideband, Some(KEY)).await.is_ok());
+
+    // A's JSON-RPC thread: the sideband does not attach to conversations, even for A.
+    let mut a = rpc_client_with(h.addr, KEY).await;
+    assert_eq!(
+        start_thread(&mut a, "demo").await["method"],
+        "thread/realtime/started"
+    );
+    assert_eq!(
+        ws(h.addr, "/v1/realtime?call_id=demo", Some(KEY))
+            .await
+            .err(),
+        Some(404)
+    );
+    // B's "demo" is B's own: appending reaches nothing of A's, stopping stops nothing of A's.
+    let mut b = rpc_client_with(h.addr, KEY_B).await;
+    b.send(Message::text(
+        json!({"id": 7, "method": "thread/realtime/appendText",
+        "params": {"threadId": "demo", "text": "hello from B"}})
+        .to_string(),
+    ))
+    .await
+    .expect("send");
+    let not_running = until(&mut b, |v| v["method"] == "thread/realtime/error").await;
+    assert_eq!(
+        not_running["params"]["message"],
+        "conversation is not running"
+    );
+    b.send(Message::text(
+        json!({"id": 8, "method": "thread/realtime/stop",
+        "params": {"threadId": "demo"}})
+        .to_string(),
+    ))
+    .await
+    .expect("send");
+    until(&mut b, |v| v["method"] == "thread/realtime/closed").await;
+    assert!(
+        h.app.sessions.is_running("team-a", "demo"),
+        "A's thread runs on"
+    );
+    // B starting a thread named after A's call makes B's own thread; A's call runs on.
+    assert_eq!(
+        start_thread(&mut b, &call_id).await["method"],
+        "thread/realtime/started"
+    );
+    assert!(calls("team-a", &call_id));
+    // A hears nothing of B's thread, and A's own thread still answers A.
+    a.send(Message::text(
+        json!({"id": 9, "method": "thread/realtime/appendText",
+        "params": {"threadId": "demo", "text": "still mine"}})
+        .to_string(),
+    ))
+    .await
+    .expect("send");
+    let done = until(&mut a, |v| {
+        v["method"] == "thread/realtime/transcript/done" && v["params"]["role"] == "assistant"
+    })
+    .await;
+    assert_eq!(done["params"]["threadId"], "demo");
+    assert!(
+        done["params"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("still mine")),
+        "{done}"
+    );
+
+    // The owner hangs up its own call; an operator may hang up anyone's.
+    let second = post_call(h.addr, KEY).await;
+    assert_eq!(delete(h.addr, &loc, KEY).await.0, 200);
+    assert_eq!(delete(h.addr, &second, KEY_OPS).await.0, 200);
 }

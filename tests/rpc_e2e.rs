@@ -456,7 +456,7 @@ async fn an_idle_model_that_answers_pings_keeps_its_conversation() {
     c.notification("thread/realtime/started").await;
     // Three idle timeouts pass with nothing said: the pings are answered.
     tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
-    assert!(h.app.sessions.is_running("idle"));
+    assert!(h.app.sessions.is_running("anonymous", "idle"));
     c.request(
         "thread/realtime/appendText",
         json!({"threadId": "idle", "text": "still there?"}),

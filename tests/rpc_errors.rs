@@ -332,5 +332,5 @@ async fn an_offer_over_the_limit_is_refused_on_the_rpc_path_too() {
             h.app.cfg.webrtc.max_offer_bytes
         )
     );
-    assert!(!h.app.sessions.is_running("big"));
+    assert!(!h.app.sessions.is_running("anonymous", "big"));
 }

@@ -36,12 +36,22 @@ pub struct Principal {
     /// Session configuration bound to the client secret used, if any.
     pub bound_session: Option<Value>,
     pub via_secret: bool,
+    /// An operator key (`admin = true`): acts on any key's calls and threads.
+    pub admin: bool,
+}
+
+impl Principal {
+    /// Whose things this principal may act on: its own, or anyone's for an operator.
+    pub fn scope(&self) -> Option<&str> {
+        (!self.admin).then_some(self.key_id.as_str())
+    }
 }
 
 struct KeyEntry {
     id: String,
     hash: [u8; 32],
     limits: KeyLimits,
+    admin: bool,
 }
 
 #[derive(Default)]
@@ -133,6 +143,7 @@ impl Auth {
                     id: k.id.clone(),
                     hash,
                     limits: k.limits.clone(),
+                    admin: k.admin,
                 })
             })
             .collect();
@@ -148,6 +159,7 @@ impl Auth {
                     id: format!("env-{i}"),
                     hash: sha256(raw),
                     limits: cfg.default_limits.clone(),
+                    admin: false,
                 });
             }
         }
@@ -185,6 +197,7 @@ impl Auth {
                 limits: KeyLimits::default(),
                 bound_session: None,
                 via_secret: false,
+                admin: false,
             });
         }
         let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
@@ -230,6 +243,7 @@ impl Auth {
                 limits,
                 bound_session: secret.session.clone(),
                 via_secret: true,
+                admin: false,
             });
         }
         // Check every key (constant time per key) so timing does not tell which one matched.
@@ -246,6 +260,7 @@ impl Auth {
             limits: k.limits.clone(),
             bound_session: None,
             via_secret: false,
+            admin: k.admin,
         })
     }
 
@@ -367,6 +382,7 @@ mod tests {
                 id: "team".into(),
                 sha256: hex::encode(sha256("sk-good")),
                 limits,
+                admin: false,
             }],
             keys_env: None,
             default_limits: KeyLimits::default(),

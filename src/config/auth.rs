@@ -44,6 +44,9 @@ pub struct ApiKeyConfig {
     pub sha256: String,
     #[serde(default)]
     pub limits: KeyLimits,
+    /// An operator key: may hang up, observe and stop any key's calls and threads.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -258,6 +258,7 @@ pub async fn create(
             &offer.sdp,
             mode,
             crate::app::Origin::HttpCall,
+            &principal.key_id,
             Some(permit),
         )
         .await
@@ -309,20 +310,24 @@ pub async fn hangup(
     Path(call_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = app
+    let principal = match app
         .auth
         .authenticate(crate::auth::bearer(&headers).as_deref(), true)
     {
-        return auth_error(e);
-    }
-    if !app.sessions.is_running(&call_id) {
-        return api_error(
+        Ok(p) => p,
+        Err(e) => return auth_error(e),
+    };
+    // Only the caller's own calls (an operator's: any); anything else is "not found".
+    match app.sessions.call(principal.scope(), &call_id) {
+        Some(call) => {
+            call.stop();
+            StatusCode::OK.into_response()
+        }
+        None => api_error(
             StatusCode::NOT_FOUND,
             "call_not_found",
-            format!("no active call `{call_id}`"),
+            "no such active call",
             None,
-        );
+        ),
     }
-    app.sessions.stop(&call_id);
-    StatusCode::OK.into_response()
 }

@@ -41,19 +41,21 @@ pub async fn upgrade(
     };
     let max = app.cfg.server.max_frame_bytes;
     if let Some(call_id) = q.call_id {
-        if !app.sessions.is_running(&call_id) {
+        // Only the caller's own calls (an operator's: any), and only calls: never a JSON-RPC or
+        // OpenAI-protocol conversation. Anything else is "not found".
+        let Some(call) = app.sessions.call(principal.scope(), &call_id) else {
             return api_error(
                 StatusCode::NOT_FOUND,
                 "call_not_found",
-                format!("no active call `{call_id}`"),
+                "no such active call",
                 Some("call_id"),
             );
-        }
+        };
         return ws
             .read_buffer_size(crate::http::WS_READ_BUFFER)
             .max_message_size(max)
             .max_frame_size(max)
-            .on_upgrade(move |socket| sideband(app, socket, call_id))
+            .on_upgrade(move |socket| sideband(socket, call))
             .into_response();
     }
     let permit = match app.admit(&principal) {
@@ -103,29 +105,28 @@ async fn serve(
 /// A sideband onto a call voxgate runs (relay or passthrough), as OpenAI's sideband works: it
 /// observes every model event of the call and may send client events (session updates, tool
 /// answers), which go through the engine's rules. Leaving does not end the call.
-async fn sideband(app: Arc<AppState>, socket: WebSocket, call_id: String) {
+async fn sideband(socket: WebSocket, call: crate::session::SessionSender) {
     let (mut sink, stream) = socket.split();
     let (out_tx, out_rx) = mpsc::channel::<Arc<str>>(1024);
-    if app.sessions.attach_observer(&call_id, out_tx).await == Delivery::NotRunning {
+    if call.send(SessionCommand::AttachObserver(out_tx)).await == Delivery::NotRunning {
         let _ = sink
             .send(Message::text(error_event("the call has ended")))
             .await;
         return;
     }
-    tracing::info!(%call_id, "sideband attached");
-    pump(&app, &call_id, sink, stream, out_rx).await.abort();
-    tracing::info!(%call_id, "sideband detached");
+    tracing::info!("sideband attached");
+    pump(&call, sink, stream, out_rx).await.abort();
+    tracing::info!("sideband detached");
 }
 
 type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
 type WsStream = futures_util::stream::SplitStream<WebSocket>;
 
 /// Carry one sideband socket: model events for it from `out` to the socket (a writer task,
-/// returned), its client events into `thread_id`'s session (through the engine's rules) until
-/// it leaves or the session ends.
+/// returned), its client events into the call's session (through the engine's rules) until it
+/// leaves or the session ends.
 async fn pump(
-    app: &AppState,
-    thread_id: &str,
+    call: &crate::session::SessionSender,
     mut sink: WsSink,
     mut stream: WsStream,
     mut out: mpsc::Receiver<Arc<str>>,
@@ -141,10 +142,7 @@ async fn pump(
     while let Some(Ok(msg)) = stream.next().await {
         match msg {
             Message::Text(t) => {
-                let delivered = app
-                    .sessions
-                    .send_command(thread_id, SessionCommand::ClientText(t.to_string()))
-                    .await;
+                let delivered = call.send(SessionCommand::ClientText(t.to_string())).await;
                 if delivered == Delivery::NotRunning {
                     break;
                 }

@@ -123,6 +123,7 @@ impl RpcConnection {
 
     fn subscribe(&self, thread_id: &str) {
         self.app.sessions.subscribe(
+            &self.principal.key_id,
             thread_id,
             Subscriber {
                 conn_id: self.id,
@@ -197,7 +198,11 @@ impl RpcConnection {
                 let d = self
                     .app
                     .sessions
-                    .send_command(&params.thread_id, SessionCommand::Client(cmd))
+                    .send_command(
+                        &self.principal.key_id,
+                        &params.thread_id,
+                        SessionCommand::Client(cmd),
+                    )
                     .await;
                 Ok((json!({}), not_running(d, params.thread_id)))
             }
@@ -221,7 +226,7 @@ impl RpcConnection {
         let sender = match cached {
             Some(s) => s,
             None => {
-                let Some(s) = self.app.sessions.sender(thread_id) else {
+                let Some(s) = self.app.sessions.sender(&self.principal.key_id, thread_id) else {
                     self.audio_to.remove(thread_id);
                     return Delivery::NotRunning;
                 };
@@ -243,9 +248,11 @@ impl RpcConnection {
                 let permit = match self.app.admit(&self.principal) {
                     Ok(p) => p,
                     Err(e) => {
-                        self.app
-                            .sessions
-                            .notify(&thread_id, &Notification::Error { message: e.message });
+                        self.app.sessions.notify(
+                            &self.principal.key_id,
+                            &thread_id,
+                            &Notification::Error { message: e.message },
+                        );
                         return;
                     }
                 };
@@ -257,9 +264,11 @@ impl RpcConnection {
                         self.app.cfg.webrtc.max_offer_bytes
                     );
                     drop(permit);
-                    self.app
-                        .sessions
-                        .notify(&thread_id, &Notification::Error { message });
+                    self.app.sessions.notify(
+                        &self.principal.key_id,
+                        &thread_id,
+                        &Notification::Error { message },
+                    );
                     return;
                 }
                 if let Some(p::Transport::Webrtc { sdp }) = params.transport.clone() {
@@ -267,25 +276,40 @@ impl RpcConnection {
                     let mode = params.webrtc_mode.unwrap_or(self.app.cfg.webrtc.mode);
                     if let Err(e) = self
                         .app
-                        .start_webrtc(*params, &sdp, mode, crate::app::Origin::Rpc, Some(permit))
+                        .start_webrtc(
+                            *params,
+                            &sdp,
+                            mode,
+                            crate::app::Origin::Rpc,
+                            &self.principal.key_id,
+                            Some(permit),
+                        )
                         .await
                     {
                         let message = e.to_string();
-                        self.app
-                            .sessions
-                            .notify(&thread_id, &Notification::Error { message });
+                        self.app.sessions.notify(
+                            &self.principal.key_id,
+                            &thread_id,
+                            &Notification::Error { message },
+                        );
                     }
                     return;
                 }
-                if let Err(message) = self.app.start_conversation(*params, Some(permit)) {
-                    tracing::info!(%thread_id, %message, "realtime start refused");
+                if let Err(message) =
                     self.app
-                        .sessions
-                        .notify(&thread_id, &Notification::Error { message });
+                        .start_conversation(*params, &self.principal.key_id, Some(permit))
+                {
+                    tracing::info!(%thread_id, %message, "realtime start refused");
+                    self.app.sessions.notify(
+                        &self.principal.key_id,
+                        &thread_id,
+                        &Notification::Error { message },
+                    );
                 }
             }
-            After::Stop(thread_id) => self.app.sessions.stop(&thread_id),
+            After::Stop(thread_id) => self.app.sessions.stop(&self.principal.key_id, &thread_id),
             After::NotRunning(thread_id) => self.app.sessions.notify(
+                &self.principal.key_id,
                 &thread_id,
                 &Notification::Error {
                     message: "conversation is not running".into(),

@@ -29,6 +29,7 @@ pub async fn serve(app: Arc<AppState>) -> std::io::Result<()> {
         limits: crate::config::KeyLimits::default(),
         bound_session: None,
         via_secret: false,
+        admin: false,
     };
     let mut conn = RpcConnection::new(app.clone(), out_tx, principal);
     let kill = conn.kill_signal();

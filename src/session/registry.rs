@@ -1,6 +1,9 @@
-//! `Sessions`: thread id → running conversation and its subscribers. Starting a thread that
-//! runs replaces the old conversation (torn down without `closed`); a session that ends removes
-//! itself only if it is still the current one (generation check). Faces reach a session through
+//! `Sessions`: (owner, thread id) → running conversation and its subscribers. Every thread
+//! belongs to the principal (API key) that made it: thread ids are namespaced per owner, so two
+//! keys may both use `demo` and neither reaches the other's; a stranger's lookup finds nothing,
+//! exactly as for a thread that does not exist. Starting a thread that runs replaces the old
+//! conversation (torn down without `closed`); a session that ends removes itself only if it is
+//! still the current one (generation check). Faces reach a session through
 //! a [`SessionSender`]: a bounded command queue (audio that does not fit is dropped and counted;
 //! control waits for room, which the reactor makes at once) and a stop signal that never fills.
 
@@ -62,8 +65,25 @@ impl SessionSender {
     }
 }
 
+/// What a running session is, for the routes that may act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A WebRTC call (relay or passthrough): hang-up and sideband act on it.
+    Call,
+    /// A JSON-RPC or OpenAI-protocol conversation.
+    Conversation,
+}
+
+/// The registry's key: who owns the thread, and its id.
+type ThreadKey = (String, String);
+
+fn key(owner: &str, thread_id: &str) -> ThreadKey {
+    (owner.to_owned(), thread_id.to_owned())
+}
+
 struct SessionHandle {
     generation: u64,
+    kind: SessionKind,
     sender: SessionSender,
     task: tokio::task::AbortHandle,
     /// Ends when the thread's last subscriber leaves (a JSON-RPC start).
@@ -87,7 +107,7 @@ pub enum Delivery {
 
 #[derive(Default)]
 pub struct Sessions {
-    threads: Mutex<HashMap<String, ThreadEntry>>,
+    threads: Mutex<HashMap<ThreadKey, ThreadEntry>>,
     generation: AtomicU64,
     /// Woken whenever a session ends (drain waits on it).
     ended: tokio::sync::Notify,
@@ -98,16 +118,21 @@ impl Sessions {
         Arc::new(Self::default())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ThreadEntry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ThreadKey, ThreadEntry>> {
         self.threads
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Make `sub` a subscriber of `thread_id`; returns the thread's subscriber list.
-    pub fn subscribe(&self, thread_id: &str, sub: Subscriber) -> Arc<ThreadSubscribers> {
+    /// Make `sub` a subscriber of `owner`'s `thread_id`; returns the thread's subscriber list.
+    pub fn subscribe(
+        &self,
+        owner: &str,
+        thread_id: &str,
+        sub: Subscriber,
+    ) -> Arc<ThreadSubscribers> {
         let mut threads = self.lock();
-        let entry = threads.entry(thread_id.to_owned()).or_default();
+        let entry = threads.entry(key(owner, thread_id)).or_default();
         entry.subscribers.add(sub);
         entry.subscribers.clone()
     }
@@ -116,7 +141,7 @@ impl Sessions {
     /// subscriber this was is stopped: no key slot is held by nobody.
     pub fn unsubscribe_all(&self, conn_id: u64) {
         let mut orphans = Vec::new();
-        self.lock().retain(|thread_id, entry| {
+        self.lock().retain(|(_, thread_id), entry| {
             let (was_one, none_left) = entry.subscribers.remove(conn_id);
             match &entry.session {
                 Some(s) if was_one && none_left && s.held_by_subscribers => {
@@ -133,15 +158,18 @@ impl Sessions {
         }
     }
 
-    pub fn notify(&self, thread_id: &str, n: &Notification) {
-        let subs = self.lock().get(thread_id).map(|e| e.subscribers.clone());
+    pub fn notify(&self, owner: &str, thread_id: &str, n: &Notification) {
+        let subs = self
+            .lock()
+            .get(&key(owner, thread_id))
+            .map(|e| e.subscribers.clone());
         if let Some(subs) = subs {
             subs.notify(thread_id, n);
         }
     }
 
-    /// Thread ids with a running conversation.
-    pub fn running_ids(&self) -> Vec<String> {
+    /// (owner, thread id) of every running conversation.
+    pub fn running_ids(&self) -> Vec<(String, String)> {
         self.lock()
             .iter()
             .filter(|(_, e)| e.session.is_some())
@@ -166,24 +194,36 @@ impl Sessions {
         self.lock().values().filter(|e| e.session.is_some()).count()
     }
 
-    pub fn is_running(&self, thread_id: &str) -> bool {
+    pub fn is_running(&self, owner: &str, thread_id: &str) -> bool {
         self.lock()
-            .get(thread_id)
+            .get(&key(owner, thread_id))
             .is_some_and(|e| e.session.is_some())
     }
 
-    /// The running session of `thread_id`, to hold on to (no registry lock per frame).
-    pub fn sender(&self, thread_id: &str) -> Option<SessionSender> {
+    /// The running session of `owner`'s `thread_id`, to hold on to (no registry lock per frame).
+    pub fn sender(&self, owner: &str, thread_id: &str) -> Option<SessionSender> {
         self.lock()
-            .get(thread_id)
+            .get(&key(owner, thread_id))
             .and_then(|e| e.session.as_ref())
             .map(|s| s.sender.clone())
     }
 
-    /// Start (or replace) the conversation of `io.thread_id`. `queue` bounds its command queue;
-    /// `held_by_subscribers` ends it when the thread's last subscriber leaves.
+    /// A running call named `call_id`: `owner`'s, or anyone's for an operator (`None`).
+    pub fn call(&self, owner: Option<&str>, call_id: &str) -> Option<SessionSender> {
+        self.lock()
+            .iter()
+            .filter(|((o, t), _)| t == call_id && owner.is_none_or(|owner| owner == o))
+            .filter_map(|(_, e)| e.session.as_ref())
+            .find(|s| s.kind == SessionKind::Call)
+            .map(|s| s.sender.clone())
+    }
+
+    /// Start (or replace) `owner`'s conversation `io.thread_id`. `queue` bounds its command
+    /// queue; `held_by_subscribers` ends it when the thread's last subscriber leaves.
     pub fn start(
         self: &Arc<Self>,
+        owner: &str,
+        kind: SessionKind,
         core: SessionCore,
         io: SessionIo,
         queue: usize,
@@ -193,8 +233,9 @@ impl Sessions {
         let (commands_tx, commands_rx) = mpsc::channel(queue.max(16));
         let stop = Arc::new(Notify::new());
         let thread_id = io.thread_id.clone();
+        let thread_key = key(owner, &thread_id);
         let mut threads = self.lock();
-        let entry = threads.entry(thread_id.clone()).or_default();
+        let entry = threads.entry(thread_key.clone()).or_default();
         if let Some(old) = entry.session.take() {
             tracing::info!(thread_id = %thread_id, "replacing running conversation");
             old.task.abort();
@@ -208,11 +249,12 @@ impl Sessions {
         let task = tokio::spawn(async move {
             reactor::run(core, io, control).await;
             if let Some(reg) = registry.upgrade() {
-                reg.finished(&thread_id, generation);
+                reg.finished(&thread_key, generation);
             }
         });
         entry.session = Some(SessionHandle {
             generation,
+            kind,
             sender: SessionSender {
                 commands: commands_tx,
                 stop,
@@ -222,9 +264,9 @@ impl Sessions {
         });
     }
 
-    fn finished(&self, thread_id: &str, generation: u64) {
+    fn finished(&self, thread_key: &ThreadKey, generation: u64) {
         let mut threads = self.lock();
-        if let Some(entry) = threads.get_mut(thread_id) {
+        if let Some(entry) = threads.get_mut(thread_key) {
             if entry
                 .session
                 .as_ref()
@@ -233,34 +275,32 @@ impl Sessions {
                 entry.session = None;
             }
             if entry.session.is_none() && entry.subscribers.is_empty() {
-                threads.remove(thread_id);
+                threads.remove(thread_key);
             }
         }
         drop(threads);
         self.ended.notify_waiters();
     }
 
-    /// Attach a sideband observer to a running conversation: it gets every raw model event.
-    pub async fn attach_observer(&self, thread_id: &str, out: mpsc::Sender<Arc<str>>) -> Delivery {
-        match self.sender(thread_id) {
-            Some(s) => s.send(SessionCommand::AttachObserver(out)).await,
-            None => Delivery::NotRunning,
-        }
-    }
-
-    pub async fn send_command(&self, thread_id: &str, cmd: SessionCommand) -> Delivery {
-        match self.sender(thread_id) {
+    pub async fn send_command(
+        &self,
+        owner: &str,
+        thread_id: &str,
+        cmd: SessionCommand,
+    ) -> Delivery {
+        match self.sender(owner, thread_id) {
             Some(s) => s.send(cmd).await,
             None => Delivery::NotRunning,
         }
     }
 
-    /// Stop a thread: the running session closes with `requested`; an idle thread still
-    /// answers `closed{requested}`.
-    pub fn stop(&self, thread_id: &str) {
-        match self.sender(thread_id) {
+    /// Stop `owner`'s thread: the running session closes with `requested`; an idle thread
+    /// still answers `closed{requested}`.
+    pub fn stop(&self, owner: &str, thread_id: &str) {
+        match self.sender(owner, thread_id) {
             Some(s) => s.stop(),
             None => self.notify(
+                owner,
                 thread_id,
                 &Notification::Closed {
                     reason: CloseReason::Requested,
@@ -271,8 +311,8 @@ impl Sessions {
 
     /// Stop every running session (shutdown).
     pub fn stop_all(&self) {
-        for id in self.running_ids() {
-            self.stop(&id);
+        for (owner, id) in self.running_ids() {
+            self.stop(&owner, &id);
         }
     }
 }
