@@ -23,6 +23,7 @@ fn engine() -> Engine {
         acks: Acks::default(),
         local_playout: false,
         delegation: true,
+        errors_end_session: true,
     });
     e.handle_input(Input::Connected);
     while e.poll_output().is_some() {}

@@ -33,6 +33,7 @@ fn engine() -> Engine {
         acks: Acks::default(),
         local_playout: true,
         delegation: true,
+        errors_end_session: true,
     });
     e.handle_input(Input::Connected);
     while e.poll_output().is_some() {}

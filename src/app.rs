@@ -362,6 +362,9 @@ impl AppState {
                     acks: acks(&self.cfg.session.acks),
                     local_playout: relay,
                     delegation,
+                    // JSON-RPC subscribers follow its contract (an error ends the conversation);
+                    // OpenAI-protocol clients get errors as the service sends them and go on.
+                    errors_end_session: prep_held_by_subscribers,
                 },
                 task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
                 max_duration: prep.permit.as_ref().and_then(|p| p.max_duration),

@@ -85,3 +85,47 @@ async fn an_openai_client_is_told_why_its_session_ended() {
     assert_eq!(code, CloseCode::Away);
     assert_eq!(reason, "transport_closed");
 }
+
+#[tokio::test]
+async fn a_bogus_client_event_gets_an_error_and_the_openai_conversation_goes_on() {
+    let h = harness().await;
+    let url = format!("ws://{}/v1/realtime?model=gpt-realtime", h.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect");
+    ws.send(Message::text(r#"{"type":"bogus"}"#))
+        .await
+        .expect("send");
+    let next_of = async |ws: &mut Ws, ty: &str| -> serde_json::Value {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json");
+                        if v["type"] == ty {
+                            return v;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("the session ended instead: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("in time")
+    };
+    let error = next_of(&mut ws, "error").await;
+    assert!(error["error"]["message"].is_string(), "{error}");
+    let item = json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": "are you still there"}]}});
+    ws.send(Message::text(item.to_string()))
+        .await
+        .expect("send");
+    let done = next_of(&mut ws, "response.output_audio_transcript.done").await;
+    assert!(
+        done["transcript"]
+            .as_str()
+            .is_some_and(|t| t.contains("still there")),
+        "{done}"
+    );
+}

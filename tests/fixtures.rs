@@ -135,6 +135,7 @@ fn run_scenario(version: ModelVersion, rel: &str) {
         acks: test_acks(),
         local_playout: false,
         delegation: true,
+        errors_end_session: true,
     });
     for (i, step) in fixture_lines(rel).iter().enumerate() {
         let at = format!("{rel}:{}", i + 1);

@@ -65,6 +65,12 @@ pub struct EngineConfig {
     /// voxgate answers `background_agent`/`remain_silent` itself. Off for OpenAI-protocol clients
     /// that delegate on their own: their calls (and tools) pass through untouched.
     pub delegation: bool,
+    /// A model `error` event ends the conversation (`error` + `closed{error}`), as the JSON-RPC
+    /// face's contract says. Off for clients that speak the OpenAI protocol themselves (the
+    /// `/v1/realtime` face, WebRTC callers): they get the event as the service sent it and the
+    /// conversation goes on, as on the service, which closes the socket itself when an error is
+    /// fatal.
+    pub errors_end_session: bool,
 }
 
 /// Commands from the client face.
@@ -416,8 +422,10 @@ impl Engine {
             ModelEvent::Error { message } => {
                 if message.starts_with(ACTIVE_RESPONSE_RACE_PREFIX) {
                     self.responses.on_race_error();
-                } else {
+                } else if self.cfg.errors_end_session {
                     self.fail(message);
+                } else {
+                    self.notify(Notification::Error { message });
                 }
             }
         }

@@ -19,6 +19,7 @@ pub(super) fn engine(version: ModelVersion) -> Engine {
         },
         local_playout: false,
         delegation: true,
+        errors_end_session: true,
     });
     e.handle_input(Input::Connected);
     drain(&mut e);
@@ -522,6 +523,7 @@ fn input_before_connect_is_sent_right_after_session_update() {
         acks: Acks::default(),
         local_playout: false,
         delegation: true,
+        errors_end_session: true,
     });
     e.handle_input(Input::Client(ClientCommand::AppendText {
         text: "early".into(),
@@ -594,6 +596,7 @@ fn with_delegation_off_calls_are_left_to_the_client() {
         acks: Acks::default(),
         local_playout: false,
         delegation: false,
+        errors_end_session: true,
     });
     e.handle_input(Input::Connected);
     drain(&mut e);
@@ -672,4 +675,40 @@ fn a_clients_audio_append_goes_up_byte_for_byte_whatever_its_key_order() {
     let create = r#"{"event_id": "e1", "type": "response.create"}"#;
     e.handle_input(Input::Client(ClientCommand::RawEvent(create.into())));
     assert!(!frames(&drain(&mut e))[0].is_audio_append());
+}
+
+#[test]
+fn for_openai_protocol_clients_a_model_error_is_passed_on_and_the_conversation_goes_on() {
+    let mut e = Engine::new(EngineConfig {
+        version: ModelVersion::V2,
+        realtime_session_id: "s".into(),
+        session_update: json!({"type": "session.update"}),
+        acks: Acks::default(),
+        local_playout: false,
+        delegation: true,
+        errors_end_session: false,
+    });
+    e.handle_input(Input::Connected);
+    drain(&mut e);
+    let outs = model(
+        &mut e,
+        ModelEvent::Error {
+            message: "Invalid value: 'bogus'".into(),
+        },
+    );
+    assert_eq!(
+        outs,
+        vec![Output::ToClient(Notification::Error {
+            message: "Invalid value: 'bogus'".into()
+        })]
+    );
+    assert!(!e.is_closed());
+    e.handle_input(Input::Client(ClientCommand::AppendText {
+        text: "hi".into(),
+        role: TextRole::User,
+    }));
+    assert!(
+        !frames(&drain(&mut e)).is_empty(),
+        "still talking to the model"
+    );
 }

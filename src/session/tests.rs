@@ -43,6 +43,7 @@ fn config(face: Face) -> CoreConfig {
             acks: Acks::default(),
             local_playout: face == Face::WebrtcRelay,
             delegation: true,
+            errors_end_session: true,
         },
         task_timeout: Duration::from_secs(3),
         max_duration: None,
