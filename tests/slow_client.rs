@@ -16,6 +16,7 @@ const WORDS: usize = 2000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_loses_audio_not_memory_and_others_are_unaffected() {
     let h = harness().await;
+    let rss_before = rss_kb();
     // A client with a small socket buffer, so the kernel absorbs little of what is sent.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
@@ -55,6 +56,11 @@ async fn a_client_that_stops_reading_loses_audio_not_memory_and_others_are_unaff
         metrics::AUDIO_FRAMES_DROPPED.get() > frames / 2,
         "most audio for the stalled client was dropped"
     );
+    // The whole process (voxgate and the in-process simulator, whose schedule holds the ~26 MB
+    // reply it is sending) stays within a stated bound; before the session reactor, a client
+    // that read nothing grew voxgate by gigabytes.
+    let grown_mb = rss_kb().saturating_sub(rss_before) / 1024;
+    assert!(grown_mb < 64, "resident memory grew {grown_mb} MB");
     let limits = voxgate::session::outbox::OutboxLimits::default();
     let peak = metrics::CLIENT_BACKLOG_PEAK_BYTES.get() as usize;
     assert!(
@@ -94,4 +100,16 @@ async fn a_client_that_stops_reading_loses_audio_not_memory_and_others_are_unaff
     .await;
     assert_eq!(finished, Ok(true), "the session survived the stall");
     assert_eq!(deltas, WORDS + 2, "no control event was dropped");
+}
+
+/// This process's resident memory (voxgate and the simulator run in it), from /proc.
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
