@@ -118,24 +118,33 @@ async fn serve_runs_on_the_embedded_simulator_with_no_api_key() {
     assert_eq!(health, "ok\n");
 }
 
-#[tokio::test]
-async fn serve_against_a_standalone_simulator_process_via_env_overrides() {
+/// A standalone `voxgate simulate` process, and `voxgate serve` pointed at it through env
+/// overrides (plus `env`); the processes and the gateway's address.
+async fn gateway_on_a_simulator_process(env: &[(&str, &str)]) -> (Child, Child, String) {
     let mut sim = voxgate()
         .args(["simulate", "--listen", "127.0.0.1:0"])
         .spawn()
         .expect("spawn simulator");
     let sim_addr = wait_line(&mut sim, "simulator listening on").await;
-    let mut gw = voxgate()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    let mut gw = voxgate();
+    gw.args(["serve", "--listen", "127.0.0.1:0"])
         .env("VOXGATE_UPSTREAM__KIND", "openai")
         .env(
             "VOXGATE_UPSTREAM__BASE_URL",
             format!("http://{sim_addr}/v1"),
         )
-        .env("OPENAI_API_KEY", "sk-e2e")
-        .spawn()
-        .expect("spawn gateway");
+        .env("OPENAI_API_KEY", "sk-e2e");
+    for (k, v) in env {
+        gw.env(k, v);
+    }
+    let mut gw = gw.spawn().expect("spawn gateway");
     let addr = wait_line(&mut gw, "voxgate listening on").await;
+    (sim, gw, addr)
+}
+
+#[tokio::test]
+async fn serve_against_a_standalone_simulator_process_via_env_overrides() {
+    let (_sim, _gw, addr) = gateway_on_a_simulator_process(&[]).await;
     rpc_session(&addr).await;
 }
 
@@ -316,23 +325,8 @@ impl Drop for Resume {
 
 #[tokio::test]
 async fn a_model_that_hangs_with_its_socket_open_is_detected() {
-    let mut sim = voxgate()
-        .args(["simulate", "--listen", "127.0.0.1:0"])
-        .spawn()
-        .expect("spawn simulator");
-    let sim_addr = wait_line(&mut sim, "simulator listening on").await;
-    let mut gw = voxgate()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("VOXGATE_UPSTREAM__KIND", "openai")
-        .env(
-            "VOXGATE_UPSTREAM__BASE_URL",
-            format!("http://{sim_addr}/v1"),
-        )
-        .env("VOXGATE_UPSTREAM__IDLE_TIMEOUT_SECS", "2")
-        .env("OPENAI_API_KEY", "sk-e2e")
-        .spawn()
-        .expect("spawn gateway");
-    let addr = wait_line(&mut gw, "voxgate listening on").await;
+    let (sim, _gw, addr) =
+        gateway_on_a_simulator_process(&[("VOXGATE_UPSTREAM__IDLE_TIMEOUT_SECS", "2")]).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rpc"))
         .await
         .expect("connect");

@@ -5,6 +5,11 @@ use crate::protocol::AudioChunk;
 use base64::Engine as _;
 
 pub(super) fn engine(version: ModelVersion) -> Engine {
+    engine_with(version, true)
+}
+
+/// An engine whose model errors end the conversation (`errors_end_session`) or not.
+fn engine_with(version: ModelVersion, errors_end_session: bool) -> Engine {
     let mut e = Engine::new(EngineConfig {
         version,
         realtime_session_id: "s".into(),
@@ -19,7 +24,7 @@ pub(super) fn engine(version: ModelVersion) -> Engine {
         },
         local_playout: false,
         delegation: true,
-        errors_end_session: true,
+        errors_end_session,
     });
     e.handle_input(Input::Connected);
     drain(&mut e);
@@ -679,17 +684,7 @@ fn a_clients_audio_append_goes_up_byte_for_byte_whatever_its_key_order() {
 
 #[test]
 fn for_openai_protocol_clients_a_model_error_is_passed_on_and_the_conversation_goes_on() {
-    let mut e = Engine::new(EngineConfig {
-        version: ModelVersion::V2,
-        realtime_session_id: "s".into(),
-        session_update: json!({"type": "session.update"}),
-        acks: Acks::default(),
-        local_playout: false,
-        delegation: true,
-        errors_end_session: false,
-    });
-    e.handle_input(Input::Connected);
-    drain(&mut e);
+    let mut e = engine_with(ModelVersion::V2, false);
     let outs = model(
         &mut e,
         ModelEvent::Error {

@@ -9,14 +9,15 @@
 //! sockets, no clock reads.
 
 use super::Face;
+pub use super::client::ClientSide;
+use super::client::is_agent_events_opt_in;
 use super::outbox::{FrameClass, Outbox, OutboxLimits};
 use crate::agent::AgentUpdate;
-use crate::engine::plumbing::PlumbingFilter;
 use crate::engine::{
     AgentCommand, AgentEvent, ClientCommand, Engine, EngineConfig, Input as EngineInput,
     Output as EngineOutput, TaskOutcome,
 };
-use crate::media::call::{CallMedia, MediaEvent, Transmit};
+use crate::media::call::{MediaEvent, Transmit};
 use crate::metrics;
 use crate::protocol::rpc::{CloseReason, Notification};
 use crate::protocol::{AudioChunk, ModelEvent, ModelFrame};
@@ -42,42 +43,6 @@ pub struct CoreConfig {
     pub client_limits: OutboxLimits,
     /// A model socket silent this long is lost; a ping goes out at half of it.
     pub model_idle: Option<Duration>,
-}
-
-/// Who the conversation's client is, and how it hears the model.
-pub enum ClientSide {
-    /// JSON-RPC subscribers (and passthrough calls): engine notifications only.
-    Notifications,
-    /// An OpenAI-protocol websocket client: the model's events, filtered, in the client outbox.
-    OpenAi(PlumbingFilter),
-    /// A WebRTC caller whose media voxgate terminates.
-    Relay(Box<RelayCall>),
-}
-
-pub struct RelayCall {
-    media: CallMedia,
-    filter: PlumbingFilter,
-    /// The caller opted into voxgate's agent events (`voxgate.subscribe_agent_events`).
-    agent_events: bool,
-}
-
-impl ClientSide {
-    /// An OpenAI-protocol client; `delegation` hides voxgate's agent plumbing from it.
-    pub fn openai(delegation: bool) -> Self {
-        ClientSide::OpenAi(if delegation {
-            PlumbingFilter::new(false)
-        } else {
-            PlumbingFilter::passthrough(false)
-        })
-    }
-
-    pub fn relay(media: CallMedia) -> Self {
-        ClientSide::Relay(Box::new(RelayCall {
-            media,
-            filter: PlumbingFilter::new(true),
-            agent_events: false,
-        }))
-    }
 }
 
 #[derive(Debug)]
@@ -700,14 +665,6 @@ impl Drop for SessionCore {
             .with_label_values(&[self.cfg.face.as_str()])
             .dec();
     }
-}
-
-fn is_agent_events_opt_in(text: &str) -> bool {
-    text.contains("voxgate.subscribe_agent_events")
-        && serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| v.get("type")?.as_str().map(str::to_owned))
-            .is_some_and(|t| t == "voxgate.subscribe_agent_events")
 }
 
 fn outcome_label(outcome: &TaskOutcome) -> &'static str {

@@ -4,6 +4,7 @@
 //! sessions and their JSON-RPC [`subscribers`]; [`plan`] turns validated start parameters into
 //! what a session starts with, once.
 
+pub mod client;
 pub mod core;
 pub mod face;
 pub mod outbox;

@@ -315,6 +315,18 @@ impl Call {
         self.run_until(end);
     }
 
+    /// The `voxgate.session.closed` event the caller got on its data channel.
+    fn farewell(&mut self) -> Value {
+        let text = self
+            .caller()
+            .texts
+            .iter()
+            .find(|t| t.contains("voxgate.session.closed"))
+            .cloned()
+            .expect("the caller is told");
+        serde_json::from_str(&text).expect("json")
+    }
+
     fn caller(&mut self) -> &mut Caller {
         self.caller.as_mut().expect("a relay call")
     }
@@ -656,15 +668,7 @@ fn a_hang_up_tells_the_caller_why_then_closes_the_peer() {
     call.input(Input::Command(crate::engine::ClientCommand::Stop));
     call.run_for(Duration::from_millis(200));
     assert!(call.closed_at.is_some());
-    let farewell = call
-        .caller()
-        .texts
-        .iter()
-        .find(|t| t.contains("voxgate.session.closed"))
-        .cloned()
-        .expect("the caller is told");
-    let v: Value = serde_json::from_str(&farewell).expect("json");
-    assert_eq!(v["reason"], "requested");
+    assert_eq!(call.farewell()["reason"], "requested");
     assert!(
         call.caller().closed_by_peer,
         "the caller's peer saw the close at once"
@@ -678,14 +682,7 @@ fn a_lost_model_is_told_to_the_caller_with_its_error() {
         "realtime websocket read failed: reset".into(),
     ));
     call.run_for(Duration::from_millis(200));
-    let farewell = call
-        .caller()
-        .texts
-        .iter()
-        .find(|t| t.contains("voxgate.session.closed"))
-        .cloned()
-        .expect("the caller is told");
-    let v: Value = serde_json::from_str(&farewell).expect("json");
+    let v = call.farewell();
     assert_eq!(v["reason"], "error");
     assert_eq!(v["message"], "realtime websocket read failed: reset");
 }
