@@ -1,0 +1,220 @@
+//! Every deadline `SessionCore` owns fires exactly when it should, in virtual time: ICE/DTLS
+//! connect, caller silence, maximum duration, agent task, a stalled client or model socket, a
+//! silent model.
+
+use super::*;
+
+#[test]
+fn a_caller_that_never_connects_ends_the_call_at_the_connect_deadline() {
+    let mut call = relay_call();
+    call.wire = false;
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    assert_eq!(at - call.start, CONNECT);
+    assert!(
+        call.notes
+            .iter()
+            .any(|n| matches!(n, Notification::Error { message }
+        if message.contains("ICE/DTLS did not connect within 15s")))
+    );
+    assert!(call.notes.contains(&Notification::Closed {
+        reason: CloseReason::Error
+    }));
+}
+
+#[test]
+fn a_silent_caller_ends_the_call_at_the_silence_deadline() {
+    let silence = Duration::from_secs(5);
+    let mut call = relay_call_with(MediaTimeouts {
+        connect: CONNECT,
+        silence,
+    });
+    call.run_for(Duration::from_secs(2));
+    assert!(call.caller().connected);
+    call.wire = false;
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    let last = call.last_datagram.expect("the caller sent something");
+    assert_eq!(at - last, silence);
+    assert!(
+        call.notes
+            .iter()
+            .any(|n| matches!(n, Notification::Error { message }
+        if message.contains("the caller sent nothing for 5s")))
+    );
+}
+
+#[test]
+fn a_vanished_caller_is_noticed_by_ice_before_the_silence_watchdog() {
+    let mut call = connected_relay_call();
+    call.wire = false;
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    let last = call.last_datagram.expect("the caller sent something");
+    assert!(at - last <= SILENCE, "{:?}", at - last);
+    assert!(
+        call.notes
+            .iter()
+            .any(|n| matches!(n, Notification::Error { message }
+        if message.contains("the WebRTC caller went away")))
+    );
+    assert!(call.notes.contains(&Notification::Closed {
+        reason: CloseReason::Error
+    }));
+}
+
+#[test]
+fn the_session_ends_at_its_maximum_duration() {
+    let mut call = call_with(Face::OpenaiWs, ClientSide::openai(true), |c| {
+        c.max_duration = Some(Duration::from_secs(5));
+    });
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    assert_eq!(at - call.start, Duration::from_secs(5));
+    assert!(
+        call.to_client
+            .iter()
+            .any(|t| t.contains("session_expired") && t.contains("maximum duration of 5s")),
+        "{:?}",
+        call.to_client
+    );
+}
+
+#[test]
+fn an_agent_task_that_never_ends_is_timed_out_and_the_call_resolved() {
+    let mut call = call_with(Face::Rpc, ClientSide::Notifications, |_| {});
+    call.model(json!({"type": "conversation.item.done", "item": {"id": "fc1", "type": "function_call",
+        "name": "background_agent", "call_id": "call_1", "arguments": "{\"prompt\":\"count files\"}"}}));
+    assert!(matches!(call.agent[..], [AgentCommand::Start { .. }]));
+    call.run_for(Duration::from_millis(2999));
+    assert_eq!(
+        call.agent.len(),
+        1,
+        "still running just before the deadline"
+    );
+    call.run_for(Duration::from_millis(1));
+    assert_eq!(call.agent.last(), Some(&AgentCommand::Cancel));
+    let outputs = call.frames_of("conversation.item.create");
+    let output = outputs
+        .iter()
+        .find(|f| f["item"]["type"] == "function_call_output")
+        .expect("the call is resolved");
+    assert_eq!(output["item"]["call_id"], "call_1");
+    assert!(
+        output["item"]["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("timed out after 3s")),
+        "{output}"
+    );
+    // A late update from the cancelled task changes nothing.
+    call.input(Input::Agent(AgentUpdate::Message("late".into())));
+    assert!(call.closed_at.is_none());
+}
+
+#[test]
+fn a_stalled_client_loses_audio_but_never_control_events_then_the_session_ends() {
+    let limits = OutboxLimits {
+        audio_limit: 64 * 1024,
+        hard_limit: 4 * 1024 * 1024,
+        stall: Duration::from_secs(30),
+    };
+    let mut call = call_with(Face::OpenaiWs, ClientSide::openai(true), |c| {
+        c.client_limits = limits;
+    });
+    call.client_reads = false;
+    // Ten seconds of the model talking while the client reads nothing.
+    for i in 0..500 {
+        call.model(audio_delta("out1", 20));
+        if i % 10 == 0 {
+            call.model(json!({"type": "response.output_audio_transcript.delta", "delta": format!("w{i} ")}));
+        }
+        call.run_for(FRAME);
+    }
+    let (_, client_out) = call.core.outboxes();
+    assert!(
+        client_out.queued_bytes() <= limits.audio_limit + 64 * 1024,
+        "bounded: {} bytes queued",
+        client_out.queued_bytes()
+    );
+    assert!(call.core.stats().audio_dropped > 400, "audio was dropped");
+    assert!(call.closed_at.is_none(), "10 s of stall is tolerated");
+    // The client reads again: every transcript delta is there, in order.
+    call.client_reads = true;
+    call.settle();
+    let deltas: Vec<&String> = call
+        .to_client
+        .iter()
+        .filter(|t| t.contains("output_audio_transcript.delta"))
+        .collect();
+    assert_eq!(deltas.len(), 50, "no control event was dropped");
+    assert!(deltas[49].contains("w490"));
+    // A client that never reads again ends the session at the stall deadline.
+    call.client_reads = false;
+    call.model(json!({"type": "response.output_audio_transcript.delta", "delta": "x"}));
+    let stalled_from = call.now;
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    assert_eq!(at - stalled_from, limits.stall);
+}
+
+#[test]
+fn a_model_that_stops_reading_fails_the_session_with_a_clear_error() {
+    let mut call = call_with(Face::Rpc, ClientSide::Notifications, |_| {});
+    // The test stops taking frames for the model: nothing drains the model outbox.
+    let (model_out, _) = call.core.outboxes();
+    assert!(model_out.is_empty());
+    let t0 = call.now;
+    call.core.handle_input(
+        t0,
+        Input::Command(crate::engine::ClientCommand::AppendText {
+            text: "hello".into(),
+            role: Default::default(),
+        }),
+    );
+    let deadline = call.core.poll_timeout().expect("a stall deadline");
+    assert_eq!(deadline - t0, OutboxLimits::default().stall);
+    call.core.handle_input(deadline, Input::Timeout);
+    let mut notes = Vec::new();
+    let mut closed = false;
+    while let Some(out) = call.core.poll_output() {
+        match out {
+            Output::Notify(n) => notes.push(n),
+            Output::Close(_) => closed = true,
+            _ => {}
+        }
+    }
+    assert!(closed);
+    assert!(
+        notes
+            .iter()
+            .any(|n| matches!(n, Notification::Error { message }
+        if message.contains("sending to the realtime model stalled")))
+    );
+}
+
+#[test]
+fn a_silent_model_is_pinged_at_half_its_idle_time_and_lost_at_the_whole() {
+    let idle = Duration::from_secs(30);
+    let mut call = call_with(Face::Rpc, ClientSide::Notifications, |c| {
+        c.model_idle = Some(idle);
+    });
+    let t0 = call.now;
+    // A model that answers the ping lives on.
+    call.run_for(Duration::from_secs(20));
+    assert_eq!(call.pings, vec![t0 + idle / 2]);
+    call.input(Input::ModelAlive);
+    let answered = call.now;
+    call.run_for(Duration::from_secs(20));
+    assert_eq!(call.pings.last(), Some(&(answered + idle / 2)));
+    assert!(call.closed_at.is_none());
+    // One that does not is lost at the whole idle time after it was last heard.
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    assert_eq!(at - answered, idle);
+    assert!(
+        call.notes
+            .iter()
+            .any(|n| matches!(n, Notification::Error { message }
+        if message.contains("stopped responding")))
+    );
+}
