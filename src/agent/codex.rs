@@ -41,10 +41,14 @@ enum Notice {
     Lost,
 }
 
+/// Messages queued toward the codex app-server, and notices toward one task, before the
+/// connection (or that task's route) counts as stuck and is given up.
+const CODEX_QUEUE: usize = 1024;
+
 struct Conn {
-    out: mpsc::UnboundedSender<String>,
+    out: mpsc::Sender<String>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>,
-    routes: Mutex<HashMap<String, mpsc::UnboundedSender<Notice>>>,
+    routes: Mutex<HashMap<String, mpsc::Sender<Notice>>>,
     /// Codex threads loaded on this connection.
     loaded: Mutex<HashSet<String>>,
     next_id: AtomicU64,
@@ -95,7 +99,7 @@ impl Conn {
         .map_err(|_| format!("timed out after {timeout:?}"))?
         .map_err(|e| e.to_string())?;
         let (mut sink, mut stream) = ws.split();
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+        let (out_tx, mut out_rx) = mpsc::channel::<String>(CODEX_QUEUE);
         tokio::spawn(async move {
             while let Some(text) = out_rx.recv().await {
                 if sink.send(Message::text(text)).await.is_err() {
@@ -134,8 +138,18 @@ impl Conn {
         Ok(conn)
     }
 
+    /// Queue a message for the app-server; false when the connection is gone or so far behind
+    /// that its queue is full (then it is treated as lost).
     fn send(&self, v: Value) -> bool {
-        self.out.send(v.to_string()).is_ok()
+        match self.out.try_send(v.to_string()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("codex app-server is not reading; giving the connection up");
+                self.on_lost();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     }
 
     fn notify(&self, method: &str, params: Value) {
@@ -169,22 +183,30 @@ impl Conn {
         }
     }
 
-    fn route(&self, codex_thread: &str, tx: mpsc::UnboundedSender<Notice>) {
+    fn route(&self, codex_thread: &str, tx: mpsc::Sender<Notice>) {
         lock(&self.routes).insert(codex_thread.to_owned(), tx);
     }
 
     /// Remove this task's route (a newer task on the same codex thread keeps its own).
-    fn unroute(&self, codex_thread: &str, tx: &mpsc::UnboundedSender<Notice>) {
+    fn unroute(&self, codex_thread: &str, tx: &mpsc::Sender<Notice>) {
         let mut routes = lock(&self.routes);
         if routes.get(codex_thread).is_some_and(|t| t.same_channel(tx)) {
             routes.remove(codex_thread);
         }
     }
 
+    /// Hand a notice to the task on `thread`. A task whose queue is full is not keeping up with
+    /// what codex sends: its route is dropped, and it ends as if the connection were lost.
     fn deliver(&self, thread: Option<&str>, notice: Notice) {
-        let routes = lock(&self.routes);
-        if let Some(tx) = thread.and_then(|t| routes.get(t)) {
-            let _ = tx.send(notice);
+        let mut routes = lock(&self.routes);
+        let Some(thread) = thread else { return };
+        let full = matches!(
+            routes.get(thread).map(|tx| tx.try_send(notice)),
+            Some(Err(mpsc::error::TrySendError::Full(_)))
+        );
+        if full {
+            tracing::warn!("a codex task fell behind its notifications; ending it");
+            routes.remove(thread);
         }
     }
 
@@ -250,7 +272,8 @@ impl Conn {
             let _ = tx.send(Err(CONNECTION_LOST.into()));
         }
         for (_, tx) in lock(&self.routes).drain() {
-            let _ = tx.send(Notice::Lost);
+            // A full queue is dropped with its sender: the task sees the route close, as lost.
+            let _ = tx.try_send(Notice::Lost);
         }
         tracing::warn!("codex app-server connection lost; the next task reconnects");
     }
@@ -368,7 +391,7 @@ async fn drive(shared: &Shared, task: &AgentTask, io: &mut TaskIo) -> TaskOutcom
             Err(m) => return TaskOutcome::Failed(m),
         },
     };
-    let (tx, mut notices) = mpsc::unbounded_channel();
+    let (tx, mut notices) = mpsc::channel(CODEX_QUEUE);
     conn.route(&thread, tx.clone());
     let outcome = run_turn(&conn, &thread, task, io, &mut notices).await;
     conn.unroute(&thread, &tx);
@@ -380,7 +403,7 @@ async fn run_turn(
     thread: &str,
     task: &AgentTask,
     io: &mut TaskIo,
-    notices: &mut mpsc::UnboundedReceiver<Notice>,
+    notices: &mut mpsc::Receiver<Notice>,
 ) -> TaskOutcome {
     let started = conn
         .request(
