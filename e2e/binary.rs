@@ -148,16 +148,23 @@ async fn serve_against_a_standalone_simulator_process_via_env_overrides() {
     rpc_session(&addr).await;
 }
 
-#[tokio::test]
-async fn rpc_stdio_speaks_newline_delimited_json() {
+type StdoutLines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// `voxgate rpc --stdio` with its stdin to write and its stdout lines to read.
+fn rpc_stdio() -> (Child, tokio::process::ChildStdin, StdoutLines) {
     let mut child = voxgate()
         .args(["rpc", "--stdio"])
         .stdin(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let mut stdin = child.stdin.take().expect("stdin");
+    let stdin = child.stdin.take().expect("stdin");
     let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
+    (child, stdin, BufReader::new(stdout).lines())
+}
+
+#[tokio::test]
+async fn rpc_stdio_speaks_newline_delimited_json() {
+    let (mut child, mut stdin, mut lines) = rpc_stdio();
     for req in [
         json!({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "stdio", "version": "1"}, "capabilities": {"experimentalApi": true}}}),
         json!({"id": 2, "method": "thread/realtime/start", "params": {"threadId": "s", "outputModality": "text"}}),
@@ -258,14 +265,7 @@ async fn reqwest_get(addr: &str, path: &str) -> String {
 
 #[tokio::test]
 async fn rpc_stdio_survives_invalid_utf8_and_writes_closed_at_end_of_input() {
-    let mut child = voxgate()
-        .args(["rpc", "--stdio"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
+    let (mut child, mut stdin, mut lines) = rpc_stdio();
     let init = json!({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "stdio", "version": "1"}, "capabilities": {"experimentalApi": true}}});
     let start = json!({"id": 2, "method": "thread/realtime/start", "params": {"threadId": "u", "outputModality": "text"}});
     stdin

@@ -13,6 +13,15 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// An OpenAI-protocol client on `/v1/realtime`.
+async fn openai_client(h: &Harness) -> Ws {
+    let url = format!("ws://{}/v1/realtime?model=gpt-realtime", h.addr);
+    tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect")
+        .0
+}
+
 /// The close frame the server sends next (bounded wait), skipping other messages.
 async fn close_frame(ws: &mut Ws) -> Option<(CloseCode, String)> {
     tokio::time::timeout(WAIT, async {
@@ -69,10 +78,7 @@ async fn rpc_answers_a_clients_close_and_closes_an_oversized_message_with_1009()
 #[tokio::test]
 async fn an_openai_client_is_told_why_its_session_ended() {
     let h = harness().await;
-    let url = format!("ws://{}/v1/realtime?model=gpt-realtime", h.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect("connect");
+    let mut ws = openai_client(&h).await;
     // The model goes away (the simulator's `close:` trigger).
     let item = json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
         "content": [{"type": "input_text", "text": "close: now"}]}});
@@ -89,10 +95,7 @@ async fn an_openai_client_is_told_why_its_session_ended() {
 #[tokio::test]
 async fn a_bogus_client_event_gets_an_error_and_the_openai_conversation_goes_on() {
     let h = harness().await;
-    let url = format!("ws://{}/v1/realtime?model=gpt-realtime", h.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect("connect");
+    let mut ws = openai_client(&h).await;
     ws.send(Message::text(r#"{"type":"bogus"}"#))
         .await
         .expect("send");
