@@ -350,7 +350,7 @@ async fn conversations_whose_rpc_client_left_release_their_key_slots() {
 }
 
 #[tokio::test]
-async fn slow_headers_and_unfinished_offers_time_out_and_hold_no_slot() {
+async fn unfinished_offers_time_out_and_hold_no_slot() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let h = harness_with(
         |_| {},
@@ -365,21 +365,10 @@ async fn slow_headers_and_unfinished_offers_time_out_and_hold_no_slot() {
                 },
                 admin: false,
             }];
-            cfg.server.header_timeout_secs = 1;
             cfg.server.request_timeout_secs = 1;
         },
     )
     .await;
-    // Headers that never end: the connection is closed.
-    let mut slow = tokio::net::TcpStream::connect(h.addr)
-        .await
-        .expect("connect");
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .expect("write");
-    let mut buf = Vec::new();
-    let ended = tokio::time::timeout(WAIT, slow.read_to_end(&mut buf)).await;
-    assert!(ended.is_ok(), "a slow-header client is cut off");
     // An offer whose body never finishes holds no slot of its key...
     let mut body = tokio::net::TcpStream::connect(h.addr)
         .await

@@ -110,8 +110,6 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Largest websocket frame read at all; larger ones close the connection (code 1009).
     pub max_frame_bytes: usize,
-    /// A client must send its request headers within this long.
-    pub header_timeout_secs: u64,
     /// `/metrics` answers without an API key even in keys mode.
     pub metrics_public: bool,
     /// A request body (an SDP offer, a client-secret request) must arrive within this long.
@@ -130,7 +128,6 @@ impl Default for ServerConfig {
             log_format: LogFormat::Pretty,
             max_message_bytes: 1 << 20,
             max_frame_bytes: 16 << 20,
-            header_timeout_secs: 10,
             metrics_public: false,
             request_timeout_secs: 10,
             outbound_queue: 1024,

@@ -69,52 +69,18 @@ async fn demo_page() -> axum::response::Html<&'static str> {
     axum::response::Html(include_str!("static/index.html"))
 }
 
-/// Serve `app` on `listener` until `shutdown` resolves, then wait for open requests. A client
-/// must finish its request headers within `[server] header_timeout_secs` (slow-header clients
-/// hold no connection for long); bodies are bounded where they are read.
+/// Serve `app` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let header_timeout = std::time::Duration::from_secs(app.cfg.server.header_timeout_secs);
-    let router = router(app);
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of descriptors and the like: wait a moment instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Every accepted socket sends at once: with Nagle on, a small frame written behind
-        // another (an RPC reply, then an audio notification) waits for the client's delayed ACK.
+    // Every accepted socket sends at once: with Nagle on, a small frame written behind another
+    // (an RPC reply, then an audio notification) waits for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
-        tracing::trace!(%peer, "connection accepted");
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    graceful.shutdown().await;
-    Ok(())
+    });
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
