@@ -9,6 +9,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod loadtest;
 pub mod media;

@@ -102,6 +102,13 @@ pub static RESPONSE_CREATE: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["disposition"],
     )
 });
+/// Connections closed because their request head did not arrive within `request_timeout_secs`.
+pub static HEAD_TIMEOUTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_http_head_timeouts_total",
+        "HTTP connections closed for sending no complete request head in time",
+    )
+});
 pub static TRUNCATIONS: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(
         "voxgate_truncations_total",
@@ -219,6 +226,7 @@ pub fn init() {
     LazyLock::force(&MEDIA_DATAGRAMS_DROPPED);
     LazyLock::force(&CLIENT_BACKLOG_PEAK_BYTES);
     LazyLock::force(&SOCKETS_CLOSED_SLOW);
+    LazyLock::force(&HEAD_TIMEOUTS);
 }
 
 /// Render every metric in the Prometheus text format.

@@ -61,13 +61,13 @@ struct Poster {
 
 /// One parsed NDJSON line.
 #[derive(Debug, PartialEq)]
-enum Line {
+pub(crate) enum Line {
     Message(String),
     Done,
     Error(String),
 }
 
-fn parse_line(line: &str) -> Result<Line, String> {
+pub(crate) fn parse_line(line: &str) -> Result<Line, String> {
     let shown: String = line.chars().take(120).collect();
     let v: Value = serde_json::from_str(line)
         .map_err(|_| format!("the webhook sent a line that is not JSON: {shown}"))?;

@@ -2,6 +2,7 @@
 //! hang-up), `/` (demo page), `/healthz` (process up), `/readyz` (accepting sessions), `/metrics`. Handlers are thin; all shared state is the one [`AppState`].
 
 pub mod calls;
+pub mod head_deadline;
 pub mod realtime;
 pub mod secrets;
 
@@ -75,11 +76,8 @@ pub async fn serve(
     app: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Every accepted socket sends at once: with Nagle on, a small frame written behind another
-    // (an RPC reply, then an audio notification) waits for the client's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let head_limit = std::time::Duration::from_secs(app.cfg.server.request_timeout_secs);
+    let listener = head_deadline::HeadDeadlineListener::new(listener, head_limit);
     axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await

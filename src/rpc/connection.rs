@@ -2,6 +2,7 @@
 //! dispatch of its requests. Responses go through the connection's bounded outbound queue;
 //! thread notifications reach it as a subscriber. Transport-free.
 
+use super::request::ClientRequest;
 use super::trace;
 use crate::app::AppState;
 use crate::engine::ClientCommand;
@@ -139,57 +140,38 @@ impl RpcConnection {
         method: &str,
         params: Value,
     ) -> Result<(Value, Option<After>), RpcError> {
-        if method == p::METHOD_INITIALIZE {
-            if self.initialized {
-                return Err(RpcError::new(p::INVALID_REQUEST, "Already initialized"));
-            }
-            let init: p::InitializeParams = p::parse_params(params)?;
-            let caps = init.capabilities.unwrap_or_default();
-            self.experimental = caps.experimental_api;
-            self.opt_out = Arc::new(caps.opt_out_notification_methods.into_iter().collect());
-            self.initialized = true;
-            tracing::info!(client = %init.client_info.name, version = %init.client_info.version, "rpc client initialized");
-            let user_agent = format!("voxgate/{}", env!("CARGO_PKG_VERSION"));
-            return Ok((json!({"userAgent": user_agent}), None));
+        if method == p::METHOD_INITIALIZE && self.initialized {
+            return Err(RpcError::new(p::INVALID_REQUEST, "Already initialized"));
         }
-        if !self.initialized {
+        if method != p::METHOD_INITIALIZE && !self.initialized {
             return Err(RpcError::new(p::INVALID_REQUEST, "Not initialized"));
         }
-        let known = matches!(
-            method,
-            p::METHOD_START
-                | p::METHOD_APPEND_AUDIO
-                | p::METHOD_APPEND_TEXT
-                | p::METHOD_STOP
-                | p::METHOD_LIST_VOICES
-        );
-        if !known {
-            return Err(RpcError::new(
-                p::METHOD_NOT_FOUND,
-                format!("Method not found: {method}"),
-            ));
-        }
-        if !self.experimental {
+        if ClientRequest::is_realtime_method(method) && !self.experimental {
             return Err(RpcError::new(
                 p::INVALID_REQUEST,
                 format!("{method} requires experimentalApi capability"),
             ));
         }
-        match method {
-            p::METHOD_START => {
-                let params: p::StartParams = p::parse_params(params)?;
-                self.subscribe(&params.thread_id);
-                Ok((json!({}), Some(After::Start(Box::new(params)))))
+        match ClientRequest::decode(method, params)? {
+            ClientRequest::Initialize(init) => {
+                let caps = init.capabilities.unwrap_or_default();
+                self.experimental = caps.experimental_api;
+                self.opt_out = Arc::new(caps.opt_out_notification_methods.into_iter().collect());
+                self.initialized = true;
+                tracing::info!(client = %init.client_info.name, version = %init.client_info.version, "rpc client initialized");
+                let user_agent = format!("voxgate/{}", env!("CARGO_PKG_VERSION"));
+                Ok((json!({"userAgent": user_agent}), None))
             }
-            p::METHOD_APPEND_AUDIO => {
-                let params: p::AppendAudioParams = p::parse_params(params)?;
-                let chunk = validate_audio(params.audio)?;
+            ClientRequest::Start(params) => {
                 self.subscribe(&params.thread_id);
-                let d = self.append_audio(&params.thread_id, chunk);
-                Ok((json!({}), not_running(d, params.thread_id)))
+                Ok((json!({}), Some(After::Start(params))))
             }
-            p::METHOD_APPEND_TEXT => {
-                let params: p::AppendTextParams = p::parse_params(params)?;
+            ClientRequest::AppendAudio { thread_id, chunk } => {
+                self.subscribe(&thread_id);
+                let d = self.append_audio(&thread_id, chunk);
+                Ok((json!({}), not_running(d, thread_id)))
+            }
+            ClientRequest::AppendText(params) => {
                 self.subscribe(&params.thread_id);
                 let cmd = ClientCommand::AppendText {
                     text: params.text,
@@ -206,12 +188,11 @@ impl RpcConnection {
                     .await;
                 Ok((json!({}), not_running(d, params.thread_id)))
             }
-            p::METHOD_STOP => {
-                let params: p::ThreadParams = p::parse_params(params)?;
+            ClientRequest::Stop(params) => {
                 self.subscribe(&params.thread_id);
                 Ok((json!({}), Some(After::Stop(params.thread_id))))
             }
-            _ => Ok((list_voices(), None)),
+            ClientRequest::ListVoices => Ok((list_voices(), None)),
         }
     }
 
@@ -333,30 +314,6 @@ enum After {
 
 fn not_running(d: Delivery, thread_id: String) -> Option<After> {
     (d == Delivery::NotRunning).then_some(After::NotRunning(thread_id))
-}
-
-/// Check appendAudio's payload: real base64 of PCM16 24 kHz mono.
-fn validate_audio(a: p::AudioParam) -> Result<AudioChunk, RpcError> {
-    if a.sample_rate != 24_000 || a.num_channels != 1 {
-        return Err(RpcError::invalid_params(format!(
-            "audio must be PCM16 24000 Hz mono (got {} Hz, {} channels)",
-            a.sample_rate, a.num_channels
-        )));
-    }
-    let bytes = crate::protocol::model::check_base64(&a.data)
-        .map_err(|e| RpcError::invalid_params(format!("audio.data is not valid base64: {e}")))?;
-    if bytes % 2 != 0 {
-        return Err(RpcError::invalid_params(
-            "audio.data has an odd byte count; PCM16 needs 2 bytes per sample",
-        ));
-    }
-    Ok(AudioChunk {
-        data: a.data,
-        sample_rate: a.sample_rate,
-        num_channels: a.num_channels,
-        samples_per_channel: a.samples_per_channel,
-        item_id: a.item_id,
-    })
 }
 
 fn list_voices() -> Value {

@@ -3,6 +3,7 @@
 //! `ws` and `stdio` are its two transports, each with separate inbound and outbound tasks.
 
 pub mod connection;
+pub mod request;
 pub mod stdio;
 pub mod trace;
 pub mod ws;
