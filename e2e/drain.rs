@@ -1,7 +1,8 @@
 //! The real binary's operator surface: `/metrics` counters move as a session runs, `/readyz`
 //! flips to 503 the moment SIGTERM starts the drain while `/healthz` stays up, new sessions are
 //! refused during the drain, running ones are closed with `requested` after the grace period,
-//! and a second signal exits at once.
+//! a WebRTC caller is told on its data channel when the drain ends its call, and a second signal
+//! exits at once.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -276,4 +277,47 @@ async fn a_second_signal_exits_at_once() {
     // The grace period is 10 minutes: exiting within WAIT proves the second signal cut it short.
     let status = wait_exit(&mut child).await;
     assert_eq!(status.code(), Some(130));
+}
+
+#[tokio::test]
+async fn a_webrtc_caller_is_told_at_once_when_the_drain_ends_its_call() {
+    if !python_module("aiortc", "WebRTC") {
+        return;
+    }
+    let (mut child, addr) = spawn_serve(0).await;
+    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let wav = tmp.join(format!("drain-speech-{}.wav", std::process::id()));
+    write_speech_wav(&wav);
+    let ready = tmp.join(format!("drain-ready-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/aiortc_call.py");
+    let caller = tokio::process::Command::new("python3")
+        .arg(script)
+        .args(["--base", &format!("http://{addr}"), "--end", "drain"])
+        .arg("--wav")
+        .arg(&wav)
+        .arg("--ready-file")
+        .arg(&ready)
+        .kill_on_drop(true)
+        .output();
+    let caller = tokio::spawn(caller);
+    // Once the caller is in its call and has heard the reply, voxgate is shut down.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "the caller never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&child, "TERM");
+    let out = tokio::time::timeout(Duration::from_secs(90), caller)
+        .await
+        .expect("caller finishes in time")
+        .expect("join")
+        .expect("run python3");
+    let s = client_summary(&out);
+    assert_eq!(s["spoken_reply"], true, "{s}");
+    // Told on the data channel, with the reason, before the peer went away.
+    assert_eq!(s["end_told"], true, "{s}");
+    assert_eq!(s["end_event"]["reason"], "requested", "{s}");
+    assert!(s["end_peer_closed_after_s"].as_f64().is_some(), "{s}");
+    assert!(wait_exit(&mut child).await.success());
 }

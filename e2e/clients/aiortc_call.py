@@ -75,6 +75,8 @@ def http(method, url, body=None, ctype=None):
             return r.status, r.headers, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read().decode()
+    except OSError:
+        return 0, {}, ""  # voxgate is gone (it was shut down)
 
 
 async def main():
@@ -90,7 +92,8 @@ async def main():
     ap.add_argument("--stop-after-sdp", action="store_true", help="(rpc) stop right after the answer")
     ap.add_argument("--announce", action="store_true", help="print 'LOCATION <path>' as soon as the call exists")
     ap.add_argument("--hold-until-file", default="", help="stay on the call until this file exists")
-    ap.add_argument("--end", default="", choices=["", "hangup", "model"],
+    ap.add_argument("--ready-file", default="", help="(--end drain) create this file, then wait to be told")
+    ap.add_argument("--end", default="", choices=["", "hangup", "model", "drain"],
                     help="after the reply, end the call (DELETE, or make the model drop) and time how the caller learns of it")
     args = ap.parse_args()
 
@@ -192,6 +195,9 @@ async def main():
         if args.end == "hangup":
             status, _, _ = http("DELETE", args.base + summary["location"])
             summary["end_delete_status"] = status
+        elif args.end == "drain":
+            # The test shuts voxgate down (SIGTERM) once this file exists.
+            open(args.ready_file, "w").close()
         else:
             channel.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
                          "content": [{"type": "input_text", "text": "close: now"}]}}))
