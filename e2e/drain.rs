@@ -304,7 +304,10 @@ async fn a_webrtc_caller_is_told_at_once_when_the_drain_ends_its_call() {
     // Once the caller is in its call and has heard the reply, voxgate is shut down.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !ready.exists() {
-        assert!(tokio::time::Instant::now() < deadline, "the caller never got going");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the caller never got going"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     signal(&child, "TERM");

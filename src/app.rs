@@ -370,7 +370,10 @@ impl AppState {
                 max_duration: prep.permit.as_ref().and_then(|p| p.max_duration),
                 answer,
                 model_limits,
-                client_limits: OutboxLimits::default(),
+                client_limits: OutboxLimits {
+                    stall: Duration::from_secs(self.cfg.server.client_stall_secs),
+                    ..OutboxLimits::default()
+                },
                 model_idle: match self.cfg.upstream.idle_timeout_secs {
                     0 => None,
                     secs => Some(Duration::from_secs(secs)),

@@ -112,8 +112,12 @@ pub struct ServerConfig {
     pub max_frame_bytes: usize,
     /// `/metrics` answers without an API key even in keys mode.
     pub metrics_public: bool,
-    /// A request body (an SDP offer, a client-secret request) must arrive within this long.
+    /// A request's head (from the connection's accept or its last response) and then its body
+    /// (an SDP offer, a client-secret request) must each arrive within this long.
     pub request_timeout_secs: u64,
+    /// A websocket client (OpenAI protocol) that takes nothing for this long while frames wait
+    /// for it is disconnected (close code 1008) and its session ends.
+    pub client_stall_secs: u64,
     /// Per-connection outbound queue (messages). Audio notifications drop when full; a
     /// connection whose queue is full for control messages is closed as too slow.
     pub outbound_queue: usize,
@@ -130,6 +134,7 @@ impl Default for ServerConfig {
             max_frame_bytes: 16 << 20,
             metrics_public: false,
             request_timeout_secs: 10,
+            client_stall_secs: 30,
             outbound_queue: 1024,
             drain_grace_secs: 30,
         }
@@ -314,6 +319,20 @@ impl Config {
                 key: "server.outbound_queue",
                 message: "must be > 0".into(),
             });
+        }
+        for (key, secs) in [
+            (
+                "server.request_timeout_secs",
+                self.server.request_timeout_secs,
+            ),
+            ("server.client_stall_secs", self.server.client_stall_secs),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be > 0".into(),
+                });
+            }
         }
         crate::upstream::url::realtime_ws_url(
             &self.upstream.base_url,

@@ -125,6 +125,8 @@ pub struct SessionCore {
     model_heard: Option<Instant>,
     pinged: bool,
     closed: bool,
+    /// The session ended because its OpenAI-protocol client stopped reading.
+    client_stalled: bool,
 }
 
 impl SessionCore {
@@ -160,7 +162,13 @@ impl SessionCore {
             model_heard: None,
             pinged: false,
             closed: false,
+            client_stalled: false,
         }
+    }
+
+    /// Whether the session ended because its client stopped reading.
+    pub fn client_stalled(&self) -> bool {
+        self.client_stalled
     }
 
     pub fn is_closed(&self) -> bool {
@@ -337,6 +345,7 @@ impl SessionCore {
             let secs = self.client_out.limits().stall.as_secs();
             self.client_out.clear();
             tracing::warn!("closing a session whose client stopped reading");
+            self.client_stalled = true;
             self.engine
                 .handle_input(EngineInput::UpstreamFailed(format!(
                     "the client stopped reading (no progress for {secs}s or too much queued)"

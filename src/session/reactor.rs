@@ -477,9 +477,17 @@ impl Reactor {
 
     /// The conversation is over: deliver what the client is still owed (briefly), then close.
     async fn close_sockets(mut self) {
+        let stalled = self.core.client_stalled();
         let (_, client_out) = self.core.outboxes();
         if let Some((mut writer, _)) = self.client.take() {
-            let farewell = close_frame(self.ended);
+            let farewell = if stalled {
+                axum::extract::ws::CloseFrame {
+                    code: 1008,
+                    reason: "client stopped reading".into(),
+                }
+            } else {
+                close_frame(self.ended)
+            };
             let _ = tokio::time::timeout(CLOSE_GRACE, async {
                 use futures_util::SinkExt;
                 let _ = writer.flush(client_out, client_frame, client_ping).await;
