@@ -110,7 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("binding {listen}"))?;
             tracing::info!(addr = %sim.addr, "simulator listening; base_url = {}", sim.base_url());
             println!("simulator listening on {}", sim.addr);
-            shutdown_signal().await;
+            ShutdownSignals::new().recv().await;
             Ok(())
         }
         Command::Loadtest(_) => Ok(()),
@@ -141,14 +141,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
              and its upstream key. Allowed only on loopback; set [auth] mode = \"keys\" to require API keys."
         );
     }
+    // Listening for signals before saying so: a SIGTERM right after the line below is a drain.
+    let mut signals = ShutdownSignals::new();
     tracing::info!(%addr, upstream = ?app.cfg.upstream.kind, "voxgate listening");
     // A machine-readable line for scripts and tests that bind port 0.
     println!("voxgate listening on {addr}");
     let grace = Duration::from_secs(app.cfg.server.drain_grace_secs);
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let server = crate::http::serve(listener, app.clone(), async move {
-        shutdown_signal().await;
-        drain(&app, grace).await;
+        signals.recv().await;
+        drain(&app, grace, signals).await;
         let _ = drained_tx.send(());
     });
     // Connections still open after the drain (idle websockets) get a moment, not forever.
@@ -169,13 +171,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 
 /// Graceful drain: refuse new sessions at once (`/readyz` turns 503), let running ones finish
 /// for `grace`, then close the rest with reason `requested`. A second signal exits at once.
-async fn drain(app: &AppState, grace: Duration) {
-    app.begin_drain();
-    tokio::spawn(async {
-        shutdown_signal().await;
+async fn drain(app: &AppState, grace: Duration, mut signals: ShutdownSignals) {
+    tokio::spawn(async move {
+        signals.recv().await;
         tracing::warn!("second shutdown signal: exiting now without waiting for sessions");
         std::process::exit(130);
     });
+    app.begin_drain();
     let running = app.sessions.running_count();
     tracing::info!(
         running,
@@ -204,25 +206,51 @@ async fn drain(app: &AppState, grace: Duration) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT (Ctrl-C), listened to from creation on: a signal that arrives while the
+/// first one is being handled is not lost, so a quick second Ctrl-C still exits at once.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// The next SIGTERM or SIGINT.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = next(self.term.as_mut()) => {},
+                () = next(self.int.as_mut()) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
