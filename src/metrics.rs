@@ -98,7 +98,7 @@ pub static HANDOFFS_ENDED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static RESPONSE_CREATE: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "voxgate_response_create_total",
-        "response.create requests, sent at once or deferred by the one-active-response rule",
+        "response.create requests: sent at once, deferred by the one-active-response rule, or dropped with 16 already waiting",
         &["disposition"],
     )
 });
@@ -210,7 +210,7 @@ pub fn init() {
     }
     LazyLock::force(&TO_MODEL);
     LazyLock::force(&TO_CLIENT);
-    for d in ["sent", "deferred"] {
+    for d in ["sent", "deferred", "dropped"] {
         RESPONSE_CREATE.with_label_values(&[d]);
     }
     for o in ["finished", "failed", "cancelled"] {

@@ -13,7 +13,7 @@ use crate::protocol::model::ACTIVE_RESPONSE_RACE_PREFIX;
 use crate::protocol::rpc::{CloseReason, Notification, TranscriptRole};
 use crate::protocol::{AudioChunk, ModelEvent, ModelFrame, ModelVersion, TextRole};
 use playout::PlayoutTracker;
-use response_queue::ResponseQueue;
+use response_queue::{CreateRequest, ResponseQueue};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use transcript::TranscriptLog;
@@ -237,8 +237,10 @@ impl Engine {
     }
 
     fn request_response(&mut self) {
-        if self.cfg.version == ModelVersion::V2 && self.responses.request() {
-            self.send_to_model(ModelFrame::ResponseCreate);
+        if self.cfg.version == ModelVersion::V2
+            && let Some(req) = self.responses.request(CreateRequest::Bare)
+        {
+            self.send_create(req);
         }
     }
 
@@ -311,8 +313,8 @@ impl Engine {
         };
         match ev.get("type").and_then(Value::as_str) {
             Some("response.create") if self.cfg.version == ModelVersion::V2 => {
-                if self.responses.request() {
-                    self.send_to_model(ModelFrame::Raw { text: raw });
+                if let Some(req) = self.responses.request(CreateRequest::Client(raw)) {
+                    self.send_create(req);
                 }
             }
             Some("session.update") => {
@@ -432,8 +434,15 @@ impl Engine {
     }
 
     fn response_finished(&mut self) {
-        if self.responses.on_finished() {
-            self.send_to_model(ModelFrame::ResponseCreate);
+        if let Some(req) = self.responses.on_finished() {
+            self.send_create(req);
+        }
+    }
+
+    fn send_create(&mut self, req: CreateRequest) {
+        match req {
+            CreateRequest::Bare => self.send_to_model(ModelFrame::ResponseCreate),
+            CreateRequest::Client(text) => self.send_to_model(ModelFrame::Raw { text }),
         }
     }
 

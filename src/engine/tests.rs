@@ -639,13 +639,23 @@ fn a_clients_response_create_waits_for_the_active_response() {
         frames(&drain(&mut e)).is_empty(),
         "deferred while a response is active"
     );
-    // The delegation asks too: still one pending request.
+    // The delegation asks too: two requests wait, each for its own response.
     model(&mut e, handoff("c1", "x"));
     e.handle_input(Input::Agent(AgentEvent::Ended {
         handoff_id: "c1".into(),
         outcome: TaskOutcome::Completed,
     }));
     assert_eq!(frames(&drain(&mut e)), vec![fn_output("c1", "EMPTY")]);
+    // The client's goes first, exactly as sent (its instructions kept), then voxgate's.
+    assert_eq!(
+        frames(&model(
+            &mut e,
+            ModelEvent::ResponseDone { response_id: None }
+        )),
+        vec![ModelFrame::Raw {
+            text: create.into()
+        }]
+    );
     assert_eq!(
         frames(&model(
             &mut e,

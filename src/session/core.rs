@@ -119,6 +119,7 @@ pub struct SessionCore {
     stats: CoreStats,
     /// `response.create`s the engine deferred, as last counted into the metrics.
     deferred_seen: u64,
+    dropped_seen: u64,
     /// The last error the conversation reported (told to a WebRTC caller when it ends).
     last_error: Option<String>,
     /// When the model last sent anything (None: not connected), and whether a ping is out.
@@ -158,6 +159,7 @@ impl SessionCore {
             out,
             stats: CoreStats::default(),
             deferred_seen: 0,
+            dropped_seen: 0,
             last_error: None,
             model_heard: None,
             pinged: false,
@@ -465,12 +467,23 @@ impl SessionCore {
                 break;
             }
         }
-        let deferred = self.engine.response_queue().deferred();
+        let queue = self.engine.response_queue();
+        let (deferred, dropped) = (queue.deferred(), queue.dropped());
         if deferred > self.deferred_seen {
             metrics::RESPONSE_CREATE
                 .with_label_values(&["deferred"])
                 .inc_by(deferred - self.deferred_seen);
             self.deferred_seen = deferred;
+        }
+        if dropped > self.dropped_seen {
+            tracing::warn!(
+                waiting = crate::engine::response_queue::MAX_WAITING,
+                "response.create dropped: too many already waiting for the active response"
+            );
+            metrics::RESPONSE_CREATE
+                .with_label_values(&["dropped"])
+                .inc_by(dropped - self.dropped_seen);
+            self.dropped_seen = dropped;
         }
     }
 
