@@ -378,6 +378,8 @@ impl AppState {
                     0 => None,
                     secs => Some(Duration::from_secs(secs)),
                 },
+                detach_grace: prep_held_by_subscribers
+                    .then(|| Duration::from_secs(self.cfg.session.detach_grace_secs)),
             },
             side,
             std::time::Instant::now(),

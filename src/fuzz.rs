@@ -125,6 +125,7 @@ pub fn openai_face(data: &[u8]) {
         model_limits: OutboxLimits::default(),
         client_limits: OutboxLimits::default(),
         model_idle: Some(Duration::from_secs(30)),
+        detach_grace: (face == Face::Rpc).then_some(Duration::from_secs(30)),
     };
     let client = match face {
         Face::OpenaiWs => ClientSide::openai(delegation),

@@ -159,6 +159,22 @@ pub static UPSTREAM_CONNECT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         .expect("valid metric"),
     )
 });
+/// JSON-RPC conversations running without a client, within their detach grace period.
+pub static SESSIONS_DETACHED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "voxgate_sessions_detached",
+            "Conversations whose last client left, running on within detach_grace_secs",
+        )
+        .expect("valid metric"),
+    )
+});
+pub static REPLAY_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_replay_dropped_total",
+        "Notifications of a detached conversation dropped from its replay (old audio, overflow)",
+    )
+});
 pub static DRAINING: LazyLock<IntGauge> = LazyLock::new(|| {
     register(
         IntGauge::new(
@@ -227,6 +243,8 @@ pub fn init() {
     LazyLock::force(&CLIENT_BACKLOG_PEAK_BYTES);
     LazyLock::force(&SOCKETS_CLOSED_SLOW);
     LazyLock::force(&HEAD_TIMEOUTS);
+    LazyLock::force(&SESSIONS_DETACHED);
+    LazyLock::force(&REPLAY_DROPPED);
 }
 
 /// Render every metric in the Prometheus text format.

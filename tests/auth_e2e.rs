@@ -295,11 +295,23 @@ async fn start_thread(rpc: &mut Ws, thread: &str) -> Value {
 }
 
 #[tokio::test]
-async fn conversations_whose_rpc_client_left_release_their_key_slots() {
-    let h = keyed(KeyLimits {
-        max_concurrent_sessions: Some(2),
-        ..KeyLimits::default()
-    })
+async fn conversations_whose_rpc_client_left_release_their_key_slots_after_the_grace() {
+    let h = harness_with(
+        |_| {},
+        |cfg| {
+            cfg.auth.mode = AuthMode::Keys;
+            cfg.auth.keys = vec![ApiKeyConfig {
+                id: "team".into(),
+                sha256: sha(KEY),
+                limits: KeyLimits {
+                    max_concurrent_sessions: Some(2),
+                    ..KeyLimits::default()
+                },
+                admin: false,
+            }];
+            cfg.session.detach_grace_secs = 1;
+        },
+    )
     .await;
     let mut a = rpc_client(h.addr).await;
     for t in ["a1", "a2"] {
@@ -320,7 +332,8 @@ async fn conversations_whose_rpc_client_left_release_their_key_slots() {
         .expect("send");
     until(&mut b, |v| v["id"] == 5).await;
     drop(a);
-    // a2 had nobody else: it ends and frees its slot; a1 goes on for b.
+    // a2 had nobody else: it detaches, ends after its one-second grace and frees its slot; a1
+    // goes on for b.
     let freed = tokio::time::timeout(WAIT, async {
         while h.app.sessions.running_count() != 1 {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

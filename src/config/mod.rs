@@ -200,7 +200,7 @@ impl UpstreamConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
     /// Replaces whatever prompt a start request carries.
@@ -211,6 +211,22 @@ pub struct SessionConfig {
     pub prompt_template_file: Option<PathBuf>,
     pub mode: SessionMode,
     pub acks: AckConfig,
+    /// A JSON-RPC conversation whose last client left runs on this long, keeping what the client
+    /// missed, for a client of the same key to reattach; then it ends. 0: it ends at once.
+    pub detach_grace_secs: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            prompt_override: None,
+            startup_context: None,
+            prompt_template_file: None,
+            mode: SessionMode::default(),
+            acks: AckConfig::default(),
+            detach_grace_secs: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

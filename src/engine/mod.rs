@@ -133,6 +133,8 @@ pub enum Input {
     PlaybackFinished,
     /// Upstream socket closed or reached EOF.
     UpstreamClosed,
+    /// The conversation's clients left and none came back within the grace period.
+    Abandoned,
     /// Upstream send/read failure or protocol violation (e.g. a binary frame).
     UpstreamFailed(String),
 }
@@ -219,7 +221,7 @@ impl Engine {
                 self.playout.on_played(&item_id, played_ms)
             }
             Input::PlaybackFinished => self.playout.clear(),
-            Input::UpstreamClosed => self.close(CloseReason::TransportClosed),
+            Input::UpstreamClosed | Input::Abandoned => self.close(CloseReason::TransportClosed),
             Input::UpstreamFailed(message) => self.fail(message),
         }
     }

@@ -11,6 +11,7 @@
 use super::Face;
 pub use super::client::ClientSide;
 use super::client::is_agent_events_opt_in;
+use super::detach::Detachment;
 use super::outbox::{FrameClass, Outbox, OutboxLimits};
 use crate::agent::AgentUpdate;
 use crate::engine::{
@@ -43,6 +44,9 @@ pub struct CoreConfig {
     pub client_limits: OutboxLimits,
     /// A model socket silent this long is lost; a ping goes out at half of it.
     pub model_idle: Option<Duration>,
+    /// A conversation held by JSON-RPC subscribers: how long it runs on once the last one left
+    /// (`None`: its life is not tied to subscribers).
+    pub detach_grace: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -72,6 +76,8 @@ pub enum Input<'a> {
     Agent(AgentUpdate),
     /// How many sideband observers are attached (they get every raw model event).
     Observers(usize),
+    /// Whether the thread has JSON-RPC subscribers (it lost its last one, or has one again).
+    Attached(bool),
 }
 
 #[derive(Debug, PartialEq)]
@@ -120,6 +126,8 @@ pub struct SessionCore {
     /// `response.create`s the engine deferred, as last counted into the metrics.
     deferred_seen: u64,
     dropped_seen: u64,
+    /// Set for a conversation held by subscribers: its detach state and missed notifications.
+    detachment: Option<Detachment>,
     /// The last error the conversation reported (told to a WebRTC caller when it ends).
     last_error: Option<String>,
     /// When the model last sent anything (None: not connected), and whether a ping is out.
@@ -132,6 +140,7 @@ pub struct SessionCore {
 
 impl SessionCore {
     pub fn new(cfg: CoreConfig, client: ClientSide, now: Instant) -> Self {
+        let detachment = cfg.detach_grace.map(Detachment::new);
         metrics::SESSIONS_ACTIVE
             .with_label_values(&[cfg.face.as_str()])
             .inc();
@@ -160,6 +169,7 @@ impl SessionCore {
             stats: CoreStats::default(),
             deferred_seen: 0,
             dropped_seen: 0,
+            detachment,
             last_error: None,
             model_heard: None,
             pinged: false,
@@ -192,7 +202,17 @@ impl SessionCore {
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        loop {
+            match self.out.pop_front()? {
+                // Nobody listens while detached: kept for the client that comes back.
+                Output::Notify(n) if self.detachment.as_ref().is_some_and(|d| d.is_detached()) => {
+                    if let Some(d) = &mut self.detachment {
+                        d.keep(n);
+                    }
+                }
+                out => return Some(out),
+            }
+        }
     }
 
     /// When the core next needs `Input::Timeout`.
@@ -206,6 +226,7 @@ impl SessionCore {
             self.model_out.stall_deadline(),
             self.client_out.stall_deadline(),
             self.model_idle_deadline(),
+            self.detachment.as_ref().and_then(Detachment::deadline),
             match &self.client {
                 ClientSide::Relay(call) => call.media.poll_timeout(),
                 _ => None,
@@ -250,9 +271,28 @@ impl SessionCore {
             }
             Input::Agent(update) => self.on_agent_update(update),
             Input::Observers(n) => self.observers = n,
+            Input::Attached(attached) => self.on_attached(attached),
         }
         self.settle();
         self.check_outboxes();
+    }
+
+    /// The thread lost its last subscriber, or has one again.
+    fn on_attached(&mut self, attached: bool) {
+        let now = self.now;
+        let Some(d) = &mut self.detachment else {
+            return;
+        };
+        if attached {
+            let missed = d.reattach();
+            // Before anything live: the outputs of earlier inputs are drained already.
+            self.out.extend(missed.into_iter().map(Output::Notify));
+        } else if d.grace().is_zero() {
+            tracing::info!("stopping a conversation its last client left");
+            self.client_command(ClientCommand::Stop);
+        } else {
+            d.detach(now);
+        }
     }
 
     fn heard_model(&mut self) {
@@ -294,6 +334,15 @@ impl SessionCore {
     fn on_timeout(&mut self) {
         let now = self.now;
         self.check_model_idle();
+        if self
+            .detachment
+            .as_ref()
+            .and_then(Detachment::deadline)
+            .is_some_and(|at| now >= at)
+        {
+            tracing::info!("closing a detached conversation: no client came back in time");
+            self.engine.handle_input(EngineInput::Abandoned);
+        }
         if let ClientSide::Relay(call) = &mut self.client {
             call.media.handle_timeout(now);
         }

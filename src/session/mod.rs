@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod core;
+pub mod detach;
 pub mod face;
 pub mod outbox;
 pub mod reactor;

@@ -55,6 +55,8 @@ pub struct SessionControl {
     pub commands: mpsc::Receiver<SessionCommand>,
     pub stop: Arc<Notify>,
     pub subscribers: Arc<ThreadSubscribers>,
+    /// Whether the thread has subscribers, for a conversation that lives by them.
+    pub attached: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 pub async fn run(core: SessionCore, io: SessionIo, control: SessionControl) {
@@ -176,6 +178,7 @@ struct Reactor {
     commands: mpsc::Receiver<SessionCommand>,
     stop: Arc<Notify>,
     subscribers: Arc<ThreadSubscribers>,
+    attached: Option<tokio::sync::watch::Receiver<bool>>,
     observers: Vec<mpsc::Sender<Arc<str>>>,
     task: Option<TaskHandle>,
     _permit: Option<crate::auth::SessionPermit>,
@@ -194,6 +197,8 @@ enum Wake {
     Stop,
     Datagram(Option<Datagram>),
     Agent(AgentUpdate),
+    /// The thread's subscribers changed between none and some.
+    Attached(bool),
     Timeout,
 }
 
@@ -213,6 +218,7 @@ impl Reactor {
             commands: control.commands,
             stop: control.stop,
             subscribers: control.subscribers,
+            attached: control.attached,
             observers: Vec::new(),
             task: None,
             _permit: io.permit,
@@ -233,6 +239,12 @@ impl Reactor {
         let mut connecting = true;
         let mut counted = self.core.stats();
         let mut now = Instant::now();
+        // Its client may have left before it started.
+        if let Some(attached) = &mut self.attached
+            && !*attached.borrow_and_update()
+        {
+            self.core.handle_input(now, Input::Attached(false));
+        }
         loop {
             if self.carry_out_outputs() {
                 break;
@@ -293,6 +305,7 @@ impl Reactor {
                     self.core.handle_input(now, Input::Agent(update));
                 }
                 Wake::Timeout => self.core.handle_input(now, Input::Timeout),
+                Wake::Attached(attached) => self.core.handle_input(now, Input::Attached(attached)),
             }
         }
         self.close_sockets().await;
@@ -334,6 +347,7 @@ impl Reactor {
             _ = stopped => Wake::Stop,
             d = recv_datagram(self.media.as_mut().map(|m| &mut m.1)) => Wake::Datagram(d),
             update = next_update(self.task.as_mut()) => Wake::Agent(update),
+            attached = attached_change(self.attached.as_mut()) => Wake::Attached(attached),
             _ = timer.sleep.as_mut(), if armed => Wake::Timeout,
         }
     }
@@ -530,6 +544,17 @@ async fn next_of<S: Stream + Unpin>(stream: Option<&mut S>) -> Option<S::Item> {
     match stream {
         Some(s) => s.next().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The next change of a thread's subscribers between none and some (never, if not watched).
+async fn attached_change(rx: Option<&mut tokio::sync::watch::Receiver<bool>>) -> bool {
+    let Some(rx) = rx else {
+        return std::future::pending().await;
+    };
+    match rx.changed().await {
+        Ok(()) => *rx.borrow_and_update(),
+        Err(_) => std::future::pending().await,
     }
 }
 

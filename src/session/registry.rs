@@ -86,8 +86,6 @@ struct SessionHandle {
     kind: SessionKind,
     sender: SessionSender,
     task: tokio::task::AbortHandle,
-    /// Ends when the thread's last subscriber leaves (a JSON-RPC start).
-    held_by_subscribers: bool,
 }
 
 #[derive(Default)]
@@ -138,24 +136,13 @@ impl Sessions {
     }
 
     /// Forget a connection everywhere (it disconnected). A JSON-RPC conversation whose last
-    /// subscriber this was is stopped: no key slot is held by nobody.
+    /// subscriber this was sees it (it watches its subscribers) and detaches: it runs on for its
+    /// grace period, then ends, so no key slot is held by nobody for long.
     pub fn unsubscribe_all(&self, conn_id: u64) {
-        let mut orphans = Vec::new();
-        self.lock().retain(|(_, thread_id), entry| {
-            let (was_one, none_left) = entry.subscribers.remove(conn_id);
-            match &entry.session {
-                Some(s) if was_one && none_left && s.held_by_subscribers => {
-                    orphans.push((thread_id.clone(), s.sender.clone()));
-                    true
-                }
-                Some(_) => true,
-                None => !none_left,
-            }
+        self.lock().retain(|_, entry| {
+            let (_, none_left) = entry.subscribers.remove(conn_id);
+            entry.session.is_some() || !none_left
         });
-        for (thread_id, sender) in orphans {
-            tracing::info!(%thread_id, "stopping a conversation its last client left");
-            sender.stop();
-        }
     }
 
     pub fn notify(&self, owner: &str, thread_id: &str, n: &Notification) {
@@ -219,7 +206,7 @@ impl Sessions {
     }
 
     /// Start (or replace) `owner`'s conversation `io.thread_id`. `queue` bounds its command
-    /// queue; `held_by_subscribers` ends it when the thread's last subscriber leaves.
+    /// queue; `held_by_subscribers`: it detaches when the thread's last subscriber leaves.
     pub fn start(
         self: &Arc<Self>,
         owner: &str,
@@ -244,6 +231,7 @@ impl Sessions {
             commands: commands_rx,
             stop: stop.clone(),
             subscribers: entry.subscribers.clone(),
+            attached: held_by_subscribers.then(|| entry.subscribers.watch_attached()),
         };
         let registry: Weak<Sessions> = Arc::downgrade(self);
         let task = tokio::spawn(async move {
@@ -260,7 +248,6 @@ impl Sessions {
                 stop,
             },
             task: task.abort_handle(),
-            held_by_subscribers,
         });
     }
 

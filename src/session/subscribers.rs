@@ -6,7 +6,7 @@
 use crate::protocol::rpc::Notification;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 /// One message for a connection's writer.
 pub type Outbound = Arc<str>;
@@ -20,9 +20,19 @@ pub struct Subscriber {
     pub kill: Arc<Notify>,
 }
 
-#[derive(Default)]
 pub struct ThreadSubscribers {
     list: Mutex<Vec<Subscriber>>,
+    /// Whether the list has anyone: the thread's session watches it to detach and reattach.
+    attached: watch::Sender<bool>,
+}
+
+impl Default for ThreadSubscribers {
+    fn default() -> Self {
+        Self {
+            list: Mutex::default(),
+            attached: watch::Sender::new(false),
+        }
+    }
 }
 
 impl ThreadSubscribers {
@@ -32,11 +42,24 @@ impl ThreadSubscribers {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Tell the watcher whether anyone is subscribed now (called with the list locked).
+    fn publish(&self, list: &[Subscriber]) {
+        let now = !list.is_empty();
+        self.attached
+            .send_if_modified(|a| std::mem::replace(a, now) != now);
+    }
+
+    /// Follows whether the thread has subscribers (marked seen as of now).
+    pub fn watch_attached(&self) -> watch::Receiver<bool> {
+        self.attached.subscribe()
+    }
+
     pub fn add(&self, sub: Subscriber) {
         let mut list = self.lock();
         if !list.iter().any(|s| s.conn_id == sub.conn_id) {
             list.push(sub);
         }
+        self.publish(&list);
     }
 
     /// Remove a connection: whether it was a subscriber, and whether none is left.
@@ -44,6 +67,7 @@ impl ThreadSubscribers {
         let mut list = self.lock();
         let before = list.len();
         list.retain(|s| s.conn_id != conn_id);
+        self.publish(&list);
         (list.len() != before, list.is_empty())
     }
 
@@ -59,7 +83,8 @@ impl ThreadSubscribers {
         let method = n.method();
         let mut text: Option<Outbound> = None;
         let droppable = n.is_droppable();
-        self.lock().retain(|sub| {
+        let mut list = self.lock();
+        list.retain(|sub| {
             if sub.opt_out.contains(method) {
                 return true;
             }
@@ -83,6 +108,7 @@ impl ThreadSubscribers {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
+        self.publish(&list);
     }
 }
 

@@ -51,6 +51,7 @@ fn config(face: Face) -> CoreConfig {
         model_limits: OutboxLimits::default(),
         client_limits: OutboxLimits::default(),
         model_idle: None,
+        detach_grace: None,
     }
 }
 

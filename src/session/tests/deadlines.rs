@@ -1,6 +1,6 @@
 //! Every deadline `SessionCore` owns fires exactly when it should, in virtual time: ICE/DTLS
 //! connect, caller silence, maximum duration, agent task, a stalled client or model socket, a
-//! silent model.
+//! silent model, a detached conversation's grace.
 
 use super::*;
 
@@ -217,4 +217,51 @@ fn a_silent_model_is_pinged_at_half_its_idle_time_and_lost_at_the_whole() {
             .any(|n| matches!(n, Notification::Error { message }
         if message.contains("stopped responding")))
     );
+}
+
+#[test]
+fn a_detached_conversation_keeps_what_was_missed_and_ends_at_the_grace() {
+    let grace = Duration::from_secs(30);
+    let mut call = call_with(Face::Rpc, ClientSide::Notifications, |c| {
+        c.detach_grace = Some(grace);
+    });
+    let words = |call: &mut Call, text: &str| {
+        call.model(json!({"type": "response.output_audio_transcript.delta", "delta": text}));
+    };
+    // Detached: nothing reaches subscribers, everything is kept.
+    call.input(Input::Attached(false));
+    let heard = call.notes.len();
+    words(&mut call, "one ");
+    words(&mut call, "two");
+    assert_eq!(call.notes.len(), heard, "nobody listens while detached");
+    call.run_for(Duration::from_secs(10));
+    // Back within the grace: the missed words first, in order, then live ones.
+    call.input(Input::Attached(true));
+    words(&mut call, " three");
+    let deltas: Vec<String> = call.notes[heard..]
+        .iter()
+        .filter_map(|n| match n {
+            Notification::TranscriptDelta { delta, .. } => Some(delta.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deltas, ["one ", "two", " three"]);
+    // Detached again and nobody comes back: closed at exactly the grace.
+    call.input(Input::Attached(false));
+    let left = call.now;
+    call.run_for(Duration::from_secs(60));
+    let (at, _) = call.closed_at.expect("closed");
+    assert_eq!(at - left, grace);
+}
+
+#[test]
+fn with_no_grace_a_conversation_ends_when_its_last_client_leaves() {
+    let mut call = call_with(Face::Rpc, ClientSide::Notifications, |c| {
+        c.detach_grace = Some(Duration::ZERO);
+    });
+    call.input(Input::Attached(false));
+    assert_eq!(call.closed_at.map(|(at, _)| at), Some(call.start));
+    assert!(call.notes.contains(&Notification::Closed {
+        reason: CloseReason::Requested
+    }));
 }
