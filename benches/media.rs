@@ -34,6 +34,7 @@ fn engine() -> Engine {
         local_playout: true,
         delegation: true,
         errors_end_session: true,
+        replay: Default::default(),
     });
     e.handle_input(Input::Connected);
     while e.poll_output().is_some() {}

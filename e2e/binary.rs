@@ -326,7 +326,13 @@ impl Drop for Resume {
 #[tokio::test]
 async fn a_model_that_hangs_with_its_socket_open_is_detected() {
     let (sim, _gw, addr) =
-        gateway_on_a_simulator_process(&[("VOXGATE_UPSTREAM__IDLE_TIMEOUT_SECS", "2")]).await;
+        // No reconnect: this test is about noticing the hang (a reconnect to a frozen process
+        // would hang in its handshake until the connect timeout).
+        gateway_on_a_simulator_process(&[
+            ("VOXGATE_UPSTREAM__IDLE_TIMEOUT_SECS", "2"),
+            ("VOXGATE_UPSTREAM__RECONNECT_ATTEMPTS", "0"),
+        ])
+        .await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rpc"))
         .await
         .expect("connect");

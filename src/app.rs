@@ -365,6 +365,10 @@ impl AppState {
                     // JSON-RPC subscribers follow its contract (an error ends the conversation);
                     // OpenAI-protocol clients get errors as the service sends them and go on.
                     errors_end_session: prep_held_by_subscribers,
+                    replay: crate::engine::memory::ReplayBudget {
+                        items: self.cfg.upstream.replay_items,
+                        chars: self.cfg.upstream.replay_chars,
+                    },
                 },
                 task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
                 max_duration: prep.permit.as_ref().and_then(|p| p.max_duration),
@@ -377,6 +381,10 @@ impl AppState {
                 model_idle: match self.cfg.upstream.idle_timeout_secs {
                     0 => None,
                     secs => Some(Duration::from_secs(secs)),
+                },
+                reconnect: crate::session::reconnect::ReconnectPolicy {
+                    attempts: self.cfg.upstream.reconnect_attempts,
+                    backoff: Duration::from_millis(self.cfg.upstream.reconnect_backoff_ms),
                 },
                 detach_grace: prep_held_by_subscribers
                     .then(|| Duration::from_secs(self.cfg.session.detach_grace_secs)),

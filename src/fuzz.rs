@@ -118,6 +118,7 @@ pub fn openai_face(data: &[u8]) {
             local_playout: false,
             delegation,
             errors_end_session: face == Face::Rpc,
+            replay: Default::default(),
         },
         task_timeout: Duration::from_secs(5),
         max_duration: Some(Duration::from_secs(600)),
@@ -126,6 +127,10 @@ pub fn openai_face(data: &[u8]) {
         client_limits: OutboxLimits::default(),
         model_idle: Some(Duration::from_secs(30)),
         detach_grace: (face == Face::Rpc).then_some(Duration::from_secs(30)),
+        reconnect: crate::session::reconnect::ReconnectPolicy {
+            attempts: 2,
+            backoff: Duration::from_millis(250),
+        },
     };
     let client = match face {
         Face::OpenaiWs => ClientSide::openai(delegation),

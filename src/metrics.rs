@@ -175,6 +175,12 @@ pub static REPLAY_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
         "Notifications of a detached conversation dropped from its replay (old audio, overflow)",
     )
 });
+pub static UPSTREAM_RECONNECTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_upstream_reconnects_total",
+        "Model sockets reopened after one was lost, the conversation going on",
+    )
+});
 pub static DRAINING: LazyLock<IntGauge> = LazyLock::new(|| {
     register(
         IntGauge::new(
@@ -245,6 +251,7 @@ pub fn init() {
     LazyLock::force(&HEAD_TIMEOUTS);
     LazyLock::force(&SESSIONS_DETACHED);
     LazyLock::force(&REPLAY_DROPPED);
+    LazyLock::force(&UPSTREAM_RECONNECTS);
 }
 
 /// Render every metric in the Prometheus text format.

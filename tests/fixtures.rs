@@ -136,6 +136,7 @@ fn run_scenario(version: ModelVersion, rel: &str) {
         local_playout: false,
         delegation: true,
         errors_end_session: true,
+        replay: Default::default(),
     });
     for (i, step) in fixture_lines(rel).iter().enumerate() {
         let at = format!("{rel}:{}", i + 1);

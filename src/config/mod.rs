@@ -169,6 +169,15 @@ pub struct UpstreamConfig {
     pub audio_queue_frames: usize,
     /// A model socket silent this long (a ping at half of it unanswered) is lost; 0: never.
     pub idle_timeout_secs: u64,
+    /// A model socket lost unexpectedly (no close frame, a read or write error, silence) is
+    /// reopened up to this many times in a row; 0: the conversation ends with it.
+    pub reconnect_attempts: u32,
+    /// Wait before the first reopening; doubled for each further one (at most 10 s).
+    pub reconnect_backoff_ms: u64,
+    /// A reopened model session is told the conversation so far: at most this many turns...
+    pub replay_items: usize,
+    /// ...and this many characters (the most recent kept).
+    pub replay_chars: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -185,6 +194,10 @@ impl Default for UpstreamConfig {
             connect_timeout_ms: 10_000,
             audio_queue_frames: 256,
             idle_timeout_secs: 30,
+            reconnect_attempts: 3,
+            reconnect_backoff_ms: 250,
+            replay_items: 40,
+            replay_chars: 8000,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! [`Output`]s drained with [`Engine::poll_output`]. No tokio, no sockets, no clock.
 
 pub mod delegation;
+pub mod memory;
 pub mod playout;
 pub mod plumbing;
 pub mod response_queue;
@@ -12,6 +13,7 @@ pub mod transcript;
 use crate::protocol::model::ACTIVE_RESPONSE_RACE_PREFIX;
 use crate::protocol::rpc::{CloseReason, Notification, TranscriptRole};
 use crate::protocol::{AudioChunk, ModelEvent, ModelFrame, ModelVersion, TextRole};
+use memory::{ContextMemory, ReplayBudget};
 use playout::PlayoutTracker;
 use response_queue::{CreateRequest, ResponseQueue};
 use serde_json::{Value, json};
@@ -20,6 +22,11 @@ use transcript::TranscriptLog;
 
 pub const USER_PREFIX: &str = "[USER] ";
 pub const BACKEND_PREFIX: &str = "[BACKEND] ";
+
+/// Input audio frames kept while no model socket is connected (a second of 20 ms frames).
+const MAX_WAITING_AUDIO: usize = 50;
+/// Other frames kept while no model socket is connected.
+const MAX_WAITING_FRAMES: usize = 256;
 pub const AGENT_FINAL_MESSAGE_PREFIX: &str = "\"Agent Final Message\":\n\n";
 /// v1 handoff id used when no handoff is active.
 pub const STANDALONE_HANDOFF_ID: &str = "codex";
@@ -71,6 +78,8 @@ pub struct EngineConfig {
     /// conversation goes on, as on the service, which closes the socket itself when an error is
     /// fatal.
     pub errors_end_session: bool,
+    /// How much of the conversation a new model session is told (after a reconnect).
+    pub replay: ReplayBudget,
 }
 
 /// Commands from the client face.
@@ -133,6 +142,9 @@ pub enum Input {
     PlaybackFinished,
     /// Upstream socket closed or reached EOF.
     UpstreamClosed,
+    /// The model socket was lost and a new one is being opened: the conversation goes on, and
+    /// the next `Connected` is a new model session told the conversation so far.
+    ModelLost(String),
     /// The conversation's clients left and none came back within the grace period.
     Abandoned,
     /// Upstream send/read failure or protocol violation (e.g. a binary frame).
@@ -155,6 +167,8 @@ pub enum Output {
 struct HandoffState {
     /// v2: call id owed a `function_call_output`; v1: the handoff id appends go to.
     active: Option<String>,
+    /// The model session the active call was made in (a later one does not know its call id).
+    session: u32,
     /// The handoff whose task is running (events for others are stale).
     task: Option<String>,
     messages_sent: usize,
@@ -164,8 +178,12 @@ pub struct Engine {
     cfg: EngineConfig,
     connected: bool,
     closed: bool,
-    /// Frames asked for before the upstream was connected.
+    /// Frames asked for while no model socket is connected (before the first, during a
+    /// reconnect); bounded, see [`Engine::send_to_model`].
     before_connect: Vec<ModelFrame>,
+    /// Model sessions opened so far (1 after the first connect).
+    model_session: u32,
+    memory: ContextMemory,
     transcript: TranscriptLog,
     responses: ResponseQueue,
     playout: PlayoutTracker,
@@ -180,6 +198,8 @@ impl Engine {
             connected: false,
             closed: false,
             before_connect: Vec::new(),
+            model_session: 0,
+            memory: ContextMemory::default(),
             transcript: TranscriptLog::default(),
             responses: ResponseQueue::default(),
             playout: PlayoutTracker::default(),
@@ -223,15 +243,63 @@ impl Engine {
             Input::PlaybackFinished => self.playout.clear(),
             Input::UpstreamClosed | Input::Abandoned => self.close(CloseReason::TransportClosed),
             Input::UpstreamFailed(message) => self.fail(message),
+            Input::ModelLost(reason) => self.on_model_lost(reason),
+        }
+    }
+
+    /// The model socket is gone; a new one is on its way. Nothing said so far is lost: it is
+    /// remembered for the next model session, and what is asked meanwhile waits (bounded).
+    fn on_model_lost(&mut self, reason: String) {
+        if !self.connected {
+            return;
+        }
+        self.connected = false;
+        self.responses.on_model_lost();
+        self.playout.clear();
+        self.notify(Notification::ItemAdded(json!({
+            "type": "realtimeSessionClosed",
+            "realtimeSessionId": self.model_session_id(),
+            "outcome": "failed",
+            "reason": reason,
+        })));
+    }
+
+    /// The id this conversation's current model session is announced under: the session id,
+    /// with `-2`, `-3`, … for the sessions that follow a reconnect.
+    fn model_session_id(&self) -> String {
+        match self.model_session {
+            0 | 1 => self.cfg.realtime_session_id.clone(),
+            n => format!("{}-{n}", self.cfg.realtime_session_id),
         }
     }
 
     fn send_to_model(&mut self, frame: ModelFrame) {
+        if let ModelFrame::Text { role, text } = &frame {
+            self.memory.record(*role, text);
+        }
         if self.connected {
             self.out.push_back(Output::ToModel(frame));
-        } else {
-            self.before_connect.push(frame);
+            return;
         }
+        // Waiting for a model socket: at most a second of input audio (the newest) and
+        // `MAX_WAITING_FRAMES` of everything else; the rest is dropped and counted.
+        if frame.is_audio_append() {
+            let audio = self
+                .before_connect
+                .iter()
+                .filter(|f| f.is_audio_append())
+                .count();
+            if audio >= MAX_WAITING_AUDIO {
+                if let Some(i) = self.before_connect.iter().position(|f| f.is_audio_append()) {
+                    self.before_connect.remove(i);
+                }
+                crate::metrics::AUDIO_FRAMES_DROPPED.inc();
+            }
+        } else if self.before_connect.len() >= MAX_WAITING_FRAMES {
+            crate::metrics::MODEL_FRAMES_SKIPPED.inc();
+            return;
+        }
+        self.before_connect.push(frame);
     }
 
     fn notify(&mut self, n: Notification) {
@@ -251,16 +319,35 @@ impl Engine {
             return;
         }
         self.connected = true;
+        self.model_session += 1;
         self.out
             .push_back(Output::ToModel(ModelFrame::SessionUpdate {
                 update: self.cfg.session_update.clone(),
             }));
-        self.notify(Notification::Started {
-            realtime_session_id: self.cfg.realtime_session_id.clone(),
-            version: self.cfg.version,
-        });
+        if self.model_session == 1 {
+            self.notify(Notification::Started {
+                realtime_session_id: self.cfg.realtime_session_id.clone(),
+                version: self.cfg.version,
+            });
+        } else {
+            // A new model session: told the conversation so far (not re-remembered).
+            for (role, text) in self.memory.replay(self.cfg.replay) {
+                self.out
+                    .push_back(Output::ToModel(ModelFrame::Text { role, text }));
+            }
+            self.notify(Notification::ItemAdded(json!({
+                "type": "realtimeSessionStarted",
+                "realtimeSessionId": self.model_session_id(),
+                "version": self.cfg.version.as_str(),
+            })));
+        }
         for frame in std::mem::take(&mut self.before_connect) {
             self.out.push_back(Output::ToModel(frame));
+        }
+        if self.model_session > 1
+            && let Some(req) = self.responses.resume()
+        {
+            self.send_create(req);
         }
     }
 
@@ -348,6 +435,7 @@ impl Engine {
                 });
             }
             ModelEvent::InputTranscriptDone { text } => {
+                self.memory.record(TextRole::User, &text);
                 self.transcript.push_done(TranscriptRole::User, &text);
                 self.notify(Notification::TranscriptDone {
                     role: TranscriptRole::User,
@@ -363,6 +451,7 @@ impl Engine {
                 });
             }
             ModelEvent::OutputTranscriptDone { text } => {
+                self.memory.record(TextRole::Assistant, &text);
                 self.transcript.push_done(TranscriptRole::Assistant, &text);
                 self.notify(Notification::TranscriptDone {
                     role: TranscriptRole::Assistant,
@@ -479,6 +568,7 @@ impl Engine {
             }
             ModelVersion::V1 => {
                 self.handoff.active = Some(handoff_id.clone());
+                self.handoff.session = self.model_session;
                 if self.handoff.task.is_some() {
                     self.out
                         .push_back(Output::ToAgent(AgentCommand::Steer { text }));
@@ -491,6 +581,7 @@ impl Engine {
 
     fn start_task(&mut self, handoff_id: String, text: String) {
         self.handoff.active = Some(handoff_id.clone());
+        self.handoff.session = self.model_session;
         self.handoff.task = Some(handoff_id.clone());
         self.handoff.messages_sent = 0;
         self.out
@@ -498,6 +589,21 @@ impl Engine {
     }
 
     /// Answer a call with a final output and let the model speak (v2), or append it (v1).
+    /// Resolve the delegated task's call: in the model session it was made in, or, if that one
+    /// is gone, by telling the new one the result as an item it answers.
+    fn resolve_task_call(&mut self, call_id: String, output: String) {
+        if self.handoff.session == self.model_session {
+            return self.resolve_call(call_id, output);
+        }
+        self.send_to_model(ModelFrame::Text {
+            role: TextRole::User,
+            text: format!("{BACKEND_PREFIX}{output}"),
+        });
+        if self.cfg.version == ModelVersion::V2 {
+            self.request_response();
+        }
+    }
+
     fn resolve_call(&mut self, call_id: String, output: String) {
         match self.cfg.version {
             ModelVersion::V2 => {
@@ -565,7 +671,7 @@ impl Engine {
                 };
                 let active = self.handoff.active.take();
                 if let (Some(call_id), Some(output)) = (active, output) {
-                    self.resolve_call(call_id, output);
+                    self.resolve_task_call(call_id, output);
                 }
             }
         }

@@ -77,6 +77,25 @@ impl ResponseQueue {
         }
     }
 
+    /// The model socket was lost: no response is active any more; a request in flight that the
+    /// model never confirmed goes again first (voxgate's own requests coalesce as ever).
+    pub fn on_model_lost(&mut self) {
+        self.active = false;
+        if let Some(req) = self.in_flight.take()
+            && !(req == CreateRequest::Bare && self.waiting.contains(&CreateRequest::Bare))
+        {
+            self.waiting.push_front(req);
+        }
+    }
+
+    /// Send the first waiting request now, if none is active (a new model session is ready).
+    pub fn resume(&mut self) -> Option<CreateRequest> {
+        if self.active {
+            return None;
+        }
+        self.on_finished()
+    }
+
     pub fn is_active(&self) -> bool {
         self.active
     }

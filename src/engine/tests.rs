@@ -25,6 +25,7 @@ fn engine_with(version: ModelVersion, errors_end_session: bool) -> Engine {
         local_playout: false,
         delegation: true,
         errors_end_session,
+        replay: Default::default(),
     });
     e.handle_input(Input::Connected);
     drain(&mut e);
@@ -529,6 +530,7 @@ fn input_before_connect_is_sent_right_after_session_update() {
         local_playout: false,
         delegation: true,
         errors_end_session: true,
+        replay: Default::default(),
     });
     e.handle_input(Input::Client(ClientCommand::AppendText {
         text: "early".into(),
@@ -602,6 +604,7 @@ fn with_delegation_off_calls_are_left_to_the_client() {
         local_playout: false,
         delegation: false,
         errors_end_session: true,
+        replay: Default::default(),
     });
     e.handle_input(Input::Connected);
     drain(&mut e);

@@ -13,6 +13,7 @@ pub use super::client::ClientSide;
 use super::client::is_agent_events_opt_in;
 use super::detach::Detachment;
 use super::outbox::{FrameClass, Outbox, OutboxLimits};
+use super::reconnect::{AttemptFailed, ReconnectPolicy, Reconnector};
 use crate::agent::AgentUpdate;
 use crate::engine::{
     AgentCommand, AgentEvent, ClientCommand, Engine, EngineConfig, Input as EngineInput,
@@ -47,6 +48,8 @@ pub struct CoreConfig {
     /// A conversation held by JSON-RPC subscribers: how long it runs on once the last one left
     /// (`None`: its life is not tied to subscribers).
     pub detach_grace: Option<Duration>,
+    /// How a model socket lost unexpectedly is reopened.
+    pub reconnect: ReconnectPolicy,
 }
 
 #[derive(Debug)]
@@ -61,6 +64,10 @@ pub enum Input<'a> {
     /// The model socket carried something other than text (a pong, a ping).
     ModelAlive,
     ModelClosed,
+    /// The model socket ended without a close frame (EOF, reset): lost, not closed.
+    ModelDropped,
+    /// The model broke the protocol (a binary frame): the conversation ends, no reconnect.
+    ModelViolation(String),
     ModelFailed(String),
     /// A raw OpenAI realtime client event (an OpenAI-protocol client or a sideband).
     ClientText(String),
@@ -91,6 +98,10 @@ pub enum Output {
     Agent(AgentCommand),
     /// The model has been silent for half its idle timeout: ping it.
     PingModel,
+    /// Drop the model socket (it is lost; a new one may follow).
+    DropModel,
+    /// Open a new model socket (a reconnect).
+    ConnectModel,
     /// The conversation is over (its last output); the label says why, for logs.
     Close(&'static str),
 }
@@ -128,6 +139,9 @@ pub struct SessionCore {
     dropped_seen: u64,
     /// Set for a conversation held by subscribers: its detach state and missed notifications.
     detachment: Option<Detachment>,
+    reconnector: Reconnector,
+    /// The model socket was open at least once (a failure before that is a setup failure).
+    model_was_connected: bool,
     /// The last error the conversation reported (told to a WebRTC caller when it ends).
     last_error: Option<String>,
     /// When the model last sent anything (None: not connected), and whether a ping is out.
@@ -141,6 +155,7 @@ pub struct SessionCore {
 impl SessionCore {
     pub fn new(cfg: CoreConfig, client: ClientSide, now: Instant) -> Self {
         let detachment = cfg.detach_grace.map(Detachment::new);
+        let reconnector = Reconnector::new(cfg.reconnect);
         metrics::SESSIONS_ACTIVE
             .with_label_values(&[cfg.face.as_str()])
             .inc();
@@ -170,6 +185,8 @@ impl SessionCore {
             deferred_seen: 0,
             dropped_seen: 0,
             detachment,
+            reconnector,
+            model_was_connected: false,
             last_error: None,
             model_heard: None,
             pinged: false,
@@ -227,6 +244,7 @@ impl SessionCore {
             self.client_out.stall_deadline(),
             self.model_idle_deadline(),
             self.detachment.as_ref().and_then(Detachment::deadline),
+            self.reconnector.deadline(),
             match &self.client {
                 ClientSide::Relay(call) => call.media.poll_timeout(),
                 _ => None,
@@ -246,7 +264,21 @@ impl SessionCore {
             Input::Timeout => self.on_timeout(),
             Input::ModelConnected => {
                 self.heard_model();
+                self.model_was_connected = true;
+                if let Some(gap) = self.reconnector.connected(now) {
+                    metrics::UPSTREAM_RECONNECTS.inc();
+                    tracing::info!(
+                        gap_ms = gap.as_millis() as u64,
+                        "realtime model connection reopened"
+                    );
+                }
                 self.engine.handle_input(EngineInput::Connected);
+            }
+            Input::ModelConnectFailed(message) if self.reconnector.is_reconnecting() => {
+                if let AttemptFailed::GiveUp(message) = self.reconnector.failed(now, &message) {
+                    self.engine
+                        .handle_input(EngineInput::UpstreamFailed(message));
+                }
             }
             Input::ModelConnectFailed(message) => return self.setup_failed(message),
             Input::ModelText(text) => {
@@ -255,7 +287,11 @@ impl SessionCore {
             }
             Input::ModelAlive => self.heard_model(),
             Input::ModelClosed => self.engine.handle_input(EngineInput::UpstreamClosed),
-            Input::ModelFailed(message) => self
+            Input::ModelDropped => {
+                self.model_lost("the realtime model connection ended without a close frame".into())
+            }
+            Input::ModelFailed(message) => self.model_lost(message),
+            Input::ModelViolation(message) => self
                 .engine
                 .handle_input(EngineInput::UpstreamFailed(message)),
             Input::ClientText(raw) => self.client_command(ClientCommand::RawEvent(raw)),
@@ -275,6 +311,24 @@ impl SessionCore {
         }
         self.settle();
         self.check_outboxes();
+    }
+
+    /// The model socket is lost: reopened if the policy allows (the conversation goes on and the
+    /// new model session is told it), else the conversation ends with the reason.
+    fn model_lost(&mut self, reason: String) {
+        if self.closed {
+            return;
+        }
+        self.model_out.clear();
+        self.model_heard = None;
+        self.pinged = false;
+        self.out.push_back(Output::DropModel);
+        if self.model_was_connected && self.reconnector.lost(self.now, reason.clone()) {
+            self.engine.handle_input(EngineInput::ModelLost(reason));
+        } else {
+            self.engine
+                .handle_input(EngineInput::UpstreamFailed(reason));
+        }
     }
 
     /// The thread lost its last subscriber, or has one again.
@@ -316,11 +370,10 @@ impl SessionCore {
         };
         if self.now >= heard + idle {
             self.model_heard = None;
-            self.engine
-                .handle_input(EngineInput::UpstreamFailed(format!(
-                    "the realtime model stopped responding (nothing for {}s, ping unanswered)",
-                    idle.as_secs()
-                )));
+            self.model_lost(format!(
+                "the realtime model stopped responding (nothing for {}s, ping unanswered)",
+                idle.as_secs()
+            ));
         } else if !self.pinged && self.now >= heard + idle / 2 {
             self.pinged = true;
             self.out.push_back(Output::PingModel);
@@ -334,6 +387,9 @@ impl SessionCore {
     fn on_timeout(&mut self) {
         let now = self.now;
         self.check_model_idle();
+        if self.reconnector.due(now) {
+            self.out.push_back(Output::ConnectModel);
+        }
         if self
             .detachment
             .as_ref()
@@ -386,9 +442,9 @@ impl SessionCore {
             metrics::SOCKETS_CLOSED_SLOW.inc();
             let secs = self.model_out.limits().stall.as_secs();
             self.model_out.clear();
-            self.engine.handle_input(EngineInput::UpstreamFailed(format!(
+            self.model_lost(format!(
                 "sending to the realtime model stalled (no progress for {secs}s or too much queued)"
-            )));
+            ));
             self.settle();
         }
         if self.client_out.is_stalled(now) {

@@ -10,6 +10,7 @@ pub mod detach;
 pub mod face;
 pub mod outbox;
 pub mod reactor;
+pub mod reconnect;
 pub mod registry;
 pub mod subscribers;
 

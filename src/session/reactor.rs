@@ -184,6 +184,8 @@ struct Reactor {
     _permit: Option<crate::auth::SessionPermit>,
     /// Why the session ended (the core's `Close`), told to an OpenAI-protocol client.
     ended: &'static str,
+    /// The core asked for a new model socket.
+    reconnect: bool,
 }
 
 /// What woke the reactor.
@@ -223,6 +225,7 @@ impl Reactor {
             task: None,
             _permit: io.permit,
             ended: "requested",
+            reconnect: false,
         }
     }
 
@@ -248,6 +251,10 @@ impl Reactor {
         loop {
             if self.carry_out_outputs() {
                 break;
+            }
+            if std::mem::take(&mut self.reconnect) {
+                connect.set(ws::connect_with_retries(&upstream));
+                connecting = true;
             }
             // What the last input caused was carried out now: count its audio frames.
             counted = self.count_frames(counted, now);
@@ -362,17 +369,17 @@ impl Reactor {
                 return self.core.handle_input(now, Input::ModelText(text.as_str()));
             }
             Some(Ok(ModelMessage::Binary(_))) => {
-                Input::ModelFailed("unexpected binary realtime websocket event".into())
+                Input::ModelViolation("unexpected binary realtime websocket event".into())
             }
-            Some(Ok(ModelMessage::Close(_))) | None => Input::ModelClosed,
+            Some(Ok(ModelMessage::Close(_))) => Input::ModelClosed,
+            None => Input::ModelDropped,
             Some(Ok(_)) => return self.core.handle_input(now, Input::ModelAlive),
-            Some(Err(
-                tungstenite::Error::ConnectionClosed
-                | tungstenite::Error::AlreadyClosed
-                | tungstenite::Error::Protocol(
-                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-                ),
-            )) => Input::ModelClosed,
+            Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
+                Input::ModelClosed
+            }
+            Some(Err(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            ))) => Input::ModelDropped,
             Some(Err(e)) => Input::ModelFailed(format!("realtime websocket read failed: {e}")),
         };
         self.model = None;
@@ -452,6 +459,8 @@ impl Reactor {
                         writer.ping = true;
                     }
                 }
+                Output::DropModel => self.model = None,
+                Output::ConnectModel => self.reconnect = true,
                 Output::Close(why) => {
                     tracing::debug!(why, "session over");
                     self.ended = why;

@@ -44,6 +44,7 @@ fn config(face: Face) -> CoreConfig {
             local_playout: face == Face::WebrtcRelay,
             delegation: true,
             errors_end_session: true,
+            replay: Default::default(),
         },
         task_timeout: Duration::from_secs(3),
         max_duration: None,
@@ -52,6 +53,10 @@ fn config(face: Face) -> CoreConfig {
         client_limits: OutboxLimits::default(),
         model_idle: None,
         detach_grace: None,
+        reconnect: crate::session::reconnect::ReconnectPolicy {
+            attempts: 0,
+            backoff: Duration::from_millis(250),
+        },
     }
 }
 
@@ -91,6 +96,9 @@ struct Call {
     closed_at: Option<(Instant, &'static str)>,
     last_datagram: Option<Instant>,
     pings: Vec<Instant>,
+    /// When the core dropped the model socket, and when it asked for a new one.
+    model_drops: Vec<Instant>,
+    model_connects: Vec<Instant>,
 }
 
 fn relay_call() -> Call {
@@ -163,6 +171,8 @@ impl Call {
             closed_at: None,
             last_datagram: None,
             pings: Vec::new(),
+            model_drops: Vec::new(),
+            model_connects: Vec::new(),
         };
         call.input(Input::ModelConnected);
         call
@@ -205,6 +215,8 @@ impl Call {
                     Output::Observe(_) => {}
                     Output::Agent(cmd) => self.agent.push(cmd),
                     Output::PingModel => self.pings.push(self.now),
+                    Output::DropModel => self.model_drops.push(self.now),
+                    Output::ConnectModel => self.model_connects.push(self.now),
                     Output::Close(why) => self.closed_at = Some((self.now, why)),
                 }
             }
