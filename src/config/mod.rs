@@ -272,6 +272,8 @@ pub struct SimulatorConfig {
     pub sideband_delay_ms: u64,
     /// Refuse sideband joins with 403 (a failed join, for testing).
     pub reject_sideband: bool,
+    /// After a `drop:`, refuse this many model connections with 503 (failed reconnects).
+    pub refuse_after_drop: u32,
 }
 
 impl Default for SimulatorConfig {
@@ -285,6 +287,7 @@ impl Default for SimulatorConfig {
             realtime: false,
             sideband_delay_ms: 0,
             reject_sideband: false,
+            refuse_after_drop: 0,
         }
     }
 }

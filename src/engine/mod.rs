@@ -274,10 +274,8 @@ impl Engine {
     }
 
     fn send_to_model(&mut self, frame: ModelFrame) {
-        if let ModelFrame::Text { role, text } = &frame {
-            self.memory.record(*role, text);
-        }
         if self.connected {
+            self.remember(&frame);
             self.out.push_back(Output::ToModel(frame));
             return;
         }
@@ -300,6 +298,13 @@ impl Engine {
             return;
         }
         self.before_connect.push(frame);
+    }
+
+    /// Text items sent to the model are part of the conversation a new model session is told.
+    fn remember(&mut self, frame: &ModelFrame) {
+        if let ModelFrame::Text { role, text } = frame {
+            self.memory.record(*role, text);
+        }
     }
 
     fn notify(&mut self, n: Notification) {
@@ -331,9 +336,15 @@ impl Engine {
             });
         } else {
             // A new model session: told the conversation so far (not re-remembered).
-            for (role, text) in self.memory.replay(self.cfg.replay) {
-                self.out
-                    .push_back(Output::ToModel(ModelFrame::Text { role, text }));
+            let mut previous_item_id = "root".to_owned();
+            for (i, (role, text)) in self.memory.replay(self.cfg.replay).into_iter().enumerate() {
+                let id = format!("item_vg_s{}_{i}", self.model_session);
+                self.out.push_back(Output::ToModel(ModelFrame::HistoryItem {
+                    role,
+                    text,
+                    id: id.clone(),
+                    previous_item_id: std::mem::replace(&mut previous_item_id, id),
+                }));
             }
             self.notify(Notification::ItemAdded(json!({
                 "type": "realtimeSessionStarted",
@@ -342,6 +353,7 @@ impl Engine {
             })));
         }
         for frame in std::mem::take(&mut self.before_connect) {
+            self.remember(&frame);
             self.out.push_back(Output::ToModel(frame));
         }
         if self.model_session > 1

@@ -696,3 +696,4 @@ fn a_clients_audio_append_goes_up_byte_for_byte_whatever_its_key_order() {
 }
 
 mod errors;
+mod reconnect;

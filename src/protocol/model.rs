@@ -237,6 +237,15 @@ pub enum ModelFrame {
         role: TextRole,
         text: String,
     },
+    /// A turn of an earlier model session, told to a new one (after a reconnect): a message item
+    /// with its own id, inserted after `previous_item_id` ("root" for the first) — history, not
+    /// a new turn to answer.
+    HistoryItem {
+        role: TextRole,
+        text: String,
+        id: String,
+        previous_item_id: String,
+    },
     FunctionOutput {
         call_id: String,
         output: String,

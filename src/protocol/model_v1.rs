@@ -131,12 +131,26 @@ pub(crate) fn message_item(role: TextRole, text: &str) -> Value {
     })
 }
 
+/// A message item of an earlier session, inserted after `previous_item_id` (both versions).
+pub(crate) fn history_item(role: TextRole, text: &str, id: &str, previous_item_id: &str) -> Value {
+    let mut v = message_item(role, text);
+    v["previous_item_id"] = previous_item_id.into();
+    v["item"]["id"] = id.into();
+    v
+}
+
 pub fn build(frame: &ModelFrame) -> Option<String> {
     let value = match frame {
         ModelFrame::SessionUpdate { update } => return Some(update.to_string()),
         ModelFrame::Raw { text } => return Some(text.clone()),
         ModelFrame::AudioAppend { audio } => return Some(audio_append(audio)),
         ModelFrame::Text { role, text } => message_item(*role, text),
+        ModelFrame::HistoryItem {
+            role,
+            text,
+            id,
+            previous_item_id,
+        } => history_item(*role, text, id, previous_item_id),
         ModelFrame::HandoffAppend {
             handoff_id,
             output_text,

@@ -128,6 +128,12 @@ pub fn build(frame: &ModelFrame) -> Option<String> {
         ModelFrame::Raw { text } => return Some(text.clone()),
         ModelFrame::AudioAppend { audio } => return Some(super::model_v1::audio_append(audio)),
         ModelFrame::Text { role, text } => super::model_v1::message_item(*role, text),
+        ModelFrame::HistoryItem {
+            role,
+            text,
+            id,
+            previous_item_id,
+        } => super::model_v1::history_item(*role, text, id, previous_item_id),
         ModelFrame::FunctionOutput { call_id, output } => json!({
             "type": "conversation.item.create",
             "item": {"type": "function_call_output", "call_id": call_id, "output": output}

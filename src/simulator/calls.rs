@@ -189,7 +189,7 @@ async fn run_call(
                     }
                     let _ = peer_tx.try_send(PeerCommand::Text(t));
                 }
-                SimOutput::Close => {
+                SimOutput::Close | SimOutput::Drop => {
                     let _ = peer_tx.try_send(PeerCommand::Close);
                     return;
                 }

@@ -21,6 +21,8 @@ pub enum SimOutput {
     Binary(Vec<u8>),
     Ping,
     Close,
+    /// Drop the socket without a close frame (a lost connection).
+    Drop,
 }
 
 /// Test triggers recognised in user text (after an optional `[USER] ` prefix).
@@ -28,6 +30,8 @@ pub const TRIGGER_DELEGATE: &str = "delegate:";
 pub const TRIGGER_SILENT: &str = "silent:";
 pub const TRIGGER_FAIL: &str = "fail:";
 pub const TRIGGER_CLOSE: &str = "close:";
+/// `drop: words` starts saying the words, then drops the socket without a close frame.
+pub const TRIGGER_DROP: &str = "drop:";
 pub const TRIGGER_PING: &str = "ping:";
 pub const TRIGGER_BINARY: &str = "binary:";
 pub const TRIGGER_CALL: &str = "call:";
@@ -70,6 +74,8 @@ pub struct SimConversation {
     schedule: VecDeque<Scheduled>,
     /// Audio actually sent per assistant item, in samples.
     sent_samples: HashMap<String, u64>,
+    /// Drop the socket right after the next audio delta (`drop:`).
+    drop_mid_response: bool,
     in_speech: bool,
     speech_ms: u64,
     silence_ms: u64,
@@ -95,6 +101,7 @@ impl SimConversation {
             queued: VecDeque::new(),
             schedule: VecDeque::new(),
             sent_samples: HashMap::new(),
+            drop_mid_response: false,
             in_speech: false,
             speech_ms: 0,
             silence_ms: 0,
@@ -336,6 +343,10 @@ impl SimConversation {
             self.out.push_back(SimOutput::Close);
             return None;
         }
+        if let Some(rest) = find_trigger(text, TRIGGER_DROP) {
+            self.drop_mid_response = true;
+            return Some(Plan::Speak(format!("You said: {rest}")));
+        }
         if find_trigger(text, TRIGGER_BINARY).is_some() {
             self.out.push_back(SimOutput::Binary(vec![0, 1, 2, 3]));
             return None;
@@ -374,6 +385,8 @@ impl SimConversation {
                     .and_then(Value::as_str)
                     .map(str::to_owned);
             }
+            // An item inserted into the history (a reconnect's replay) is not a new turn.
+            "message" if ev.contains_key("previous_item_id") => {}
             "message" => {
                 let role = item.get("role").and_then(Value::as_str).unwrap_or("");
                 let text = item
@@ -653,6 +666,9 @@ impl SimConversation {
         };
         self.echo_offset += (pcm.len() / 2) as u64;
         self.emit(frame);
+        if std::mem::take(&mut self.drop_mid_response) {
+            self.out.push_back(SimOutput::Drop);
+        }
     }
 }
 

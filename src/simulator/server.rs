@@ -48,6 +48,8 @@ pub(crate) struct SimState {
     pub(crate) cfg: SimulatorConfig,
     pub(crate) next_conn: AtomicU64,
     pub(crate) records: broadcast::Sender<SimRecord>,
+    /// Model connections still to refuse (503) after a `drop:` (`refuse_after_drop`).
+    pub(crate) refusing: std::sync::atomic::AtomicU32,
     /// Live WebRTC calls: call id → where to hand a sideband socket.
     pub(crate) calls: std::sync::Mutex<
         std::collections::HashMap<
@@ -74,6 +76,7 @@ impl Simulator {
             cfg,
             next_conn: AtomicU64::new(1),
             records: records.clone(),
+            refusing: std::sync::atomic::AtomicU32::new(0),
             calls: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let app = router(state);
@@ -133,6 +136,17 @@ async fn upgrade(
         )
             .into_response();
     };
+    if state
+        .refusing
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the simulator refuses this connection (simulator.refuse_after_drop)",
+        )
+            .into_response();
+    }
     let query = query.unwrap_or_default();
     let call_id = query
         .split('&')
@@ -206,6 +220,13 @@ async fn run(mut socket: WebSocket, state: Arc<SimState>, version: ModelVersion,
                 SimOutput::Binary(b) => Message::Binary(b.into()),
                 SimOutput::Ping => Message::Ping(axum::body::Bytes::from_static(b"sim")),
                 SimOutput::Close => break 'conn,
+                SimOutput::Drop => {
+                    state
+                        .refusing
+                        .store(state.cfg.refuse_after_drop, Ordering::Relaxed);
+                    let _ = state.records.send(SimRecord::Disconnected { conn });
+                    return; // no close frame: the socket is just gone
+                }
             };
             if socket.send(msg).await.is_err() {
                 break 'conn;

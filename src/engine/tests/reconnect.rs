@@ -1,0 +1,108 @@
+//! A lost model socket and the new model session: the conversation so far is told to it as
+//! history, the timeline says what happened, and a delegation made in the old session delivers
+//! its result into the new one.
+
+use super::*;
+
+#[test]
+fn a_new_model_session_is_told_the_conversation_and_the_timeline_shows_the_switch() {
+    let mut e = engine(ModelVersion::V2);
+    e.handle_input(Input::Client(ClientCommand::AppendText {
+        text: "my name is Ada".into(),
+        role: TextRole::User,
+    }));
+    model(
+        &mut e,
+        ModelEvent::OutputTranscriptDone {
+            text: "Hello Ada".into(),
+        },
+    );
+    drain(&mut e);
+    e.handle_input(Input::ModelLost("reset".into()));
+    let lost = drain(&mut e);
+    assert!(
+        lost.iter()
+            .any(|o| matches!(o, Output::ToClient(Notification::ItemAdded(v))
+        if v["type"] == "realtimeSessionClosed" && v["outcome"] == "failed"))
+    );
+    // Asked while no socket is open: waits for the new one.
+    e.handle_input(Input::Client(ClientCommand::AppendText {
+        text: "still there?".into(),
+        role: TextRole::User,
+    }));
+    assert!(frames(&drain(&mut e)).is_empty());
+    e.handle_input(Input::Connected);
+    let outs = drain(&mut e);
+    let sent = frames(&outs);
+    assert!(matches!(sent[0], ModelFrame::SessionUpdate { .. }));
+    let history: Vec<(String, String, String)> = sent
+        .iter()
+        .filter_map(|f| match f {
+            ModelFrame::HistoryItem {
+                text,
+                id,
+                previous_item_id,
+                ..
+            } => Some((text.clone(), id.clone(), previous_item_id.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (
+                "[USER] my name is Ada".into(),
+                "item_vg_s2_0".into(),
+                "root".into()
+            ),
+            (
+                "Hello Ada".into(),
+                "item_vg_s2_1".into(),
+                "item_vg_s2_0".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        sent.last(),
+        Some(&ModelFrame::Text {
+            role: TextRole::User,
+            text: "[USER] still there?".into()
+        }),
+        "what waited goes after the history"
+    );
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::ToClient(Notification::ItemAdded(v))
+        if v["type"] == "realtimeSessionStarted" && v["realtimeSessionId"] == "s-2"))
+    );
+    assert!(
+        !outs
+            .iter()
+            .any(|o| matches!(o, Output::ToClient(Notification::Started { .. })))
+    );
+}
+
+#[test]
+fn a_delegation_from_the_lost_session_delivers_into_the_new_one() {
+    let mut e = engine(ModelVersion::V2);
+    model(&mut e, handoff("c1", "look it up"));
+    drain(&mut e);
+    e.handle_input(Input::ModelLost("eof".into()));
+    e.handle_input(Input::Connected);
+    drain(&mut e);
+    e.handle_input(Input::Agent(AgentEvent::Ended {
+        handoff_id: "c1".into(),
+        outcome: TaskOutcome::Failed("no network".into()),
+    }));
+    assert_eq!(
+        frames(&drain(&mut e)),
+        vec![
+            ModelFrame::Text {
+                role: TextRole::User,
+                text: "[BACKEND] FAILED: no network".into()
+            },
+            ModelFrame::ResponseCreate
+        ],
+        "the old call id means nothing to the new session"
+    );
+}
