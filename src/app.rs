@@ -386,6 +386,12 @@ impl AppState {
                     attempts: self.cfg.upstream.reconnect_attempts,
                     backoff: Duration::from_millis(self.cfg.upstream.reconnect_backoff_ms),
                 },
+                // A passthrough call's model session is the call itself: it cannot be swapped.
+                rollover_after: match self.cfg.upstream.max_session_secs {
+                    0 => None,
+                    _ if face == Face::WebrtcPassthrough => None,
+                    secs => Some(Duration::from_secs(secs)),
+                },
                 detach_grace: prep_held_by_subscribers
                     .then(|| Duration::from_secs(self.cfg.session.detach_grace_secs)),
             },

@@ -127,6 +127,7 @@ pub fn openai_face(data: &[u8]) {
         client_limits: OutboxLimits::default(),
         model_idle: Some(Duration::from_secs(30)),
         detach_grace: (face == Face::Rpc).then_some(Duration::from_secs(30)),
+        rollover_after: Some(Duration::from_secs(20)),
         reconnect: crate::session::reconnect::ReconnectPolicy {
             attempts: 2,
             backoff: Duration::from_millis(250),

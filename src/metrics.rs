@@ -181,6 +181,12 @@ pub static UPSTREAM_RECONNECTS: LazyLock<IntCounter> = LazyLock::new(|| {
         "Model sockets reopened after one was lost, the conversation going on",
     )
 });
+pub static MODEL_ROLLOVERS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_model_rollovers_total",
+        "Model sessions retired before their limit and succeeded at a turn boundary",
+    )
+});
 pub static DRAINING: LazyLock<IntGauge> = LazyLock::new(|| {
     register(
         IntGauge::new(
@@ -252,6 +258,7 @@ pub fn init() {
     LazyLock::force(&SESSIONS_DETACHED);
     LazyLock::force(&REPLAY_DROPPED);
     LazyLock::force(&UPSTREAM_RECONNECTS);
+    LazyLock::force(&MODEL_ROLLOVERS);
 }
 
 /// Render every metric in the Prometheus text format.

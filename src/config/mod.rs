@@ -178,6 +178,9 @@ pub struct UpstreamConfig {
     pub replay_items: usize,
     /// ...and this many characters (the most recent kept).
     pub replay_chars: usize,
+    /// A model session this old is rolled over at the next turn boundary: its successor is
+    /// opened and told the conversation so far (OpenAI caps sessions at 60 minutes); 0: never.
+    pub max_session_secs: u64,
 }
 
 impl Default for UpstreamConfig {
@@ -198,6 +201,7 @@ impl Default for UpstreamConfig {
             reconnect_backoff_ms: 250,
             replay_items: 40,
             replay_chars: 8000,
+            max_session_secs: 3300,
         }
     }
 }
@@ -274,6 +278,9 @@ pub struct SimulatorConfig {
     pub reject_sideband: bool,
     /// After a `drop:`, refuse this many model connections with 503 (failed reconnects).
     pub refuse_after_drop: u32,
+    /// A model session this old is ended by the simulator as the service does at its limit (an
+    /// `error` with code `session_expired`, then close); 0: no limit.
+    pub max_session_ms: u64,
 }
 
 impl Default for SimulatorConfig {
@@ -288,6 +295,7 @@ impl Default for SimulatorConfig {
             sideband_delay_ms: 0,
             reject_sideband: false,
             refuse_after_drop: 0,
+            max_session_ms: 0,
         }
     }
 }

@@ -145,6 +145,9 @@ pub enum Input {
     /// The model socket was lost and a new one is being opened: the conversation goes on, and
     /// the next `Connected` is a new model session told the conversation so far.
     ModelLost(String),
+    /// The model session is retired before its limit (rollover, at a turn boundary); the next
+    /// `Connected` is its successor, told the conversation so far.
+    RollOver,
     /// The conversation's clients left and none came back within the grace period.
     Abandoned,
     /// Upstream send/read failure or protocol violation (e.g. a binary frame).
@@ -184,6 +187,8 @@ pub struct Engine {
     /// Model sessions opened so far (1 after the first connect).
     model_session: u32,
     memory: ContextMemory,
+    /// The model heard the user start speaking and no transcript or response followed yet.
+    user_speaking: bool,
     transcript: TranscriptLog,
     responses: ResponseQueue,
     playout: PlayoutTracker,
@@ -200,6 +205,7 @@ impl Engine {
             before_connect: Vec::new(),
             model_session: 0,
             memory: ContextMemory::default(),
+            user_speaking: false,
             transcript: TranscriptLog::default(),
             responses: ResponseQueue::default(),
             playout: PlayoutTracker::default(),
@@ -243,25 +249,35 @@ impl Engine {
             Input::PlaybackFinished => self.playout.clear(),
             Input::UpstreamClosed | Input::Abandoned => self.close(CloseReason::TransportClosed),
             Input::UpstreamFailed(message) => self.fail(message),
-            Input::ModelLost(reason) => self.on_model_lost(reason),
+            Input::ModelLost(reason) => self.on_model_lost("failed", &reason),
+            Input::RollOver => {
+                self.on_model_lost("ended", "rollover before the model's session limit")
+            }
         }
     }
 
     /// The model socket is gone; a new one is on its way. Nothing said so far is lost: it is
     /// remembered for the next model session, and what is asked meanwhile waits (bounded).
-    fn on_model_lost(&mut self, reason: String) {
+    fn on_model_lost(&mut self, outcome: &str, reason: &str) {
         if !self.connected {
             return;
         }
         self.connected = false;
+        self.user_speaking = false;
         self.responses.on_model_lost();
         self.playout.clear();
         self.notify(Notification::ItemAdded(json!({
             "type": "realtimeSessionClosed",
             "realtimeSessionId": self.model_session_id(),
-            "outcome": "failed",
+            "outcome": outcome,
             "reason": reason,
         })));
+    }
+
+    /// Nobody is speaking: no response is active and the user is not mid-turn. A model session
+    /// can be swapped here without anyone hearing it.
+    pub fn at_turn_boundary(&self) -> bool {
+        self.connected && !self.responses.is_active() && !self.user_speaking
     }
 
     /// The id this conversation's current model session is announced under: the session id,
@@ -447,6 +463,7 @@ impl Engine {
                 });
             }
             ModelEvent::InputTranscriptDone { text } => {
+                self.user_speaking = false;
                 self.memory.record(TextRole::User, &text);
                 self.transcript.push_done(TranscriptRole::User, &text);
                 self.notify(Notification::TranscriptDone {
@@ -471,6 +488,7 @@ impl Engine {
                 });
             }
             ModelEvent::SpeechStarted { item_id } => {
+                self.user_speaking = true;
                 self.transcript.force_new(TranscriptRole::User);
                 let truncation = match self.cfg.version {
                     ModelVersion::V2 => self.playout.on_speech_started(item_id.as_deref()),
@@ -508,6 +526,7 @@ impl Engine {
                 });
             }
             ModelEvent::ResponseCreated { .. } => {
+                self.user_speaking = false;
                 self.transcript.force_new(TranscriptRole::Assistant);
                 self.responses.on_created();
             }

@@ -50,6 +50,9 @@ pub struct CoreConfig {
     pub detach_grace: Option<Duration>,
     /// How a model socket lost unexpectedly is reopened.
     pub reconnect: ReconnectPolicy,
+    /// A model session this old is retired at the next turn boundary and its successor opened
+    /// (before the model's own session limit).
+    pub rollover_after: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -142,6 +145,10 @@ pub struct SessionCore {
     reconnector: Reconnector,
     /// The model socket was open at least once (a failure before that is a setup failure).
     model_was_connected: bool,
+    /// When the current model session opened (for rollover).
+    model_session_since: Option<Instant>,
+    /// A rollover's successor socket is being opened.
+    rolling_over: bool,
     /// The last error the conversation reported (told to a WebRTC caller when it ends).
     last_error: Option<String>,
     /// When the model last sent anything (None: not connected), and whether a ping is out.
@@ -187,6 +194,8 @@ impl SessionCore {
             detachment,
             reconnector,
             model_was_connected: false,
+            model_session_since: None,
+            rolling_over: false,
             last_error: None,
             model_heard: None,
             pinged: false,
@@ -245,6 +254,7 @@ impl SessionCore {
             self.model_idle_deadline(),
             self.detachment.as_ref().and_then(Detachment::deadline),
             self.reconnector.deadline(),
+            self.rollover_due_at(),
             match &self.client {
                 ClientSide::Relay(call) => call.media.poll_timeout(),
                 _ => None,
@@ -265,6 +275,11 @@ impl SessionCore {
             Input::ModelConnected => {
                 self.heard_model();
                 self.model_was_connected = true;
+                self.model_session_since = Some(now);
+                if std::mem::take(&mut self.rolling_over) {
+                    metrics::MODEL_ROLLOVERS.inc();
+                    tracing::info!("model session rolled over");
+                }
                 if let Some(gap) = self.reconnector.connected(now) {
                     metrics::UPSTREAM_RECONNECTS.inc();
                     tracing::info!(
@@ -273,6 +288,10 @@ impl SessionCore {
                     );
                 }
                 self.engine.handle_input(EngineInput::Connected);
+            }
+            Input::ModelConnectFailed(message) if self.rolling_over => {
+                self.rolling_over = false;
+                self.model_lost(format!("opening the next model session failed: {message}"));
             }
             Input::ModelConnectFailed(message) if self.reconnector.is_reconnecting() => {
                 if let AttemptFailed::GiveUp(message) = self.reconnector.failed(now, &message) {
@@ -310,6 +329,10 @@ impl SessionCore {
             Input::Attached(attached) => self.on_attached(attached),
         }
         self.settle();
+        if self.rollover_due_at().is_some() {
+            self.check_rollover();
+            self.settle();
+        }
         self.check_outboxes();
     }
 
@@ -323,12 +346,38 @@ impl SessionCore {
         self.model_heard = None;
         self.pinged = false;
         self.out.push_back(Output::DropModel);
+        self.model_session_since = None;
+        self.rolling_over = false;
         if self.model_was_connected && self.reconnector.lost(self.now, reason.clone()) {
             self.engine.handle_input(EngineInput::ModelLost(reason));
         } else {
             self.engine
                 .handle_input(EngineInput::UpstreamFailed(reason));
         }
+    }
+
+    /// When the current model session is old enough to roll over (if it is not doing so).
+    fn rollover_due_at(&self) -> Option<Instant> {
+        let since = self.model_session_since?;
+        Some(since + self.cfg.rollover_after?)
+    }
+
+    /// Retire an old model session at a turn boundary: its socket is dropped and the successor
+    /// opened at once; the engine tells it the conversation so far.
+    fn check_rollover(&mut self) {
+        let due = self.rollover_due_at().is_some_and(|at| self.now >= at);
+        if !due || self.closed || !self.engine.at_turn_boundary() {
+            return;
+        }
+        tracing::info!("rolling the model session over at a turn boundary");
+        self.model_session_since = None;
+        self.rolling_over = true;
+        self.model_out.clear();
+        self.model_heard = None;
+        self.pinged = false;
+        self.out.push_back(Output::DropModel);
+        self.out.push_back(Output::ConnectModel);
+        self.engine.handle_input(EngineInput::RollOver);
     }
 
     /// The thread lost its last subscriber, or has one again.

@@ -53,6 +53,7 @@ fn config(face: Face) -> CoreConfig {
         client_limits: OutboxLimits::default(),
         model_idle: None,
         detach_grace: None,
+        rollover_after: None,
         reconnect: crate::session::reconnect::ReconnectPolicy {
             attempts: 0,
             backoff: Duration::from_millis(250),

@@ -213,6 +213,9 @@ async fn upgrade(
 async fn run(mut socket: WebSocket, state: Arc<SimState>, version: ModelVersion, conn: u64) {
     let mut sim = SimConversation::new(version, state.cfg.clone(), conn);
     sim.open();
+    let expires = (state.cfg.max_session_ms > 0).then(|| {
+        tokio::time::Instant::now() + std::time::Duration::from_millis(state.cfg.max_session_ms)
+    });
     'conn: loop {
         while let Some(out) = sim.poll_output() {
             let msg = match out {
@@ -247,6 +250,18 @@ async fn run(mut socket: WebSocket, state: Arc<SimState>, version: ModelVersion,
                 None | Some(Err(_)) => break 'conn,
             },
             _ = sleep_until_opt(due) => sim.handle_timeout(std::time::Instant::now()),
+            () = async {
+                match expires {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let expired = serde_json::json!({"type": "error", "event_id": "event_sim_expired",
+                    "error": {"type": "invalid_request_error", "code": "session_expired",
+                    "message": "Your session hit the maximum duration.", "param": null}});
+                let _ = socket.send(Message::text(expired.to_string())).await;
+                break 'conn;
+            }
         }
     }
     let _ = socket.send(Message::Close(None)).await;
