@@ -189,8 +189,11 @@ impl AppState {
             media,
             prompt_template: cfg.prompt_template(),
             auth: crate::auth::Auth::new(&cfg.auth),
+            // A thread's record outlives its conversation by the detach grace (at least a minute).
+            sessions: Sessions::with_retention(Duration::from_secs(
+                cfg.session.detach_grace_secs.max(60),
+            )),
             cfg: Arc::new(cfg),
-            sessions: Sessions::new(),
             agents,
             upstream_base,
             simulator,

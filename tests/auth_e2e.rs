@@ -576,3 +576,58 @@ async fn one_key_cannot_reach_another_keys_calls_or_threads() {
     assert_eq!(delete(h.addr, &loc, KEY).await.0, 200);
     assert_eq!(delete(h.addr, &second, KEY_OPS).await.0, 200);
 }
+
+async fn get_transcript(addr: std::net::SocketAddr, thread: &str, key: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}/v1/threads/{thread}/transcript"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("get");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_threads_transcript_is_readable_by_its_owner_while_it_runs_and_after_it_ends() {
+    let h = two_tenants().await;
+    let mut a = rpc_client_with(h.addr, KEY).await;
+    start_thread(&mut a, "notes").await;
+    a.send(Message::text(json!({"id": 2, "method": "thread/realtime/appendText", "params": {"threadId": "notes", "text": "hello there"}}).to_string()))
+        .await
+        .expect("send");
+    until(&mut a, |v| v["method"] == "thread/realtime/transcript/done").await;
+
+    let (status, t) = get_transcript(h.addr, "notes", KEY).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["running"], true);
+    assert_eq!(t["turns"][0]["role"], "assistant", "{t}");
+    assert_eq!(t["turns"][0]["text"], "You said: hello there");
+    // Another key's read is indistinguishable from a thread that does not exist.
+    let (status, body) = get_transcript(h.addr, "notes", KEY_B).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "thread_not_found");
+    let mut b = rpc_client_with(h.addr, KEY_B).await;
+    b.send(Message::text(json!({"id": 3, "method": "thread/realtime/transcript/read", "params": {"threadId": "notes"}}).to_string()))
+        .await
+        .expect("send");
+    let refused = until(&mut b, |v| v["id"] == 3).await;
+    assert_eq!(refused["error"]["message"], "thread not found: notes");
+
+    // After the conversation ended, the owner still reads it (JSON-RPC too).
+    a.send(Message::text(
+        json!({"id": 4, "method": "thread/realtime/stop", "params": {"threadId": "notes"}})
+            .to_string(),
+    ))
+    .await
+    .expect("send");
+    until(&mut a, |v| v["method"] == "thread/realtime/closed").await;
+    let ended = tokio::time::timeout(WAIT, h.app.sessions.wait_idle()).await;
+    assert!(ended.is_ok());
+    a.send(Message::text(json!({"id": 5, "method": "thread/realtime/transcript/read", "params": {"threadId": "notes"}}).to_string()))
+        .await
+        .expect("send");
+    let read = until(&mut a, |v| v["id"] == 5).await;
+    assert_eq!(read["result"]["running"], false, "{read}");
+    assert_eq!(read["result"]["turns"][0]["text"], "You said: hello there");
+}

@@ -5,6 +5,7 @@ pub mod calls;
 pub mod head_deadline;
 pub mod realtime;
 pub mod secrets;
+pub mod threads;
 
 use crate::app::AppState;
 use axum::Router;
@@ -29,6 +30,10 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route(
             "/v1/realtime/calls/{call_id}/hangup",
             axum::routing::post(calls::hangup),
+        )
+        .route(
+            "/v1/threads/{thread_id}/transcript",
+            get(threads::transcript),
         )
         .route("/", get(demo_page))
         .route("/healthz", get(|| async { "ok\n" }))

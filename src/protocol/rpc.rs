@@ -18,6 +18,8 @@ pub const METHOD_APPEND_AUDIO: &str = "thread/realtime/appendAudio";
 pub const METHOD_APPEND_TEXT: &str = "thread/realtime/appendText";
 pub const METHOD_STOP: &str = "thread/realtime/stop";
 pub const METHOD_LIST_VOICES: &str = "thread/realtime/listVoices";
+/// voxgate's: a thread's transcript (while it runs and for the retention period after).
+pub const METHOD_READ_TRANSCRIPT: &str = "thread/realtime/transcript/read";
 
 /// The agent backend a start may ask for (voxgate extension `agent`).
 pub type AgentChoice = super::choices::AgentKind;

@@ -193,6 +193,19 @@ impl RpcConnection {
                 Ok((json!({}), Some(After::Stop(params.thread_id))))
             }
             ClientRequest::ListVoices => Ok((list_voices(), None)),
+            ClientRequest::ReadTranscript(params) => {
+                match self
+                    .app
+                    .sessions
+                    .transcript(&self.principal.key_id, &params.thread_id)
+                {
+                    Some(t) => Ok((serde_json::to_value(t).unwrap_or_default(), None)),
+                    None => Err(RpcError::new(
+                        p::INVALID_REQUEST,
+                        format!("thread not found: {}", params.thread_id),
+                    )),
+                }
+            }
         }
     }
 

@@ -18,6 +18,7 @@ pub enum ClientRequest {
     AppendText(p::AppendTextParams),
     Stop(p::ThreadParams),
     ListVoices,
+    ReadTranscript(p::ThreadParams),
 }
 
 impl ClientRequest {
@@ -30,6 +31,7 @@ impl ClientRequest {
                 | p::METHOD_APPEND_TEXT
                 | p::METHOD_STOP
                 | p::METHOD_LIST_VOICES
+                | p::METHOD_READ_TRANSCRIPT
         )
     }
 
@@ -49,6 +51,7 @@ impl ClientRequest {
             p::METHOD_APPEND_TEXT => ClientRequest::AppendText(p::parse_params(params)?),
             p::METHOD_STOP => ClientRequest::Stop(p::parse_params(params)?),
             p::METHOD_LIST_VOICES => ClientRequest::ListVoices,
+            p::METHOD_READ_TRANSCRIPT => ClientRequest::ReadTranscript(p::parse_params(params)?),
             _ => {
                 return Err(RpcError::new(
                     p::METHOD_NOT_FOUND,

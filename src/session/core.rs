@@ -103,6 +103,11 @@ pub enum Output {
     PingModel,
     /// Drop the model socket (it is lost; a new one may follow).
     DropModel,
+    /// A finished turn of the conversation, for the thread's record.
+    Said {
+        role: &'static str,
+        text: String,
+    },
     /// Open a new model socket (a reconnect).
     ConnectModel,
     /// The conversation is over (its last output); the label says why, for logs.
@@ -742,6 +747,17 @@ impl SessionCore {
                 }
             },
             EngineOutput::ToClient(Notification::Started { .. }) if self.cfg.answer.is_some() => {}
+            EngineOutput::ToClient(Notification::TranscriptDone { role, text }) => {
+                // Every face's thread record hears what was said, detached or not.
+                self.out.push_back(Output::Said {
+                    role: role.as_str(),
+                    text: text.clone(),
+                });
+                if !matches!(self.client, ClientSide::OpenAi(_)) {
+                    self.out
+                        .push_back(Output::Notify(Notification::TranscriptDone { role, text }));
+                }
+            }
             // An OpenAI-protocol client hears the model's own events, nothing else.
             EngineOutput::ToClient(_) if matches!(self.client, ClientSide::OpenAi(_)) => {}
             EngineOutput::ToClient(n) => {

@@ -11,6 +11,7 @@ pub mod face;
 pub mod outbox;
 pub mod reactor;
 pub mod reconnect;
+pub mod record;
 pub mod registry;
 pub mod subscribers;
 

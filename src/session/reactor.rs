@@ -57,6 +57,8 @@ pub struct SessionControl {
     pub subscribers: Arc<ThreadSubscribers>,
     /// Whether the thread has subscribers, for a conversation that lives by them.
     pub attached: Option<tokio::sync::watch::Receiver<bool>>,
+    /// The thread's record of what was said.
+    pub record: Arc<super::record::ThreadRecord>,
 }
 
 pub async fn run(core: SessionCore, io: SessionIo, control: SessionControl) {
@@ -179,6 +181,7 @@ struct Reactor {
     stop: Arc<Notify>,
     subscribers: Arc<ThreadSubscribers>,
     attached: Option<tokio::sync::watch::Receiver<bool>>,
+    record: Arc<super::record::ThreadRecord>,
     observers: Vec<mpsc::Sender<Arc<str>>>,
     task: Option<TaskHandle>,
     _permit: Option<crate::auth::SessionPermit>,
@@ -221,6 +224,7 @@ impl Reactor {
             stop: control.stop,
             subscribers: control.subscribers,
             attached: control.attached,
+            record: control.record,
             observers: Vec::new(),
             task: None,
             _permit: io.permit,
@@ -306,8 +310,15 @@ impl Reactor {
                     self.media = None;
                 }
                 Wake::Agent(update) => {
-                    if matches!(update, AgentUpdate::End(_)) {
-                        self.task = None;
+                    match &update {
+                        AgentUpdate::Message(text) => self.record.push("agent", text),
+                        AgentUpdate::End(outcome) => {
+                            if let crate::engine::TaskOutcome::Failed(reason) = outcome {
+                                self.record
+                                    .push("agent", &format!("the task failed: {reason}"));
+                            }
+                            self.task = None;
+                        }
                     }
                     self.core.handle_input(now, Input::Agent(update));
                 }
@@ -424,6 +435,7 @@ impl Reactor {
                     }
                 }
                 Output::Notify(n) => self.subscribers.notify(&self.thread_id, &n),
+                Output::Said { role, text } => self.record.push(role, &text),
                 Output::Observe(text) => {
                     let before = self.observers.len();
                     self.observers.retain(|o| {

@@ -9,6 +9,7 @@
 
 use super::core::SessionCore;
 use super::reactor::{self, SessionCommand, SessionControl, SessionIo};
+use super::record::ThreadRecord;
 use super::subscribers::{Subscriber, ThreadSubscribers};
 use crate::engine::ClientCommand;
 use crate::protocol::rpc::{CloseReason, Notification};
@@ -92,6 +93,25 @@ struct SessionHandle {
 struct ThreadEntry {
     subscribers: Arc<ThreadSubscribers>,
     session: Option<SessionHandle>,
+    /// What was said on the thread, kept past its conversation for the retention period.
+    record: Arc<ThreadRecord>,
+    /// When its last conversation ended (a thread with nobody left is forgotten after the
+    /// retention period).
+    ended_at: Option<std::time::Instant>,
+}
+
+/// Threads with no conversation and no subscriber kept for their record at most.
+const MAX_ENDED_THREADS: usize = 1024;
+
+/// A thread's transcript as read by its owner.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transcript {
+    pub thread_id: String,
+    pub running: bool,
+    pub turns: Vec<super::record::Turn>,
+    /// Older turns dropped to stay within bounds.
+    pub truncated: u64,
 }
 
 /// Result of handing a command to a thread.
@@ -106,6 +126,8 @@ pub enum Delivery {
 #[derive(Default)]
 pub struct Sessions {
     threads: Mutex<HashMap<ThreadKey, ThreadEntry>>,
+    /// How long a thread whose conversation ended keeps its record.
+    retention: std::time::Duration,
     generation: AtomicU64,
     /// Woken whenever a session ends (drain waits on it).
     ended: tokio::sync::Notify,
@@ -113,7 +135,48 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Self::with_retention(std::time::Duration::from_secs(60))
+    }
+
+    /// A registry whose ended threads keep their records for `retention`.
+    pub fn with_retention(retention: std::time::Duration) -> Arc<Self> {
+        Arc::new(Self {
+            retention,
+            ..Self::default()
+        })
+    }
+
+    /// `owner`'s `thread_id` transcript: while it runs and for the retention period after.
+    pub fn transcript(&self, owner: &str, thread_id: &str) -> Option<Transcript> {
+        let mut threads = self.lock();
+        self.forget_expired(&mut threads);
+        let entry = threads.get(&key(owner, thread_id))?;
+        let (turns, truncated) = entry.record.read();
+        Some(Transcript {
+            thread_id: thread_id.to_owned(),
+            running: entry.session.is_some(),
+            turns,
+            truncated,
+        })
+    }
+
+    /// Forget ended threads past their retention (and the oldest beyond the bound).
+    fn forget_expired(&self, threads: &mut HashMap<ThreadKey, ThreadEntry>) {
+        let idle = |e: &ThreadEntry| e.session.is_none() && e.subscribers.is_empty();
+        threads.retain(|_, e| {
+            !(idle(e) && e.ended_at.is_none_or(|at| at.elapsed() >= self.retention))
+        });
+        let mut ended: Vec<(std::time::Instant, ThreadKey)> = threads
+            .iter()
+            .filter(|(_, e)| idle(e))
+            .filter_map(|(k, e)| Some((e.ended_at?, k.clone())))
+            .collect();
+        if ended.len() > MAX_ENDED_THREADS {
+            ended.sort();
+            for (_, k) in &ended[..ended.len() - MAX_ENDED_THREADS] {
+                threads.remove(k);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ThreadKey, ThreadEntry>> {
@@ -227,10 +290,12 @@ impl Sessions {
             tracing::info!(thread_id = %thread_id, "replacing running conversation");
             old.task.abort();
         }
+        entry.ended_at = None;
         let control = SessionControl {
             commands: commands_rx,
             stop: stop.clone(),
             subscribers: entry.subscribers.clone(),
+            record: entry.record.clone(),
             attached: held_by_subscribers.then(|| entry.subscribers.watch_attached()),
         };
         let registry: Weak<Sessions> = Arc::downgrade(self);
@@ -253,18 +318,16 @@ impl Sessions {
 
     fn finished(&self, thread_key: &ThreadKey, generation: u64) {
         let mut threads = self.lock();
-        if let Some(entry) = threads.get_mut(thread_key) {
-            if entry
+        if let Some(entry) = threads.get_mut(thread_key)
+            && entry
                 .session
                 .as_ref()
                 .is_some_and(|s| s.generation == generation)
-            {
-                entry.session = None;
-            }
-            if entry.session.is_none() && entry.subscribers.is_empty() {
-                threads.remove(thread_key);
-            }
+        {
+            entry.session = None;
+            entry.ended_at = Some(std::time::Instant::now());
         }
+        self.forget_expired(&mut threads);
         drop(threads);
         self.ended.notify_waiters();
     }

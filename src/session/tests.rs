@@ -217,6 +217,7 @@ impl Call {
                     Output::Agent(cmd) => self.agent.push(cmd),
                     Output::PingModel => self.pings.push(self.now),
                     Output::DropModel => self.model_drops.push(self.now),
+                    Output::Said { .. } => {}
                     Output::ConnectModel => self.model_connects.push(self.now),
                     Output::Close(why) => self.closed_at = Some((self.now, why)),
                 }
