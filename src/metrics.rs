@@ -241,7 +241,7 @@ pub fn init() {
     for d in ["sent", "deferred", "dropped"] {
         RESPONSE_CREATE.with_label_values(&[d]);
     }
-    for o in ["finished", "failed", "cancelled"] {
+    for o in ["finished", "failed", "cancelled", "released"] {
         HANDOFFS_ENDED.with_label_values(&[o]);
         AGENT_TASK_SECONDS.with_label_values(&[o]);
     }

@@ -249,3 +249,51 @@ async fn delegated_task_timeout_still_resolves_the_call() {
     );
     assert_eq!(frames.next_frame().await, r#"{"type":"response.create"}"#);
 }
+
+#[tokio::test]
+async fn a_task_that_ends_after_its_conversation_is_recorded_with_the_thread() {
+    let h = harness_with(|_| {}, |cfg| cfg.agent.embedded.delay_ms = 300).await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "delegate: summarize the report"}),
+    )
+    .await;
+    loop {
+        let item = c.notification("thread/realtime/itemAdded").await;
+        if item["item"]["type"] == "handoff_request" {
+            break;
+        }
+    }
+    // The caller hangs up while the agent still works.
+    c.request("thread/realtime/stop", json!({"threadId": "t"}))
+        .await;
+    c.notification("thread/realtime/closed").await;
+    // The still-subscribed client hears the late result, and the thread's record keeps it.
+    let late = loop {
+        let item = c.notification("thread/realtime/itemAdded").await;
+        if item["item"]["type"] == "agentLateResult" {
+            break item["item"].clone();
+        }
+    };
+    assert!(
+        late["text"].as_str().is_some_and(|t| !t.is_empty()),
+        "{late}"
+    );
+    let read = c
+        .request("thread/realtime/transcript/read", json!({"threadId": "t"}))
+        .await;
+    let turns = read["result"]["turns"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        turns
+            .iter()
+            .any(|t| t["role"] == "agent" && t["text"] == late["text"]),
+        "{read}"
+    );
+}

@@ -122,6 +122,7 @@ fn output_json(out: &Output, version: ModelVersion) -> Value {
         }
         Output::ToAgent(AgentCommand::Steer { text }) => json!({"expect_agent": {"steer": text}}),
         Output::ToAgent(AgentCommand::Cancel) => json!({"expect_agent": "cancel"}),
+        Output::ToAgent(AgentCommand::Release) => json!({"expect_agent": "release"}),
         Output::ClearAudio => json!({"expect_clear_audio": true}),
         Output::Close(r) => json!({"expect_close": r.as_str()}),
     }

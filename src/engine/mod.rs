@@ -120,9 +120,17 @@ pub enum AgentEvent {
 /// Requests to the agent core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentCommand {
-    Start { handoff_id: String, text: String },
-    Steer { text: String },
+    Start {
+        handoff_id: String,
+        text: String,
+    },
+    Steer {
+        text: String,
+    },
     Cancel,
+    /// The conversation ended with the task running: it finishes on its own, and what it says
+    /// goes to the thread's record (not lost, not spoken).
+    Release,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -381,7 +389,7 @@ impl Engine {
 
     fn close(&mut self, reason: CloseReason) {
         if self.handoff.task.take().is_some() {
-            self.out.push_back(Output::ToAgent(AgentCommand::Cancel));
+            self.out.push_back(Output::ToAgent(AgentCommand::Release));
         }
         self.notify(Notification::Closed { reason });
         self.out.push_back(Output::Close(reason));

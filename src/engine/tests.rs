@@ -489,14 +489,14 @@ fn events_for_a_stale_task_are_dropped() {
 }
 
 #[test]
-fn stop_cancels_the_running_task_and_closes_requested() {
+fn stop_releases_the_running_task_and_closes_requested() {
     let mut e = engine(ModelVersion::V2);
     model(&mut e, handoff("c1", "task"));
     e.handle_input(Input::Client(ClientCommand::Stop));
     assert_eq!(
         drain(&mut e),
         vec![
-            Output::ToAgent(AgentCommand::Cancel),
+            Output::ToAgent(AgentCommand::Release),
             Output::ToClient(Notification::Closed {
                 reason: CloseReason::Requested
             }),

@@ -214,6 +214,11 @@ impl SessionCore {
         self.client_stalled
     }
 
+    /// How long a delegated task may run.
+    pub fn task_timeout(&self) -> Duration {
+        self.cfg.task_timeout
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed
     }
@@ -795,6 +800,11 @@ impl SessionCore {
                     task_ended(&task, now, "cancelled");
                 }
             }
+            AgentCommand::Release => {
+                if let Some(task) = self.task.take() {
+                    task_ended(&task, now, "released");
+                }
+            }
         }
         self.out.push_back(Output::Agent(cmd));
     }
@@ -842,8 +852,8 @@ impl SessionCore {
             }
         }
         if let Some(task) = self.task.take() {
-            task_ended(&task, self.now, "cancelled");
-            self.out.push_back(Output::Agent(AgentCommand::Cancel));
+            task_ended(&task, self.now, "released");
+            self.out.push_back(Output::Agent(AgentCommand::Release));
         }
         self.model_out.clear();
         self.closed = true;

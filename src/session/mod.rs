@@ -8,6 +8,7 @@ pub mod client;
 pub mod core;
 pub mod detach;
 pub mod face;
+mod late;
 pub mod outbox;
 pub mod reactor;
 pub mod reconnect;

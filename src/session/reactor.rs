@@ -466,6 +466,20 @@ impl Reactor {
                         t.cancel();
                     }
                 }
+                Output::Agent(AgentCommand::Release) => {
+                    if let Some(t) = self.task.take() {
+                        let (record, subscribers) = (self.record.clone(), self.subscribers.clone());
+                        let limit = self.core.task_timeout();
+                        let thread_id = self.thread_id.clone();
+                        tokio::spawn(super::late::finish_released_task(
+                            t,
+                            limit,
+                            record,
+                            subscribers,
+                            thread_id,
+                        ));
+                    }
+                }
                 Output::PingModel => {
                     if let Some((writer, _)) = &mut self.model {
                         writer.ping = true;

@@ -1,0 +1,53 @@
+//! A delegated task the conversation ended without (`AgentCommand::Release`) runs to its end on
+//! its own, at most the task timeout (then it is cancelled): its messages and outcome go to the
+//! thread's record, so they are not lost, and to whoever is subscribed to the thread by then (an
+//! `itemAdded` of type `agentLateResult`). Nothing is spoken: the conversation is over.
+
+use super::record::ThreadRecord;
+use super::subscribers::ThreadSubscribers;
+use crate::agent::{AgentUpdate, TaskHandle};
+use crate::engine::TaskOutcome;
+use crate::protocol::rpc::Notification;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn finish_released_task(
+    mut task: TaskHandle,
+    limit: Duration,
+    record: Arc<ThreadRecord>,
+    subscribers: Arc<ThreadSubscribers>,
+    thread_id: String,
+) {
+    let handoff_id = task.handoff_id.clone();
+    let tell = |text: String, done: bool| {
+        record.push("agent", &text);
+        subscribers.notify(
+            &thread_id,
+            &Notification::ItemAdded(json!({"type": "agentLateResult",
+                "handoffId": handoff_id, "text": text, "done": done})),
+        );
+    };
+    let finished = tokio::time::timeout(limit, async {
+        loop {
+            match task.next().await {
+                AgentUpdate::Message(text) => tell(text, false),
+                AgentUpdate::End(TaskOutcome::Completed) => return,
+                AgentUpdate::End(TaskOutcome::Failed(reason)) => {
+                    return tell(format!("the task failed: {reason}"), true);
+                }
+                AgentUpdate::End(TaskOutcome::Cancelled) => {
+                    return tell("the task was cancelled".into(), true);
+                }
+            }
+        }
+    })
+    .await;
+    if finished.is_err() {
+        task.cancel();
+        tell(
+            format!("the task timed out after {}s", limit.as_secs()),
+            true,
+        );
+    }
+}
