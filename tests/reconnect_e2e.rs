@@ -3,6 +3,7 @@
 //! as failed and a new one started, never `closed` — and hears the next reply; the new model
 //! session was given the session config and the conversation so far. When every reconnect is
 //! refused, the conversation ends with `error` + `closed{error}` after the configured attempts.
+//! An OpenAI-protocol client that opted into voxgate's events is told of the switch.
 
 mod common;
 
@@ -125,4 +126,55 @@ async fn when_every_reconnect_is_refused_the_conversation_ends_with_an_error() {
     );
     let closed = c.notification("thread/realtime/closed").await;
     assert_eq!(closed["reason"], "error");
+}
+
+#[tokio::test]
+async fn an_openai_client_that_opted_in_is_told_the_model_session_changed_and_goes_on() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let h = harness_with(|_| {}, |cfg| cfg.upstream.reconnect_backoff_ms = 50).await;
+    let url = format!("ws://{}/v1/realtime?model=gpt-realtime", h.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    let item = |text: &str| {
+        json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": text}]}})
+        .to_string()
+    };
+    ws.send(Message::text(
+        r#"{"type":"voxgate.subscribe_agent_events"}"#,
+    ))
+    .await
+    .expect("send");
+    ws.send(Message::text(item("drop: going away")))
+        .await
+        .expect("send");
+    let mut next_of = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, ty: &str| -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, ws.next())
+                .await
+                .expect("event in time")
+                .expect("open")
+                .expect("frame");
+            if let Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(t.as_str()).expect("json");
+                assert_ne!(v["type"], "error", "{v}");
+                if v["type"] == ty {
+                    return v;
+                }
+            }
+        }
+    };
+    let resumed = next_of(&mut ws, "voxgate.session.resumed").await;
+    assert!(resumed["realtime_session_id"].is_string(), "{resumed}");
+    ws.send(Message::text(item("still here")))
+        .await
+        .expect("send");
+    loop {
+        let done = next_of(&mut ws, "response.output_audio_transcript.done").await;
+        if done["transcript"] == "You said: still here" {
+            break;
+        }
+    }
 }

@@ -154,6 +154,8 @@ pub struct SessionCore {
     model_session_since: Option<Instant>,
     /// A rollover's successor socket is being opened.
     rolling_over: bool,
+    /// The OpenAI-protocol client opted into voxgate's events (`voxgate.subscribe_agent_events`).
+    voxgate_events: bool,
     /// The last error the conversation reported (told to a WebRTC caller when it ends).
     last_error: Option<String>,
     /// When the model last sent anything (None: not connected), and whether a ping is out.
@@ -201,6 +203,7 @@ impl SessionCore {
             model_was_connected: false,
             model_session_since: None,
             rolling_over: false,
+            voxgate_events: false,
             last_error: None,
             model_heard: None,
             pinged: false,
@@ -323,6 +326,8 @@ impl SessionCore {
             Input::ModelViolation(message) => self
                 .engine
                 .handle_input(EngineInput::UpstreamFailed(message)),
+            // voxgate's own opt-in is voxgate's: the model never sees it.
+            Input::ClientText(raw) if is_agent_events_opt_in(&raw) => self.voxgate_events = true,
             Input::ClientText(raw) => self.client_command(ClientCommand::RawEvent(raw)),
             Input::ClientGone => {
                 self.client_out.clear();
@@ -592,6 +597,21 @@ impl SessionCore {
         self.engine.handle_input(EngineInput::Agent(event));
     }
 
+    /// Tell a client that opted into voxgate's events (a relay caller or an OpenAI-protocol
+    /// client) that the model session behind its conversation changed.
+    fn session_event(&mut self, item: &serde_json::Value) {
+        let event = serde_json::json!({"type": "voxgate.session.resumed",
+            "realtime_session_id": item["realtimeSessionId"]});
+        match &mut self.client {
+            ClientSide::Relay(call) if call.agent_events => call.media.send_text(event.to_string()),
+            ClientSide::OpenAi(_) if self.voxgate_events => {
+                self.client_out
+                    .push(self.now, event.to_string(), FrameClass::Control);
+            }
+            _ => {}
+        }
+    }
+
     /// Tell a relay caller who opted in about the agent's work.
     fn agent_event(&mut self, event: serde_json::Value) {
         if let ClientSide::Relay(call) = &mut self.client
@@ -752,6 +772,15 @@ impl SessionCore {
                 }
             },
             EngineOutput::ToClient(Notification::Started { .. }) if self.cfg.answer.is_some() => {}
+            EngineOutput::ToClient(Notification::ItemAdded(item))
+                if item["type"] == "realtimeSessionStarted" =>
+            {
+                self.session_event(&item);
+                if !matches!(self.client, ClientSide::OpenAi(_)) {
+                    self.out
+                        .push_back(Output::Notify(Notification::ItemAdded(item)));
+                }
+            }
             EngineOutput::ToClient(Notification::TranscriptDone { role, text }) => {
                 // Every face's thread record hears what was said, detached or not.
                 self.out.push_back(Output::Said {
