@@ -150,7 +150,7 @@ async fn an_openai_client_that_opted_in_is_told_the_model_session_changed_and_go
     ws.send(Message::text(item("drop: going away")))
         .await
         .expect("send");
-    let mut next_of = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, ty: &str| -> Value {
+    let next_of = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, ty: &str| -> Value {
         loop {
             let msg = tokio::time::timeout(WAIT, ws.next())
                 .await
