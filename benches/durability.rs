@@ -18,9 +18,8 @@ use voxgate::app::AppState;
 use voxgate::config::{Config, SimulatorConfig, UpstreamKind};
 use voxgate::simulator::Simulator;
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -43,7 +42,9 @@ async fn gateway(sim_cfg: SimulatorConfig, tweak: impl FnOnce(&mut Config)) -> (
 }
 
 async fn client(url: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
     send(&mut ws, json!({"id": 0, "method": "initialize", "params": {"clientInfo": {"name": "bench", "version": "1"}, "capabilities": {"experimentalApi": true}}})).await;
     until(&mut ws, |v| v["id"] == 0).await;
     ws
@@ -106,7 +107,10 @@ async fn reconnects() {
         until(&mut ws, |v| item_is(v, "realtimeSessionStarted")).await;
         gap.push(lost.elapsed().as_secs_f64() * 1e3);
         say(&mut ws, "r", "hello again").await;
-        until(&mut ws, |v| v["method"] == "thread/realtime/outputAudio/delta").await;
+        until(&mut ws, |v| {
+            v["method"] == "thread/realtime/outputAudio/delta"
+        })
+        .await;
         to_audio.push(lost.elapsed().as_secs_f64() * 1e3);
         until(&mut ws, |v| {
             v["method"] == "thread/realtime/transcript/done"
@@ -147,7 +151,10 @@ async fn rollovers() {
             let at = Instant::now();
             until(&mut ws, |v| item_is(v, "realtimeSessionStarted")).await;
             switch.push(at.elapsed().as_secs_f64() * 1e3);
-            until(&mut ws, |v| v["params"]["text"] == format!("You said: turn {turn}")).await;
+            until(&mut ws, |v| {
+                v["params"]["text"] == format!("You said: turn {turn}")
+            })
+            .await;
         }
     }
     println!(
@@ -167,7 +174,11 @@ async fn detached_memory() {
     // Warm up allocator pools with one conversation that comes and goes.
     send(&mut ws, json!({"id": 2, "method": "thread/realtime/start", "params": {"threadId": "warm", "outputModality": "audio"}})).await;
     until(&mut ws, |v| v["method"] == "thread/realtime/started").await;
-    send(&mut ws, json!({"id": 3, "method": "thread/realtime/stop", "params": {"threadId": "warm"}})).await;
+    send(
+        &mut ws,
+        json!({"id": 3, "method": "thread/realtime/stop", "params": {"threadId": "warm"}}),
+    )
+    .await;
     until(&mut ws, |v| v["method"] == "thread/realtime/closed").await;
     let before = rss_kb();
     for i in 0..N {

@@ -165,6 +165,7 @@ fn bench(c: &mut Criterion) {
                     voxgate::media::call::MediaTimeouts {
                         connect: std::time::Duration::from_secs(15),
                         silence: std::time::Duration::from_secs(30),
+                        ice_grace: std::time::Duration::from_secs(30),
                     },
                     Instant::now(),
                 )

@@ -552,6 +552,7 @@ impl AppState {
                     MediaTimeouts {
                         connect: Duration::from_secs(w.connect_timeout_secs),
                         silence: Duration::from_secs(w.silence_timeout_secs),
+                        ice_grace: Duration::from_secs(self.cfg.session.detach_grace_secs),
                     },
                     std::time::Instant::now(),
                 )

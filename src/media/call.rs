@@ -68,6 +68,9 @@ pub struct MediaTimeouts {
     pub connect: Duration,
     /// A connected caller that sends nothing for this long is gone.
     pub silence: Duration,
+    /// A caller whose ICE connection dropped has this long to come back (its network blinked,
+    /// it moved between networks) before the call ends; zero: the call ends at once.
+    pub ice_grace: Duration,
 }
 
 /// Counts of an offer, safe to log (no credentials, no fingerprints). Codec names are the
@@ -186,6 +189,10 @@ pub struct CallMedia {
     last_packet: Instant,
     started: Instant,
     connected: bool,
+    /// The latest instant the call was driven at.
+    now: Instant,
+    /// When the caller's ICE connection dropped, while it has not come back.
+    ice_lost_at: Option<Instant>,
     timeouts: MediaTimeouts,
     /// The played position of the item now playing, written since the session last looked.
     played: Option<(String, u64)>,
@@ -248,6 +255,8 @@ impl CallMedia {
             last_packet: now,
             started: now,
             connected: false,
+            now,
+            ice_lost_at: None,
             timeouts,
             played: None,
             transmits: VecDeque::new(),
@@ -272,6 +281,7 @@ impl CallMedia {
             return;
         }
         self.last_packet = now;
+        self.now = self.now.max(now);
         let Ok(contents) = contents.try_into() else {
             return;
         };
@@ -301,6 +311,9 @@ impl CallMedia {
             self.started + self.timeouts.connect
         };
         let mut at = self.rtc_timeout.min(watchdog);
+        if let Some(lost) = self.ice_lost_at {
+            at = at.min(lost + self.timeouts.ice_grace);
+        }
         if let Some(tick) = self.next_tick {
             at = at.min(tick);
         }
@@ -312,7 +325,17 @@ impl CallMedia {
         if self.closed {
             return;
         }
+        self.now = self.now.max(now);
         // The watchdogs first: their reason is the clearest one when str0m would notice too.
+        if self
+            .ice_lost_at
+            .is_some_and(|lost| now >= lost + self.timeouts.ice_grace)
+        {
+            return self.close(format!(
+                "ICE disconnected and did not come back within {}s",
+                self.timeouts.ice_grace.as_secs()
+            ));
+        }
         if self.connected && now >= self.last_packet + self.timeouts.silence {
             return self.close(format!(
                 "the caller sent nothing for {}s",
@@ -465,7 +488,22 @@ impl CallMedia {
                 self.events.push_back(MediaEvent::Connected);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                return Err("ICE disconnected".into());
+                if self.timeouts.ice_grace.is_zero() {
+                    return Err("ICE disconnected".into());
+                }
+                if self.ice_lost_at.is_none() {
+                    tracing::info!(
+                        grace_secs = self.timeouts.ice_grace.as_secs(),
+                        "the caller's ICE connection dropped; waiting for it to come back"
+                    );
+                    self.ice_lost_at = Some(self.now);
+                }
+            }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) if self.ice_lost_at.is_some() => {
+                self.ice_lost_at = None;
+                tracing::info!("the caller's ICE connection is back");
             }
             Event::MediaAdded(m) if m.kind == MediaKind::Audio => self.audio_mid = Some(m.mid),
             Event::MediaData(d) => {

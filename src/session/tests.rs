@@ -23,6 +23,7 @@ use str0m::{Candidate, Event, Rtc, RtcConfig};
 
 const CONNECT: Duration = Duration::from_secs(15);
 const SILENCE: Duration = Duration::from_secs(30);
+const ICE_GRACE: Duration = Duration::from_secs(5);
 const FRAME: Duration = Duration::from_millis(20);
 
 fn caller_addr() -> SocketAddr {
@@ -106,6 +107,7 @@ fn relay_call() -> Call {
     relay_call_with(MediaTimeouts {
         connect: CONNECT,
         silence: SILENCE,
+        ice_grace: ICE_GRACE,
     })
 }
 

@@ -23,11 +23,39 @@ fn a_caller_that_never_connects_ends_the_call_at_the_connect_deadline() {
 }
 
 #[test]
+fn a_caller_whose_ice_drops_and_comes_back_within_the_grace_keeps_its_call() {
+    let mut call = relay_call_with(MediaTimeouts {
+        connect: CONNECT,
+        silence: Duration::from_secs(60),
+        ice_grace: Duration::from_secs(30),
+    });
+    call.run_for(Duration::from_secs(1));
+    assert!(call.caller().connected);
+    // The caller's network goes away long enough for ICE to notice (str0m: ~17.5 s)...
+    call.wire = false;
+    call.run_for(Duration::from_secs(19));
+    assert!(call.closed_at.is_none(), "still within the grace");
+    // ...and comes back within the grace: the call goes on.
+    call.wire = true;
+    call.run_for(Duration::from_secs(20));
+    assert!(call.closed_at.is_none(), "{:?}", call.notes);
+    let heard = call.caller().heard.len();
+    call.model(audio_delta("after", 200));
+    call.run_for(Duration::from_secs(1));
+    assert_eq!(
+        call.caller().heard.len() - heard,
+        10,
+        "the caller hears the model again"
+    );
+}
+
+#[test]
 fn a_silent_caller_ends_the_call_at_the_silence_deadline() {
     let silence = Duration::from_secs(5);
     let mut call = relay_call_with(MediaTimeouts {
         connect: CONNECT,
         silence,
+        ice_grace: ICE_GRACE,
     });
     call.run_for(Duration::from_secs(2));
     assert!(call.caller().connected);
