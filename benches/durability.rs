@@ -84,14 +84,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    voxgate::loadtest::sysmon::rss_kb(std::process::id()).unwrap_or(0)
 }
 
 async fn reconnects() {

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{RpcClient, WAIT, harness};
-use futures_util::{SinkExt, StreamExt};
+use common::{RpcClient, WAIT, harness, rss_kb, slow_reader_asking_for};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -17,21 +17,8 @@ const WORDS: usize = 2000;
 async fn a_client_that_stops_reading_loses_audio_not_memory_and_others_are_unaffected() {
     let h = harness().await;
     let rss_before = rss_kb();
-    // A client with a small socket buffer, so the kernel absorbs little of what is sent.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let stream = socket.connect(h.addr).await.expect("connect");
-    let url = format!("ws://{}/v1/realtime?model=gpt-realtime", h.addr);
-    let (mut slow, _) = tokio_tungstenite::client_async(url, stream)
-        .await
-        .expect("upgrade");
-    // The model is asked to say 2000 words: ~400 s of audio, sent as fast as it can.
-    let words: Vec<String> = (0..WORDS).map(|i| format!("w{i}")).collect();
-    let item = json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
-        "content": [{"type": "input_text", "text": words.join(" ")}]}});
-    slow.send(Message::text(item.to_string()))
-        .await
-        .expect("send");
+    // A client with a small socket buffer asks the model to say 2000 words: ~400 s of audio.
+    let mut slow = slow_reader_asking_for(h.addr, WORDS).await;
     let frames = (WORDS as u64 + 2) * 2; // 200 ms a word, 100 ms a delta
 
     // voxgate keeps reading the model although the client reads nothing: every audio delta is
@@ -100,16 +87,4 @@ async fn a_client_that_stops_reading_loses_audio_not_memory_and_others_are_unaff
     .await;
     assert_eq!(finished, Ok(true), "the session survived the stall");
     assert_eq!(deltas, WORDS + 2, "no control event was dropped");
-}
-
-/// This process's resident memory (voxgate and the simulator run in it), from /proc.
-fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }

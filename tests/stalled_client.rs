@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{WAIT, harness_with};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
+use common::{WAIT, harness_with, slow_reader_asking_for};
+use futures_util::StreamExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use voxgate::metrics;
@@ -26,19 +25,7 @@ async fn until(what: &str, cond: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reads_nothing_is_disconnected_and_its_session_ends() {
     let h = harness_with(|_| {}, |cfg| cfg.server.client_stall_secs = 1).await;
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let stream = socket.connect(h.addr).await.expect("connect");
-    let url = format!("ws://{}/v1/realtime?model=gpt-realtime", h.addr);
-    let (mut slow, _) = tokio_tungstenite::client_async(url, stream)
-        .await
-        .expect("upgrade");
-    let words: Vec<String> = (0..2000).map(|i| format!("w{i}")).collect();
-    let item = json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
-        "content": [{"type": "input_text", "text": words.join(" ")}]}});
-    slow.send(Message::text(item.to_string()))
-        .await
-        .expect("send");
+    let mut slow = slow_reader_asking_for(h.addr, 2000).await;
 
     let active = || {
         metrics::SESSIONS_ACTIVE

@@ -305,15 +305,21 @@ pub async fn create(
         .into_response()
 }
 
+/// The caller of a request on a call or thread: an API key or a client secret it minted.
+pub fn caller(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<crate::auth::Principal, crate::auth::AuthError> {
+    app.auth
+        .authenticate(crate::auth::bearer(headers).as_deref(), true)
+}
+
 pub async fn hangup(
     State(app): State<Arc<AppState>>,
     Path(call_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let principal = match app
-        .auth
-        .authenticate(crate::auth::bearer(&headers).as_deref(), true)
-    {
+    let principal = match caller(&app, &headers) {
         Ok(p) => p,
         Err(e) => return auth_error(e),
     };

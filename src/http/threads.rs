@@ -2,7 +2,7 @@
 //! conversation runs and for the retention period after it ended. Anyone else's thread, or one
 //! that does not exist (or was forgotten), is the same 404.
 
-use super::calls::{api_error, auth_error};
+use super::calls::{api_error, auth_error, caller};
 use crate::app::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -14,10 +14,7 @@ pub async fn transcript(
     Path(thread_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let principal = match app
-        .auth
-        .authenticate(crate::auth::bearer(&headers).as_deref(), true)
-    {
+    let principal = match caller(&app, &headers) {
         Ok(p) => p,
         Err(e) => return auth_error(e),
     };

@@ -414,3 +414,31 @@ pub fn relay_offer() -> String {
     let (offer, _) = change.apply().expect("offer");
     offer.to_sdp_string()
 }
+
+/// An OpenAI-protocol client on `/v1/realtime` with a 4 KiB receive buffer (the kernel absorbs
+/// little of what it does not read) that has asked the model to say `words` words (200 ms of
+/// audio each, sent by the simulator as fast as it can).
+pub async fn slow_reader_asking_for(
+    addr: std::net::SocketAddr,
+    words: usize,
+) -> WebSocketStream<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(addr).await.expect("connect");
+    let url = format!("ws://{addr}/v1/realtime?model=gpt-realtime");
+    let (mut slow, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("upgrade");
+    let words: Vec<String> = (0..words).map(|i| format!("w{i}")).collect();
+    let item = json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": words.join(" ")}]}});
+    slow.send(Message::text(item.to_string()))
+        .await
+        .expect("send");
+    slow
+}
+
+/// This process's resident memory in KiB (voxgate and the simulator run in it).
+pub fn rss_kb() -> u64 {
+    voxgate::loadtest::sysmon::rss_kb(std::process::id()).unwrap_or(0)
+}
