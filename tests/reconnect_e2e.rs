@@ -150,6 +150,7 @@ async fn an_openai_client_that_opted_in_is_told_the_model_session_changed_and_go
     ws.send(Message::text(item("drop: going away")))
         .await
         .expect("send");
+    let seen = std::cell::RefCell::new(Vec::<Value>::new());
     let next_of = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, ty: &str| -> Value {
         loop {
             let msg = tokio::time::timeout(WAIT, ws.next())
@@ -160,6 +161,7 @@ async fn an_openai_client_that_opted_in_is_told_the_model_session_changed_and_go
             if let Message::Text(t) = msg {
                 let v: Value = serde_json::from_str(t.as_str()).expect("json");
                 assert_ne!(v["type"], "error", "{v}");
+                seen.borrow_mut().push(v.clone());
                 if v["type"] == ty {
                     return v;
                 }
@@ -177,4 +179,18 @@ async fn an_openai_client_that_opted_in_is_told_the_model_session_changed_and_go
             break;
         }
     }
+    // One conversation: the successor's own announcements and the replayed history are not
+    // passed on.
+    let seen = seen.borrow();
+    let created = seen
+        .iter()
+        .filter(|v| v["type"] == "session.created")
+        .count();
+    assert_eq!(created, 1, "one session.created");
+    assert!(
+        !seen.iter().any(|v| v["item"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("item_vg_s"))),
+        "no replayed history item reaches the client"
+    );
 }

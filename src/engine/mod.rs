@@ -22,6 +22,8 @@ use transcript::TranscriptLog;
 
 pub const USER_PREFIX: &str = "[USER] ";
 pub const BACKEND_PREFIX: &str = "[BACKEND] ";
+/// Ids of the history items a new model session is told (after a reconnect or rollover).
+pub const HISTORY_ITEM_PREFIX: &str = "item_vg_s";
 
 /// Input audio frames kept while no model socket is connected (a second of 20 ms frames).
 const MAX_WAITING_AUDIO: usize = 50;
@@ -362,7 +364,7 @@ impl Engine {
             // A new model session: told the conversation so far (not re-remembered).
             let mut previous_item_id = "root".to_owned();
             for (i, (role, text)) in self.memory.replay(self.cfg.replay).into_iter().enumerate() {
-                let id = format!("item_vg_s{}_{i}", self.model_session);
+                let id = format!("{HISTORY_ITEM_PREFIX}{}_{i}", self.model_session);
                 self.out.push_back(Output::ToModel(ModelFrame::HistoryItem {
                     role,
                     text,

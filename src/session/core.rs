@@ -156,6 +156,10 @@ pub struct SessionCore {
     rolling_over: bool,
     /// The OpenAI-protocol client opted into voxgate's events (`voxgate.subscribe_agent_events`).
     voxgate_events: bool,
+    /// A reopened or rolled-over model session announces itself (`session.created`, then the
+    /// `session.updated` for the config voxgate replays): a client that speaks the protocol
+    /// itself sees one conversation, so these are not passed on.
+    quiet_session_events: bool,
     /// The last error the conversation reported (told to a WebRTC caller when it ends).
     last_error: Option<String>,
     /// When the model last sent anything (None: not connected), and whether a ping is out.
@@ -204,6 +208,7 @@ impl SessionCore {
             model_session_since: None,
             rolling_over: false,
             voxgate_events: false,
+            quiet_session_events: false,
             last_error: None,
             model_heard: None,
             pinged: false,
@@ -287,6 +292,7 @@ impl SessionCore {
             Input::Timeout => self.on_timeout(),
             Input::ModelConnected => {
                 self.heard_model();
+                self.quiet_session_events = self.model_was_connected;
                 self.model_was_connected = true;
                 self.model_session_since = Some(now);
                 if std::mem::take(&mut self.rolling_over) {
@@ -369,6 +375,27 @@ impl SessionCore {
             self.engine
                 .handle_input(EngineInput::UpstreamFailed(reason));
         }
+    }
+
+    /// Whether `text` is a successor model session announcing itself: its `session.created`,
+    /// the `session.updated` for the replayed config, the events of the replayed history items.
+    /// The first other event ends the announcements (so only a reopened session's first events
+    /// are looked into).
+    fn successor_announcement(&mut self, text: &str) -> bool {
+        let v = serde_json::from_str::<serde_json::Value>(text).unwrap_or_default();
+        let ty = v
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        let replayed_item = ty.starts_with("conversation.item.")
+            && v.pointer("/item/id")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|id| id.starts_with(crate::engine::HISTORY_ITEM_PREFIX));
+        let announcement = matches!(ty, "session.created" | "session.updated") || replayed_item;
+        if !announcement {
+            self.quiet_session_events = false;
+        }
+        announcement
     }
 
     /// When the current model session is old enough to roll over (if it is not doing so).
@@ -531,7 +558,9 @@ impl SessionCore {
         }
         let parsed = self.engine.version().parse(text);
         let is_audio = matches!(parsed, Ok(ModelEvent::AudioOut(_)));
+        let hidden = self.quiet_session_events && self.successor_announcement(text);
         match &mut self.client {
+            _ if hidden => {}
             ClientSide::OpenAi(filter) => {
                 if let Some(t) = filter.filter(text) {
                     let class = if is_audio {
