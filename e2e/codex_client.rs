@@ -156,3 +156,67 @@ async fn codex_runs_a_v2_realtime_session_through_voxgate() {
 async fn codex_runs_a_v1_realtime_session_through_voxgate() {
     run_codex_realtime("v1").await;
 }
+
+/// The `required` list of one definition in codex 0.169's generated JSON schema.
+fn codex_schema_required(bin: &std::path::Path, definition: &str) -> Vec<String> {
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("codex-schema-{}", std::process::id()));
+    let status = std::process::Command::new(bin)
+        .args([
+            "app-server",
+            "generate-json-schema",
+            "--experimental",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run codex");
+    assert!(status.success(), "codex generate-json-schema");
+    for entry in std::fs::read_dir(&out).expect("schema dir").flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let def = if v["title"] == definition {
+            v.clone()
+        } else {
+            v["definitions"][definition].clone()
+        };
+        if let Some(req) = def["required"].as_array() {
+            return req
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect();
+        }
+    }
+    panic!("no {definition} in codex's schema");
+}
+
+#[tokio::test]
+async fn initialize_answers_what_codex_requires_and_takes_null_opt_outs() {
+    let Some(bin) = codex_bin() else { return };
+    let required = codex_schema_required(&bin, "InitializeResponse");
+    assert!(required.contains(&"codexHome".to_owned()), "{required:?}");
+    let h = harness().await;
+    let mut c = RpcClient::connect(h.addr).await;
+    let r = c
+        .request(
+            "initialize",
+            json!({"clientInfo": {"name": "codex-like", "version": "0.169.0"},
+                "capabilities": {"experimentalApi": true, "optOutNotificationMethods": null}}),
+        )
+        .await;
+    let result = &r["result"];
+    for field in &required {
+        assert!(result.get(field).is_some(), "missing {field}: {r}");
+    }
+    assert!(
+        result["codexHome"]
+            .as_str()
+            .is_some_and(|p| p.starts_with('/')),
+        "{r}"
+    );
+}

@@ -148,8 +148,30 @@ pub struct ClientInfo {
 pub struct Capabilities {
     #[serde(default)]
     pub experimental_api: bool,
-    #[serde(default)]
+    /// codex sends `null` for "none".
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub opt_out_notification_methods: Vec<String>,
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The `initialize` result, with the fields codex 0.169's `InitializeResponse` requires.
+pub fn initialize_result() -> Value {
+    // voxgate keeps no codex home of its own: `$CODEX_HOME` when set, else the working directory
+    // (the field must be an absolute path).
+    let home = std::env::var_os("CODEX_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| std::path::PathBuf::from("/"));
+    json!({
+        "userAgent": format!("voxgate/{}", env!("CARGO_PKG_VERSION")),
+        "codexHome": home.display().to_string(),
+        "platformFamily": std::env::consts::FAMILY,
+        "platformOs": std::env::consts::OS,
+    })
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -159,8 +159,7 @@ impl RpcConnection {
                 self.opt_out = Arc::new(caps.opt_out_notification_methods.into_iter().collect());
                 self.initialized = true;
                 tracing::info!(client = %init.client_info.name, version = %init.client_info.version, "rpc client initialized");
-                let user_agent = format!("voxgate/{}", env!("CARGO_PKG_VERSION"));
-                Ok((json!({"userAgent": user_agent}), None))
+                Ok((p::initialize_result(), None))
             }
             ClientRequest::Start(params) => {
                 self.subscribe(&params.thread_id);
