@@ -528,11 +528,9 @@ async fn one_key_cannot_reach_another_keys_calls_or_threads() {
     ))
     .await
     .expect("send");
-    let not_running = until(&mut b, |v| v["method"] == "thread/realtime/error").await;
-    assert_eq!(
-        not_running["params"]["message"],
-        "conversation is not running"
-    );
+    // As for a thread that does not exist.
+    let not_found = until(&mut b, |v| v["id"] == 7).await;
+    assert_eq!(not_found["error"]["message"], "thread not found: demo");
     b.send(Message::text(
         json!({"id": 8, "method": "thread/realtime/stop",
         "params": {"threadId": "demo"}})

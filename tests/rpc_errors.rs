@@ -214,7 +214,7 @@ async fn connect_failure_is_an_error_without_closed() {
 }
 
 #[tokio::test]
-async fn append_without_conversation_replies_and_reports_not_running() {
+async fn append_to_an_unknown_thread_is_thread_not_found_as_codex_answers() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
     let r = c
@@ -224,12 +224,14 @@ async fn append_without_conversation_replies_and_reports_not_running() {
             "audio": {"data": b64(&pcm(10, false)), "sampleRate": 24000, "numChannels": 1}}),
         )
         .await;
-    assert_eq!(r["result"], json!({}));
-    let err = c.notification("thread/realtime/error").await;
-    assert_eq!(
-        err,
-        json!({"threadId": "none", "message": "conversation is not running"})
-    );
+    assert_eq!(error_of(&r), (-32600, "thread not found: none".into()));
+    let r = c
+        .request(
+            "thread/realtime/appendText",
+            json!({"threadId": "none", "text": "hi"}),
+        )
+        .await;
+    assert_eq!(error_of(&r), (-32600, "thread not found: none".into()));
 }
 
 #[tokio::test]

@@ -166,11 +166,13 @@ impl RpcConnection {
                 Ok((json!({}), Some(After::Start(params))))
             }
             ClientRequest::AppendAudio { thread_id, chunk } => {
+                self.known_thread(&thread_id)?;
                 self.subscribe(&thread_id);
                 let d = self.append_audio(&thread_id, chunk);
                 Ok((json!({}), not_running(d, thread_id)))
             }
             ClientRequest::AppendText(params) => {
+                self.known_thread(&params.thread_id)?;
                 self.subscribe(&params.thread_id);
                 let cmd = ClientCommand::AppendText {
                     text: params.text,
@@ -206,6 +208,20 @@ impl RpcConnection {
                 }
             }
         }
+    }
+
+    /// Appending to a thread this key never had is codex's -32600 `thread not found: <id>` (a
+    /// thread that exists but runs no conversation answers `{}` and an `error` notification).
+    fn known_thread(&self, thread_id: &str) -> Result<(), RpcError> {
+        if self.audio_to.contains_key(thread_id)
+            || self.app.sessions.knows(&self.principal.key_id, thread_id)
+        {
+            return Ok(());
+        }
+        Err(RpcError::new(
+            p::INVALID_REQUEST,
+            format!("thread not found: {thread_id}"),
+        ))
     }
 
     /// Hand a frame to the thread's session through the cached handle, refreshed from the

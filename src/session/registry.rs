@@ -244,6 +244,12 @@ impl Sessions {
         self.lock().values().filter(|e| e.session.is_some()).count()
     }
 
+    /// Whether `owner` has a thread `thread_id` at all: running, subscribed to, or ended within
+    /// the retention period.
+    pub fn knows(&self, owner: &str, thread_id: &str) -> bool {
+        self.lock().contains_key(&key(owner, thread_id))
+    }
+
     pub fn is_running(&self, owner: &str, thread_id: &str) -> bool {
         self.lock()
             .get(&key(owner, thread_id))
