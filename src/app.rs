@@ -368,8 +368,14 @@ impl AppState {
                     // JSON-RPC subscribers follow its contract (an error ends the conversation);
                     // OpenAI-protocol clients get errors as the service sends them and go on.
                     errors_end_session: prep_held_by_subscribers,
+                    // A passthrough call's model session outlives a lost sideband: rejoining it
+                    // must not tell it its own conversation again.
                     replay: crate::engine::memory::ReplayBudget {
-                        items: self.cfg.upstream.replay_items,
+                        items: if face == Face::WebrtcPassthrough {
+                            0
+                        } else {
+                            self.cfg.upstream.replay_items
+                        },
                         chars: self.cfg.upstream.replay_chars,
                     },
                 },
