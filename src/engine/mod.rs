@@ -8,6 +8,7 @@ pub mod memory;
 pub mod playout;
 pub mod plumbing;
 pub mod response_queue;
+mod session_switch;
 pub mod transcript;
 
 use crate::protocol::model::ACTIVE_RESPONSE_RACE_PREFIX;
@@ -266,39 +267,6 @@ impl Engine {
         }
     }
 
-    /// The model socket is gone; a new one is on its way. Nothing said so far is lost: it is
-    /// remembered for the next model session, and what is asked meanwhile waits (bounded).
-    fn on_model_lost(&mut self, outcome: &str, reason: &str) {
-        if !self.connected {
-            return;
-        }
-        self.connected = false;
-        self.user_speaking = false;
-        self.responses.on_model_lost();
-        self.playout.clear();
-        self.notify(Notification::ItemAdded(json!({
-            "type": "realtimeSessionClosed",
-            "realtimeSessionId": self.model_session_id(),
-            "outcome": outcome,
-            "reason": reason,
-        })));
-    }
-
-    /// Nobody is speaking: no response is active and the user is not mid-turn. A model session
-    /// can be swapped here without anyone hearing it.
-    pub fn at_turn_boundary(&self) -> bool {
-        self.connected && !self.responses.is_active() && !self.user_speaking
-    }
-
-    /// The id this conversation's current model session is announced under: the session id,
-    /// with `-2`, `-3`, … for the sessions that follow a reconnect.
-    fn model_session_id(&self) -> String {
-        match self.model_session {
-            0 | 1 => self.cfg.realtime_session_id.clone(),
-            n => format!("{}-{n}", self.cfg.realtime_session_id),
-        }
-    }
-
     fn send_to_model(&mut self, frame: ModelFrame) {
         if self.connected {
             self.remember(&frame);
@@ -361,22 +329,7 @@ impl Engine {
                 version: self.cfg.version,
             });
         } else {
-            // A new model session: told the conversation so far (not re-remembered).
-            let mut previous_item_id = "root".to_owned();
-            for (i, (role, text)) in self.memory.replay(self.cfg.replay).into_iter().enumerate() {
-                let id = format!("{HISTORY_ITEM_PREFIX}{}_{i}", self.model_session);
-                self.out.push_back(Output::ToModel(ModelFrame::HistoryItem {
-                    role,
-                    text,
-                    id: id.clone(),
-                    previous_item_id: std::mem::replace(&mut previous_item_id, id),
-                }));
-            }
-            self.notify(Notification::ItemAdded(json!({
-                "type": "realtimeSessionStarted",
-                "realtimeSessionId": self.model_session_id(),
-                "version": self.cfg.version.as_str(),
-            })));
+            self.tell_history();
         }
         for frame in std::mem::take(&mut self.before_connect) {
             self.remember(&frame);
@@ -627,22 +580,6 @@ impl Engine {
         self.handoff.messages_sent = 0;
         self.out
             .push_back(Output::ToAgent(AgentCommand::Start { handoff_id, text }));
-    }
-
-    /// Answer a call with a final output and let the model speak (v2), or append it (v1).
-    /// Resolve the delegated task's call: in the model session it was made in, or, if that one
-    /// is gone, by telling the new one the result as an item it answers.
-    fn resolve_task_call(&mut self, call_id: String, output: String) {
-        if self.handoff.session == self.model_session {
-            return self.resolve_call(call_id, output);
-        }
-        self.send_to_model(ModelFrame::Text {
-            role: TextRole::User,
-            text: format!("{BACKEND_PREFIX}{output}"),
-        });
-        if self.cfg.version == ModelVersion::V2 {
-            self.request_response();
-        }
     }
 
     fn resolve_call(&mut self, call_id: String, output: String) {

@@ -6,14 +6,22 @@
 //! tick, a stalled socket. Inputs go in through [`SessionCore::handle_input`] with the time they
 //! happened; outputs come out of [`SessionCore::poll_output`] (drain it fully after every input)
 //! and the two outboxes; [`SessionCore::poll_timeout`] says when to come back. No tokio, no
-//! sockets, no clock reads.
+//! sockets, no clock reads. Its three sides each have a file: `model_link` (the model socket's
+//! life: idle, lost and reopened, rolled over), `client_link` (subscribers detaching and coming
+//! back, the relay call's media events, voxgate's opt-in events), `agent_link` (delegated tasks).
+
+mod agent_link;
+mod client_link;
+mod model_link;
+
+use agent_link::task_ended;
 
 use super::Face;
 pub use super::client::ClientSide;
 use super::client::is_agent_events_opt_in;
 use super::detach::Detachment;
 use super::outbox::{FrameClass, Outbox, OutboxLimits};
-use super::reconnect::{AttemptFailed, ReconnectPolicy, Reconnector};
+use super::reconnect::{ReconnectPolicy, Reconnector};
 use crate::agent::AgentUpdate;
 use crate::engine::{
     AgentCommand, AgentEvent, ClientCommand, Engine, EngineConfig, Input as EngineInput,
@@ -290,33 +298,11 @@ impl SessionCore {
         self.now = now.max(self.now);
         match input {
             Input::Timeout => self.on_timeout(),
-            Input::ModelConnected => {
-                self.heard_model();
-                self.quiet_session_events = self.model_was_connected;
-                self.model_was_connected = true;
-                self.model_session_since = Some(now);
-                if std::mem::take(&mut self.rolling_over) {
-                    metrics::MODEL_ROLLOVERS.inc();
-                    tracing::info!("model session rolled over");
-                }
-                if let Some(gap) = self.reconnector.connected(now) {
-                    metrics::UPSTREAM_RECONNECTS.inc();
-                    tracing::info!(
-                        gap_ms = gap.as_millis() as u64,
-                        "realtime model connection reopened"
-                    );
-                }
-                self.engine.handle_input(EngineInput::Connected);
-            }
-            Input::ModelConnectFailed(message) if self.rolling_over => {
-                self.rolling_over = false;
-                self.model_lost(format!("opening the next model session failed: {message}"));
-            }
-            Input::ModelConnectFailed(message) if self.reconnector.is_reconnecting() => {
-                if let AttemptFailed::GiveUp(message) = self.reconnector.failed(now, &message) {
-                    self.engine
-                        .handle_input(EngineInput::UpstreamFailed(message));
-                }
+            Input::ModelConnected => self.on_model_connected(now),
+            Input::ModelConnectFailed(message)
+                if self.rolling_over || self.reconnector.is_reconnecting() =>
+            {
+                self.on_reopen_failed(now, message)
             }
             Input::ModelConnectFailed(message) => return self.setup_failed(message),
             Input::ModelText(text) => {
@@ -355,120 +341,6 @@ impl SessionCore {
             self.settle();
         }
         self.check_outboxes();
-    }
-
-    /// The model socket is lost: reopened if the policy allows (the conversation goes on and the
-    /// new model session is told it), else the conversation ends with the reason.
-    fn model_lost(&mut self, reason: String) {
-        if self.closed {
-            return;
-        }
-        self.model_out.clear();
-        self.model_heard = None;
-        self.pinged = false;
-        self.out.push_back(Output::DropModel);
-        self.model_session_since = None;
-        self.rolling_over = false;
-        if self.model_was_connected && self.reconnector.lost(self.now, reason.clone()) {
-            self.engine.handle_input(EngineInput::ModelLost(reason));
-        } else {
-            self.engine
-                .handle_input(EngineInput::UpstreamFailed(reason));
-        }
-    }
-
-    /// Whether `text` is a successor model session announcing itself: its `session.created`,
-    /// the `session.updated` for the replayed config, the events of the replayed history items.
-    /// The first other event ends the announcements (so only a reopened session's first events
-    /// are looked into).
-    fn successor_announcement(&mut self, text: &str) -> bool {
-        let v = serde_json::from_str::<serde_json::Value>(text).unwrap_or_default();
-        let ty = v
-            .get("type")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("");
-        let replayed_item = ty.starts_with("conversation.item.")
-            && v.pointer("/item/id")
-                .and_then(serde_json::Value::as_str)
-                .is_some_and(|id| id.starts_with(crate::engine::HISTORY_ITEM_PREFIX));
-        let announcement = matches!(ty, "session.created" | "session.updated") || replayed_item;
-        if !announcement {
-            self.quiet_session_events = false;
-        }
-        announcement
-    }
-
-    /// When the current model session is old enough to roll over (if it is not doing so).
-    fn rollover_due_at(&self) -> Option<Instant> {
-        let since = self.model_session_since?;
-        Some(since + self.cfg.rollover_after?)
-    }
-
-    /// Retire an old model session at a turn boundary: its socket is dropped and the successor
-    /// opened at once; the engine tells it the conversation so far.
-    fn check_rollover(&mut self) {
-        let due = self.rollover_due_at().is_some_and(|at| self.now >= at);
-        if !due || self.closed || !self.engine.at_turn_boundary() {
-            return;
-        }
-        tracing::info!("rolling the model session over at a turn boundary");
-        self.model_session_since = None;
-        self.rolling_over = true;
-        self.model_out.clear();
-        self.model_heard = None;
-        self.pinged = false;
-        self.out.push_back(Output::DropModel);
-        self.out.push_back(Output::ConnectModel);
-        self.engine.handle_input(EngineInput::RollOver);
-    }
-
-    /// The thread lost its last subscriber, or has one again.
-    fn on_attached(&mut self, attached: bool) {
-        let now = self.now;
-        let Some(d) = &mut self.detachment else {
-            return;
-        };
-        if attached {
-            let missed = d.reattach();
-            // Before anything live: the outputs of earlier inputs are drained already.
-            self.out.extend(missed.into_iter().map(Output::Notify));
-        } else if d.grace().is_zero() {
-            tracing::info!("stopping a conversation its last client left");
-            self.client_command(ClientCommand::Stop);
-        } else {
-            d.detach(now);
-        }
-    }
-
-    fn heard_model(&mut self) {
-        self.model_heard = Some(self.now);
-        self.pinged = false;
-    }
-
-    /// When the model's silence next matters: the ping at half the idle timeout, then the end.
-    fn model_idle_deadline(&self) -> Option<Instant> {
-        let (idle, heard) = (self.cfg.model_idle?, self.model_heard?);
-        Some(if self.pinged {
-            heard + idle
-        } else {
-            heard + idle / 2
-        })
-    }
-
-    fn check_model_idle(&mut self) {
-        let (Some(idle), Some(heard)) = (self.cfg.model_idle, self.model_heard) else {
-            return;
-        };
-        if self.now >= heard + idle {
-            self.model_heard = None;
-            self.model_lost(format!(
-                "the realtime model stopped responding (nothing for {}s, ping unanswered)",
-                idle.as_secs()
-            ));
-        } else if !self.pinged && self.now >= heard + idle / 2 {
-            self.pinged = true;
-            self.out.push_back(Output::PingModel);
-        }
     }
 
     fn client_command(&mut self, cmd: ClientCommand) {
@@ -600,65 +472,6 @@ impl SessionCore {
         }
     }
 
-    fn on_agent_update(&mut self, update: AgentUpdate) {
-        let Some(task) = self.task.as_ref() else {
-            return;
-        };
-        let handoff_id = task.handoff_id.clone();
-        let event = match update {
-            AgentUpdate::Message(text) => {
-                self.agent_event(serde_json::json!({"type": "voxgate.agent.message",
-                    "handoff_id": handoff_id, "text": text}));
-                AgentEvent::Message { handoff_id, text }
-            }
-            AgentUpdate::End(outcome) => {
-                if let Some(task) = self.task.take() {
-                    task_ended(&task, self.now, outcome_label(&outcome));
-                }
-                self.agent_event(serde_json::json!({"type": "voxgate.agent.ended",
-                    "handoff_id": handoff_id, "outcome": format!("{outcome:?}")}));
-                AgentEvent::Ended {
-                    handoff_id,
-                    outcome,
-                }
-            }
-        };
-        self.engine.handle_input(EngineInput::Agent(event));
-    }
-
-    /// Tell a client that opted into voxgate's events (a relay caller or an OpenAI-protocol
-    /// client) that the model session behind its conversation changed.
-    fn session_event(&mut self, item: &serde_json::Value) {
-        let event = serde_json::json!({"type": "voxgate.session.resumed",
-            "realtime_session_id": item["realtimeSessionId"]});
-        match &mut self.client {
-            ClientSide::Relay(call) if call.agent_events => call.media.send_text(event.to_string()),
-            ClientSide::OpenAi(_) if self.voxgate_events => {
-                self.client_out
-                    .push(self.now, event.to_string(), FrameClass::Control);
-            }
-            _ => {}
-        }
-    }
-
-    /// Tell a relay caller who opted in about the agent's work.
-    fn agent_event(&mut self, event: serde_json::Value) {
-        if let ClientSide::Relay(call) = &mut self.client
-            && call.agent_events
-        {
-            call.media.send_text(event.to_string());
-        }
-    }
-
-    fn sync_played(&mut self) {
-        if let ClientSide::Relay(call) = &mut self.client
-            && let Some((item_id, played_ms)) = call.media.take_played()
-        {
-            self.engine
-                .handle_input(EngineInput::AudioPlayed { item_id, played_ms });
-        }
-    }
-
     /// Carry out what the engine and the media asked for until both are quiet.
     fn settle(&mut self) {
         loop {
@@ -697,50 +510,6 @@ impl SessionCore {
                 .with_label_values(&["dropped"])
                 .inc_by(dropped - self.dropped_seen);
             self.dropped_seen = dropped;
-        }
-    }
-
-    fn next_media_event(&mut self) -> Option<MediaEvent> {
-        match &mut self.client {
-            ClientSide::Relay(call) => call.media.poll_event(),
-            _ => None,
-        }
-    }
-
-    fn on_media_event(&mut self, ev: MediaEvent) {
-        match ev {
-            MediaEvent::Audio(pcm) => {
-                let mut bytes = Vec::with_capacity(pcm.len() * 2);
-                for s in &pcm {
-                    bytes.extend_from_slice(&s.to_le_bytes());
-                }
-                self.client_command(ClientCommand::AppendAudio(AudioChunk {
-                    data: base64::engine::general_purpose::STANDARD.encode(bytes),
-                    sample_rate: 24_000,
-                    num_channels: 1,
-                    samples_per_channel: u32::try_from(pcm.len()).ok(),
-                    item_id: None,
-                }));
-            }
-            MediaEvent::ChannelText(t) if is_agent_events_opt_in(&t) => {
-                if let ClientSide::Relay(call) = &mut self.client {
-                    call.agent_events = true;
-                }
-            }
-            MediaEvent::ChannelText(t) => self.client_command(ClientCommand::RawEvent(t)),
-            MediaEvent::PlaybackFinished => {
-                self.sync_played();
-                self.engine.handle_input(EngineInput::PlaybackFinished);
-            }
-            MediaEvent::Connected => tracing::info!("webrtc caller connected"),
-            MediaEvent::ChannelOpen => tracing::debug!("oai-events data channel open"),
-            MediaEvent::Closed(reason) => {
-                tracing::info!(%reason, "webrtc peer closed");
-                self.engine
-                    .handle_input(EngineInput::UpstreamFailed(format!(
-                        "the WebRTC caller went away: {reason}"
-                    )));
-            }
         }
     }
 
@@ -839,34 +608,6 @@ impl SessionCore {
         }
     }
 
-    fn on_agent_command(&mut self, cmd: AgentCommand) {
-        let now = self.now;
-        match &cmd {
-            AgentCommand::Start { handoff_id, text } => {
-                metrics::HANDOFFS_STARTED.inc();
-                self.agent_event(serde_json::json!({"type": "voxgate.agent.started",
-                    "handoff_id": handoff_id, "request": crate::agent::delegation_input(text)}));
-                self.task = Some(RunningTask {
-                    handoff_id: handoff_id.clone(),
-                    deadline: now + self.cfg.task_timeout,
-                    started: now,
-                });
-            }
-            AgentCommand::Steer { .. } => {}
-            AgentCommand::Cancel => {
-                if let Some(task) = self.task.take() {
-                    task_ended(&task, now, "cancelled");
-                }
-            }
-            AgentCommand::Release => {
-                if let Some(task) = self.task.take() {
-                    task_ended(&task, now, "released");
-                }
-            }
-        }
-        self.out.push_back(Output::Agent(cmd));
-    }
-
     fn close(&mut self, reason: CloseReason) {
         metrics::SESSIONS_CLOSED
             .with_label_values(&[self.cfg.face.as_str(), reason.as_str()])
@@ -925,19 +666,4 @@ impl Drop for SessionCore {
             .with_label_values(&[self.cfg.face.as_str()])
             .dec();
     }
-}
-
-fn outcome_label(outcome: &TaskOutcome) -> &'static str {
-    match outcome {
-        TaskOutcome::Completed => "finished",
-        TaskOutcome::Failed(_) => "failed",
-        TaskOutcome::Cancelled => "cancelled",
-    }
-}
-
-fn task_ended(task: &RunningTask, now: Instant, label: &'static str) {
-    metrics::HANDOFFS_ENDED.with_label_values(&[label]).inc();
-    metrics::AGENT_TASK_SECONDS
-        .with_label_values(&[label])
-        .observe(now.saturating_duration_since(task.started).as_secs_f64());
 }

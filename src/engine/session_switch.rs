@@ -1,0 +1,74 @@
+//! The model session behind a conversation changing: a lost socket (`ModelLost`) or a retired
+//! session (`RollOver`) closes the current one on the timeline; the next `Connected` is its
+//! successor, told the conversation so far as history items; a delegation made in the old
+//! session resolves into the new one as an item.
+
+use super::*;
+
+impl Engine {
+    /// A successor model session: the conversation so far as history items (ids chained from
+    /// `root`, not re-remembered), and the timeline's `realtimeSessionStarted`.
+    pub(super) fn tell_history(&mut self) {
+        let mut previous_item_id = "root".to_owned();
+        for (i, (role, text)) in self.memory.replay(self.cfg.replay).into_iter().enumerate() {
+            let id = format!("{HISTORY_ITEM_PREFIX}{}_{i}", self.model_session);
+            self.out.push_back(Output::ToModel(ModelFrame::HistoryItem {
+                role,
+                text,
+                id: id.clone(),
+                previous_item_id: std::mem::replace(&mut previous_item_id, id),
+            }));
+        }
+        self.notify(Notification::ItemAdded(json!({
+            "type": "realtimeSessionStarted",
+            "realtimeSessionId": self.model_session_id(),
+            "version": self.cfg.version.as_str(),
+        })));
+    }
+
+    /// The model socket is gone; a new one is on its way. Nothing said so far is lost: it is
+    /// remembered for the next model session, and what is asked meanwhile waits (bounded).
+    pub(super) fn on_model_lost(&mut self, outcome: &str, reason: &str) {
+        if !self.connected {
+            return;
+        }
+        self.connected = false;
+        self.user_speaking = false;
+        self.responses.on_model_lost();
+        self.playout.clear();
+        self.notify(Notification::ItemAdded(json!({
+            "type": "realtimeSessionClosed",
+            "realtimeSessionId": self.model_session_id(),
+            "outcome": outcome,
+            "reason": reason,
+        })));
+    }
+    /// The id this conversation's current model session is announced under: the session id,
+    /// with `-2`, `-3`, … for the sessions that follow a reconnect.
+    pub(super) fn model_session_id(&self) -> String {
+        match self.model_session {
+            0 | 1 => self.cfg.realtime_session_id.clone(),
+            n => format!("{}-{n}", self.cfg.realtime_session_id),
+        }
+    }
+    /// Nobody is speaking: no response is active and the user is not mid-turn. A model session
+    /// can be swapped here without anyone hearing it.
+    pub fn at_turn_boundary(&self) -> bool {
+        self.connected && !self.responses.is_active() && !self.user_speaking
+    }
+    /// Answer a call with a final output and let the model speak (v2), or append it (v1).
+    /// Resolve the delegated task's call: in the model session it was made in, or, if that one
+    /// is gone, by telling the new one the result as an item it answers.
+    pub(super) fn resolve_task_call(&mut self, call_id: String, output: String) {
+        if self.handoff.session == self.model_session {
+            return self.resolve_call(call_id, output);
+        }
+        self.send_to_model(ModelFrame::Text {
+            role: TextRole::User,
+            text: format!("{BACKEND_PREFIX}{output}"),
+        });
+        if self.cfg.version == ModelVersion::V2 {
+            self.request_response();
+        }
+    }
+}
