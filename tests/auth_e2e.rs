@@ -16,6 +16,14 @@ fn sha(s: &str) -> String {
 }
 
 async fn keyed(limits: KeyLimits) -> Harness {
+    keyed_with(limits, |_| {}).await
+}
+
+/// One key (`KEY`, id `team`) with `limits`, and the rest of the config as `tweak` sets it.
+async fn keyed_with(
+    limits: KeyLimits,
+    tweak: impl FnOnce(&mut voxgate::config::Config),
+) -> Harness {
     harness_with(
         |_| {},
         move |cfg| {
@@ -26,6 +34,7 @@ async fn keyed(limits: KeyLimits) -> Harness {
                 limits,
                 admin: false,
             }];
+            tweak(cfg);
         },
     )
     .await
@@ -296,19 +305,12 @@ async fn start_thread(rpc: &mut Ws, thread: &str) -> Value {
 
 #[tokio::test]
 async fn conversations_whose_rpc_client_left_release_their_key_slots_after_the_grace() {
-    let h = harness_with(
-        |_| {},
+    let h = keyed_with(
+        KeyLimits {
+            max_concurrent_sessions: Some(2),
+            ..KeyLimits::default()
+        },
         |cfg| {
-            cfg.auth.mode = AuthMode::Keys;
-            cfg.auth.keys = vec![ApiKeyConfig {
-                id: "team".into(),
-                sha256: sha(KEY),
-                limits: KeyLimits {
-                    max_concurrent_sessions: Some(2),
-                    ..KeyLimits::default()
-                },
-                admin: false,
-            }];
             cfg.session.detach_grace_secs = 1;
         },
     )
@@ -365,19 +367,12 @@ async fn conversations_whose_rpc_client_left_release_their_key_slots_after_the_g
 #[tokio::test]
 async fn unfinished_offers_time_out_and_hold_no_slot() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let h = harness_with(
-        |_| {},
+    let h = keyed_with(
+        KeyLimits {
+            max_concurrent_sessions: Some(1),
+            ..KeyLimits::default()
+        },
         |cfg| {
-            cfg.auth.mode = AuthMode::Keys;
-            cfg.auth.keys = vec![ApiKeyConfig {
-                id: "team".into(),
-                sha256: sha(KEY),
-                limits: KeyLimits {
-                    max_concurrent_sessions: Some(1),
-                    ..KeyLimits::default()
-                },
-                admin: false,
-            }];
             cfg.server.request_timeout_secs = 1;
         },
     )
