@@ -158,17 +158,10 @@ fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Erro
 }
 
 /// The `initialize` result, with the fields codex 0.169's `InitializeResponse` requires.
-pub fn initialize_result() -> Value {
-    // voxgate keeps no codex home of its own: `$CODEX_HOME` when set, else the working directory
-    // (the field must be an absolute path).
-    let home = std::env::var_os("CODEX_HOME")
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_else(|| std::path::PathBuf::from("/"));
+pub fn initialize_result(codex_home: &str) -> Value {
     json!({
         "userAgent": format!("voxgate/{}", env!("CARGO_PKG_VERSION")),
-        "codexHome": home.display().to_string(),
+        "codexHome": codex_home,
         "platformFamily": std::env::consts::FAMILY,
         "platformOs": std::env::consts::OS,
     })

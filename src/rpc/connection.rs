@@ -159,7 +159,7 @@ impl RpcConnection {
                 self.opt_out = Arc::new(caps.opt_out_notification_methods.into_iter().collect());
                 self.initialized = true;
                 tracing::info!(client = %init.client_info.name, version = %init.client_info.version, "rpc client initialized");
-                Ok((p::initialize_result(), None))
+                Ok((p::initialize_result(&codex_home()), None))
             }
             ClientRequest::Start(params) => {
                 self.subscribe(&params.thread_id);
@@ -342,6 +342,18 @@ enum After {
 
 fn not_running(d: Delivery, thread_id: String) -> Option<After> {
     (d == Delivery::NotRunning).then_some(After::NotRunning(thread_id))
+}
+
+/// voxgate keeps no codex home of its own: `$CODEX_HOME` when set, else the working directory
+/// (codex requires an absolute path).
+fn codex_home() -> String {
+    std::env::var_os("CODEX_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| std::path::PathBuf::from("/"))
+        .display()
+        .to_string()
 }
 
 fn list_voices() -> Value {
