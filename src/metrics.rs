@@ -268,3 +268,10 @@ pub fn render() -> String {
     let _ = prometheus::TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
     String::from_utf8(buf).unwrap_or_default()
 }
+pub static CALL_RENEGOTIATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "voxgate_call_renegotiations_total",
+        "New offers on live relay calls (ICE restarts), by outcome: answered or refused",
+        &["outcome"],
+    )
+});

@@ -496,6 +496,16 @@ async fn one_key_cannot_reach_another_keys_calls_or_threads() {
         .await
         .expect("post");
     assert_eq!(hangup.status().as_u16(), 404);
+    // B's ICE restart on A's call: not found either (an owner's may go through).
+    let restart = reqwest::Client::new()
+        .patch(format!("http://{}{loc}", h.addr))
+        .bearer_auth(KEY_B)
+        .header("content-type", "application/sdp")
+        .body(relay_offer())
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(restart.status().as_u16(), 404);
     let sideband = format!("/v1/realtime?call_id={call_id}");
     assert_eq!(ws(h.addr, &sideband, Some(KEY_B)).await.err(), Some(404));
     assert!(calls("team-a", &call_id), "A's call runs on");

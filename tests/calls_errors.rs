@@ -179,3 +179,94 @@ async fn passthrough_keeps_upstream_4xx_and_maps_5xx_to_502() {
         "the upstream key never reaches a client"
     );
 }
+
+async fn patch(h: &Harness, path: &str, ctype: &str, body: &str) -> (u16, Value, String) {
+    let resp = reqwest::Client::new()
+        .patch(format!("http://{}{path}", h.addr))
+        .header("content-type", ctype)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    )
+}
+
+/// A new offer on a live call (ICE restart) that is not this caller's, or not an offer at all,
+/// is refused with a clear error; the call is untouched. An unknown call is 404.
+#[tokio::test]
+async fn a_bad_renegotiation_is_refused_and_the_call_goes_on() {
+    let h = harness().await;
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/realtime/calls", h.addr))
+        .header("content-type", "application/sdp")
+        .body(relay_offer())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 201);
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("a Location")
+        .to_owned();
+    let (status, body, raw) = patch(&h, &location, "application/sdp", NO_AUDIO).await;
+    assert_eq!(status, 400);
+    assert_openai_error(&body, &raw, "invalid_offer");
+    // Another peer's offer (another DTLS identity) does not take over the call.
+    let (status, body, raw) = patch(&h, &location, "application/sdp", &relay_offer()).await;
+    assert_eq!(status, 400, "{raw}");
+    assert_openai_error(&body, &raw, "invalid_offer");
+    let (status, body, raw) = patch(&h, &location, "text/plain", "hello").await;
+    assert_eq!(status, 415);
+    assert_openai_error(&body, &raw, "unsupported_content_type");
+    let (status, body, raw) = patch(
+        &h,
+        "/v1/realtime/calls/rtc_nosuchcall",
+        "application/sdp",
+        &relay_offer(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_openai_error(&body, &raw, "call_not_found");
+    // The call is still there to hang up.
+    let hung = reqwest::Client::new()
+        .delete(format!("http://{}{location}", h.addr))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(hung.status().as_u16(), 200);
+}
+
+/// A passthrough call's media is the upstream's: voxgate cannot restart its ICE, and says so.
+#[tokio::test]
+async fn renegotiating_a_passthrough_call_is_409() {
+    let h = harness_with(
+        |_| {},
+        |cfg| cfg.webrtc.mode = voxgate::config::WebrtcMode::Passthrough,
+    )
+    .await;
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/realtime/calls", h.addr))
+        .header("content-type", "application/sdp")
+        .body(relay_offer())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 201);
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("a Location")
+        .to_owned();
+    let (status, body, raw) = patch(&h, &location, "application/sdp", &relay_offer()).await;
+    assert_eq!(status, 409, "{raw}");
+    assert_openai_error(&body, &raw, "invalid_offer");
+}

@@ -3,6 +3,7 @@
 
 pub mod calls;
 pub mod head_deadline;
+pub mod ice_restart;
 pub mod realtime;
 pub mod secrets;
 pub mod threads;
@@ -25,7 +26,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/realtime/calls/{call_id}",
-            axum::routing::delete(calls::hangup),
+            axum::routing::delete(calls::hangup).patch(ice_restart::renegotiate),
         )
         .route(
             "/v1/realtime/calls/{call_id}/hangup",

@@ -38,6 +38,12 @@ pub enum OfferError {
     Fingerprint,
     #[error("could not set up media: {0}")]
     Socket(String),
+    #[error("the offer does not fit the call's media (a renegotiation keeps its m-lines)")]
+    Mismatch,
+    #[error("the call has ended")]
+    Ended,
+    #[error("voxgate does not terminate this call's media (passthrough): the upstream does")]
+    NotRelayed,
 }
 
 /// What the call reports to its session.
@@ -165,6 +171,18 @@ pub fn check_offer(offer: &str) -> Result<SdpOffer, OfferError> {
     SdpOffer::from_sdp_string(offer).map_err(|_| OfferError::Malformed)
 }
 
+/// The DTLS fingerprints an offer names, normalised: a renegotiation must keep them.
+fn fingerprints(sdp: &str) -> Vec<String> {
+    let mut all: Vec<String> = sdp
+        .lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=fingerprint:"))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
 /// A random ICE username fragment: the key datagrams of a call are routed by.
 pub fn new_ufrag() -> String {
     format!("vx{:016x}", rand::random::<u64>())
@@ -175,6 +193,8 @@ pub struct CallMedia {
     /// The local address datagrams arrive on (the shared media port).
     local: SocketAddr,
     ufrag: String,
+    /// The caller's DTLS fingerprints from its first offer.
+    fingerprints: Vec<String>,
     codec: OpusCodec,
     playout: PlayoutClock,
     audio_mid: Option<Mid>,
@@ -242,6 +262,7 @@ impl CallMedia {
             rtc,
             local,
             ufrag,
+            fingerprints: fingerprints(offer),
             codec,
             playout: PlayoutClock::default(),
             audio_mid: None,
@@ -269,6 +290,43 @@ impl CallMedia {
 
     pub fn ufrag(&self) -> &str {
         &self.ufrag
+    }
+
+    /// A new offer from the caller on the live call — an ICE restart (`pc.restartIce()`, after
+    /// its network changed or its ICE failed) or a renegotiation of the same media — answered by
+    /// the same peer: the DTLS session, the data channel and the playout go on. After an ICE
+    /// restart the answer carries a new local username fragment ([`CallMedia::ufrag`]), which
+    /// the caller's checks are addressed (and must be routed) by.
+    pub fn renegotiate(&mut self, now: Instant, offer: &str) -> Result<String, OfferError> {
+        if self.closed {
+            return Err(OfferError::Ended);
+        }
+        let parsed = check_offer(offer)?;
+        if fingerprints(offer) != self.fingerprints {
+            // Another DTLS identity: not this caller's peer.
+            return Err(OfferError::Mismatch);
+        }
+        self.now = self.now.max(now);
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(parsed)
+            .map_err(|e| {
+                tracing::debug!(error = %e, "renegotiation refused");
+                OfferError::Mismatch
+            })?
+            .to_sdp_string();
+        if let Some(ufrag) = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+            .map(str::trim)
+            .filter(|u| *u != self.ufrag)
+        {
+            tracing::info!("the caller restarted ICE");
+            self.ufrag = ufrag.to_owned();
+        }
+        self.drain();
+        Ok(answer)
     }
 
     pub fn is_closed(&self) -> bool {

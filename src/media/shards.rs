@@ -40,9 +40,11 @@ pub struct MediaShards {
     tasks: Vec<tokio::task::AbortHandle>,
 }
 
-/// A call's registration; dropping it removes the route.
+/// A call's registration; dropping it removes the route (and every alias it gained).
 pub struct MediaRoute {
     ufrag: String,
+    /// Further username fragments of the same call (its ICE restarts), at most [`MAX_ALIASES`].
+    aliases: Vec<String>,
     routes: Arc<Mutex<Routes>>,
     socket: Arc<UdpSocket>,
 }
@@ -57,9 +59,37 @@ impl MediaRoute {
     }
 }
 
+/// ICE restarts one call is routed for; beyond, the oldest alias goes.
+pub const MAX_ALIASES: usize = 4;
+
+impl MediaRoute {
+    /// Route datagrams addressed to `ufrag` (the call's credentials after an ICE restart) to the
+    /// same queue. The first username fragment stays routed: checks on the old pair may still
+    /// be in flight.
+    pub fn also_route(&mut self, ufrag: &str) {
+        if ufrag == self.ufrag || self.aliases.iter().any(|a| a == ufrag) {
+            return;
+        }
+        let mut routes = lock(&self.routes);
+        let Some(tx) = routes.by_ufrag.get(&self.ufrag).cloned() else {
+            return;
+        };
+        if self.aliases.len() >= MAX_ALIASES {
+            let oldest = self.aliases.remove(0);
+            routes.by_ufrag.remove(&oldest);
+        }
+        routes.by_ufrag.insert(ufrag.to_owned(), tx);
+        self.aliases.push(ufrag.to_owned());
+    }
+}
+
 impl Drop for MediaRoute {
     fn drop(&mut self) {
-        lock(&self.routes).by_ufrag.remove(&self.ufrag);
+        let mut routes = lock(&self.routes);
+        routes.by_ufrag.remove(&self.ufrag);
+        for a in &self.aliases {
+            routes.by_ufrag.remove(a);
+        }
     }
 }
 
@@ -133,6 +163,7 @@ impl MediaShards {
         (
             MediaRoute {
                 ufrag: ufrag.to_owned(),
+                aliases: Vec::new(),
                 routes: self.routes.clone(),
                 socket,
             },
@@ -226,8 +257,14 @@ mod tests {
     async fn shards_share_one_port_and_routes_go_away_with_their_call() {
         let shards = MediaShards::start(IpAddr::from([127, 0, 0, 1]), 0, None, 2).expect("bind");
         assert_ne!(shards.local_addr().port(), 0);
-        let (route, _rx) = shards.register("abc");
+        let (mut route, _rx) = shards.register("abc");
         assert_eq!(shards.routes(), 1);
+        route.also_route("restarted");
+        assert_eq!(
+            shards.routes(),
+            2,
+            "an ICE restart's credentials are routed too"
+        );
         drop(route);
         assert_eq!(shards.routes(), 0);
     }

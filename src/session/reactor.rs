@@ -35,6 +35,11 @@ pub enum SessionCommand {
     ClientText(String),
     /// A sideband observer: it receives every raw model event (dropped when it is full).
     AttachObserver(mpsc::Sender<Arc<str>>),
+    /// The relay caller's new offer on its live call (an ICE restart); the answer goes back.
+    Renegotiate {
+        offer: String,
+        reply: tokio::sync::oneshot::Sender<Result<String, crate::media::call::OfferError>>,
+    },
 }
 
 /// The sockets and queues a session's reactor owns.
@@ -405,6 +410,16 @@ impl Reactor {
                 self.observers.push(o);
                 let n = self.observers.len();
                 self.core.handle_input(now, Input::Observers(n));
+            }
+            SessionCommand::Renegotiate { offer, reply } => {
+                let answered = self.core.renegotiate(now, &offer).map(|(answer, ufrag)| {
+                    if let Some((route, _)) = &mut self.media {
+                        route.also_route(&ufrag);
+                    }
+                    answer
+                });
+                // The asker may have given up; the renegotiation stands either way.
+                let _ = reply.send(answered);
             }
         }
     }

@@ -89,6 +89,8 @@ struct Call {
     core: SessionCore,
     /// The wire between them works (false: every datagram is lost).
     wire: bool,
+    /// Where the caller's datagrams come from (its network may change).
+    caller_at: SocketAddr,
     /// The client socket takes what the core queues for it.
     client_reads: bool,
     to_model: Vec<String>,
@@ -166,6 +168,7 @@ impl Call {
             caller,
             core,
             wire: true,
+            caller_at: caller_addr(),
             client_reads: true,
             to_model: Vec::new(),
             to_client: Vec::new(),
@@ -283,7 +286,7 @@ impl Call {
                 self.core.handle_input(
                     self.now,
                     Input::Datagram {
-                        source: caller_addr(),
+                        source: self.caller_at,
                         contents: &d,
                     },
                 );

@@ -5,6 +5,27 @@
 use super::*;
 
 impl SessionCore {
+    /// The relay caller's new offer on its live call (an ICE restart): the answer, and the
+    /// local ICE username fragment datagrams are addressed by from now on. A conversation
+    /// without a relay call has no media to renegotiate.
+    pub fn renegotiate(
+        &mut self,
+        now: Instant,
+        offer: &str,
+    ) -> Result<(String, String), crate::media::call::OfferError> {
+        let ClientSide::Relay(call) = &mut self.client else {
+            return Err(crate::media::call::OfferError::NotRelayed);
+        };
+        if self.closed {
+            return Err(crate::media::call::OfferError::Ended);
+        }
+        self.now = self.now.max(now);
+        let answer = call.media.renegotiate(now, offer)?;
+        let ufrag = call.media.ufrag().to_owned();
+        self.settle();
+        self.check_outboxes();
+        Ok((answer, ufrag))
+    }
     /// The thread lost its last subscriber, or has one again.
     pub(super) fn on_attached(&mut self, attached: bool) {
         let now = self.now;

@@ -50,6 +50,91 @@ fn a_caller_whose_ice_drops_and_comes_back_within_the_grace_keeps_its_call() {
 }
 
 #[test]
+fn a_caller_that_moves_networks_and_restarts_ice_keeps_its_call_and_channel() {
+    let mut call = relay_call_with(MediaTimeouts {
+        connect: CONNECT,
+        silence: Duration::from_secs(60),
+        ice_grace: Duration::from_secs(30),
+    });
+    call.run_for(Duration::from_secs(1));
+    assert!(call.caller().connected && call.caller().channel_open);
+    let old_ufrag = "vxtest";
+    // The caller's network goes away: ICE on the gateway notices and the grace starts...
+    call.wire = false;
+    call.run_for(Duration::from_secs(19));
+    // ...the caller comes back from another address and offers an ICE restart.
+    let moved = SocketAddr::from(([10, 0, 0, 9], 6000));
+    let caller = call.caller();
+    let mut api = caller.rtc.sdp_api();
+    api.ice_restart(false);
+    let (offer, pending) = api.apply().expect("a restart offer");
+    let now = call.now;
+    let (answer, ufrag) = call
+        .core
+        .renegotiate(now, &offer.to_sdp_string())
+        .expect("the restart is answered");
+    assert_ne!(
+        ufrag, old_ufrag,
+        "an ICE restart answers with new credentials"
+    );
+    assert!(answer.contains(&format!("a=ice-ufrag:{ufrag}")));
+    call.caller()
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).expect("sdp"))
+        .expect("the caller takes the answer");
+    // The restart (taken with the answer) cleared the caller's old candidates; its new one:
+    call.caller()
+        .rtc
+        .add_local_candidate(Candidate::host(moved, "udp").expect("candidate"));
+    call.caller_at = moved;
+    call.wire = true;
+    // Past the end of the grace (ICE was lost ~17.5 s after the outage began, plus 30 s) the
+    // call still runs: the restart brought ICE back.
+    call.run_for(Duration::from_secs(35));
+    assert!(call.closed_at.is_none(), "{:?}", call.notes);
+    let heard = call.caller().heard.len();
+    call.model(audio_delta("after", 200));
+    call.run_for(Duration::from_secs(1));
+    assert_eq!(
+        call.caller().heard.len() - heard,
+        10,
+        "audio reaches the new address"
+    );
+    let texts = call.caller().texts.len();
+    call.model(json!({"type": "response.done", "response": {"id": "r1", "status": "completed", "output": []}}));
+    call.run_for(Duration::from_millis(100));
+    assert!(
+        call.caller().texts.len() > texts,
+        "the data channel goes on"
+    );
+}
+
+#[test]
+fn a_renegotiation_that_is_not_the_callers_is_refused_and_the_call_goes_on() {
+    let mut call = relay_call();
+    call.run_for(Duration::from_secs(1));
+    let now = call.now;
+    assert_eq!(
+        call.core.renegotiate(now, "v=0\r\nnot sdp"),
+        Err(crate::media::call::OfferError::NoAudio)
+    );
+    // A well-formed offer from another peer (another DTLS identity) is not the caller's.
+    let mut stranger = RtcConfig::new().build(now);
+    let mut change = stranger.sdp_api();
+    change.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let (offer, _) = change.apply().expect("offer");
+    assert_eq!(
+        call.core.renegotiate(now, &offer.to_sdp_string()),
+        Err(crate::media::call::OfferError::Mismatch)
+    );
+    let heard = call.caller().heard.len();
+    call.model(audio_delta("after", 200));
+    call.run_for(Duration::from_secs(1));
+    assert_eq!(call.caller().heard.len() - heard, 10);
+}
+
+#[test]
 fn a_silent_caller_ends_the_call_at_the_silence_deadline() {
     let silence = Duration::from_secs(5);
     let mut call = relay_call_with(MediaTimeouts {
