@@ -479,3 +479,127 @@ async fn a_caller_is_told_at_once_when_its_call_is_hung_up_or_the_model_goes_awa
         assert!(s["end_told_after_s"].as_f64().is_some(), "{s}");
     }
 }
+
+/// Rollover with a real caller and audio flowing: model sessions are retired after 3 s (the
+/// simulator itself would end them at 5 s, as the service does at its cap) over a conversation
+/// of several spoken turns. The caller never learns of it but by the opt-in
+/// `voxgate.session.resumed`; no switch falls inside a turn; every reply plays without a dropout
+/// (no gap over 100 ms between frames at the caller), including the replies that were playing
+/// while the model session behind them changed; each new model session is told the conversation.
+#[tokio::test]
+async fn rollover_during_a_spoken_conversation_keeps_the_callers_audio_continuous() {
+    if !python_module("aiortc", "WebRTC") {
+        return;
+    }
+    let h = harness_with(
+        |sim| sim.max_session_ms = 5000,
+        |cfg| cfg.upstream.max_session_secs = 3,
+    )
+    .await;
+    // Every model session and the history items it is told, read while the call runs.
+    let mut records = h.sim.records();
+    let watch = tokio::spawn(async move {
+        let (mut sessions, mut history) = (0usize, Vec::<String>::new());
+        loop {
+            match records.recv().await {
+                Ok(voxgate::simulator::SimRecord::Connected { .. }) => sessions += 1,
+                Ok(voxgate::simulator::SimRecord::Frame { text, .. })
+                    if text.contains("\"previous_item_id\"") =>
+                {
+                    history.push(text)
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return (sessions, history),
+            }
+        }
+    });
+    // More turns for the figure in BENCHMARKS.md (ROLLOVER_TURNS=25).
+    let turns: usize = std::env::var("ROLLOVER_TURNS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(7);
+    let s = run_client(
+        &format!("http://{}", h.addr),
+        &[
+            "--turns",
+            &turns.to_string(),
+            "--voxgate-events",
+            "--timeout",
+            "20",
+        ],
+    )
+    .await;
+    eprintln!("continuity: {}", s["continuity"]);
+    eprintln!("{}", rollover_gap_figure(&s["continuity"]));
+    assert!(s.get("turns_error").is_none(), "{s}");
+    assert_eq!(s["turns_heard"], turns, "{s}");
+    let types: Vec<&str> = s["event_types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        !types.contains(&"voxgate.session.closed") && !types.contains(&"error"),
+        "the caller noticed: {types:?}"
+    );
+    let c = &s["continuity"];
+    assert!(c["rollovers"].as_u64().unwrap_or(0) >= 2, "{c}");
+    assert_eq!(c["rollovers_inside_a_turn"], 0, "{c}");
+    let replies = c["replies"].as_array().expect("replies");
+    assert_eq!(replies.len(), turns, "{c}");
+    for r in replies {
+        assert!(
+            r["frames"].as_u64().unwrap_or(0) >= 50,
+            "a whole reply: {r}"
+        );
+        let gap = r["max_gap_ms"].as_f64().unwrap_or(f64::MAX);
+        assert!(gap <= 100.0, "a dropout of {gap} ms at the caller: {r}");
+    }
+    assert!(
+        replies.iter().any(|r| r["rollover"] == true),
+        "a switch happened while a reply played: {c}"
+    );
+    assert_eq!(s["delete_status"], 200);
+    drop(h);
+    let (sessions, history) = tokio::time::timeout(Duration::from_secs(10), watch)
+        .await
+        .expect("the simulator's records end")
+        .expect("watcher");
+    assert!(sessions >= 3, "{sessions} model sessions");
+    assert!(
+        history.iter().any(|f| f.contains(r#""role":"user""#)
+            && f.contains(r#""text":"hello from the microphone""#))
+            && history
+                .iter()
+                .any(|f| f.contains(r#""text":"You said: hello from the microphone""#)),
+        "the successors were told the conversation: {history:?}"
+    );
+}
+
+/// The caller-side figure: frame gaps within replies that played across a model-session switch.
+fn rollover_gap_figure(c: &Value) -> String {
+    let replies = c["replies"].as_array().cloned().unwrap_or_default();
+    let across: Vec<&Value> = replies.iter().filter(|r| r["rollover"] == true).collect();
+    let mut gaps: Vec<f64> = across
+        .iter()
+        .flat_map(|r| r["gaps_ms"].as_array().cloned().unwrap_or_default())
+        .filter_map(|g| g.as_f64())
+        .collect();
+    gaps.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        gaps.get(((gaps.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    format!(
+        "rollover gaps at the caller: {} replies, {} across a switch ({} rollovers), \
+         frame gap p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        replies.len(),
+        across.len(),
+        c["rollovers"],
+        at(0.5),
+        at(0.99),
+        gaps.last().copied().unwrap_or(f64::NAN)
+    )
+}

@@ -66,6 +66,42 @@ class SpeechTrack(MediaStreamTrack):
         return frame
 
 
+def continuity(events, event_times, arrivals):
+    """How continuous the model's audio was at this caller: for each reply played (from
+    `output_audio_buffer.started` to `.stopped`), the largest gap between two audio frames arriving
+    (what a listener hears as a dropout), and whether the model session behind the call changed
+    (`voxgate.session.resumed`) while it played. Also whether any change fell inside a turn: from
+    the caller starting to speak to the model's response being done."""
+    typed = [(t, e.get("type")) for t, e in zip(event_times, events)]
+    resumed = [t for t, ty in typed if ty == "voxgate.session.resumed"]
+    replies = []
+    start = None
+    for t, ty in typed:
+        if ty == "output_audio_buffer.started":
+            start = t
+        elif ty == "output_audio_buffer.stopped" and start is not None:
+            # RTP and the data channel race a little: frames up to 60 ms after `stopped` count.
+            frames = [a for a in arrivals if start <= a <= t + 0.06]
+            gaps = [round((b - a) * 1000, 1) for a, b in zip(frames, frames[1:])]
+            replies.append({
+                "frames": len(frames),
+                "max_gap_ms": max(gaps) if gaps else None,
+                "gaps_ms": gaps,
+                "rollover": any(start <= r <= t for r in resumed),
+            })
+            start = None
+    turns = []
+    begin = None
+    for t, ty in typed:
+        if ty == "input_audio_buffer.speech_started" and begin is None:
+            begin = t
+        elif ty == "response.done" and begin is not None:
+            turns.append((begin, t))
+            begin = None
+    inside = [r for r in resumed if any(a < r < b for a, b in turns)]
+    return {"replies": replies, "rollovers": len(resumed), "rollovers_inside_a_turn": len(inside)}
+
+
 def http(method, url, body=None, ctype=None):
     req = urllib.request.Request(url, data=body, method=method)
     if ctype:
@@ -93,12 +129,17 @@ async def main():
     ap.add_argument("--announce", action="store_true", help="print 'LOCATION <path>' as soon as the call exists")
     ap.add_argument("--hold-until-file", default="", help="stay on the call until this file exists")
     ap.add_argument("--ready-file", default="", help="(--end drain) create this file, then wait to be told")
+    ap.add_argument("--turns", type=int, default=1,
+                    help="speak again after each reply, for this many turns in all; reports the audio's continuity")
+    ap.add_argument("--voxgate-events", action="store_true", help="opt into voxgate's own data-channel events")
     ap.add_argument("--end", default="", choices=["", "hangup", "model", "drain"],
                     help="after the reply, end the call (DELETE, or make the model drop) and time how the caller learns of it")
     args = ap.parse_args()
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     events = []
+    event_times = []
+    arrivals = []
     got_event = asyncio.Event()
     audio = {"frames": 0, "loud_frames": 0}
     channel = pc.createDataChannel("oai-events")
@@ -109,7 +150,13 @@ async def main():
             events.append(json.loads(msg))
         except ValueError:
             events.append({"type": "<not json>"})
+        event_times.append(time.monotonic())
         got_event.set()
+
+    if args.voxgate_events:
+        @channel.on("open")
+        def opt_in():
+            channel.send(json.dumps({"type": "voxgate.subscribe_agent_events"}))
 
     @pc.on("track")
     def on_track(track):
@@ -120,6 +167,7 @@ async def main():
                 except Exception:
                     return
                 audio["frames"] += 1
+                arrivals.append(time.monotonic())
                 pcm = array.array("h", bytes(frame.planes[0]))
                 if pcm and max(abs(v) for v in pcm) > 2000:
                     audio["loud_frames"] += 1
@@ -183,6 +231,23 @@ async def main():
         while "packets_at_clear" not in audio and time.time() < deadline:
             await asyncio.sleep(0.02)
     summary["playback_stopped"] = await wait_for(lambda e: e.get("type") == "output_audio_buffer.stopped")
+    if args.turns > 1:
+        def stopped_count():
+            return sum(1 for e in events if e.get("type") == "output_audio_buffer.stopped")
+        for turn in range(1, args.turns):
+            mic.speak_again()
+            deadline = time.time() + args.timeout
+            while stopped_count() <= turn and time.time() < deadline:
+                got_event.clear()
+                try:
+                    await asyncio.wait_for(got_event.wait(), timeout=max(0.01, deadline - time.time()))
+                except asyncio.TimeoutError:
+                    break
+            if stopped_count() <= turn:
+                summary["turns_error"] = f"no reply was heard to turn {turn}"
+                break
+        summary["turns_heard"] = stopped_count()
+        summary["continuity"] = continuity(events, event_times, arrivals)
     if args.delegate:
         channel.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
                      "content": [{"type": "input_text", "text": args.delegate}]}}))

@@ -198,8 +198,12 @@ pub struct Engine {
     /// Model sessions opened so far (1 after the first connect).
     model_session: u32,
     memory: ContextMemory,
-    /// The model heard the user start speaking and no transcript or response followed yet.
+    /// The user's turn is open: the model heard it start speaking, and (when the session's turn
+    /// detection answers turns) the response to it has not started yet — a transcript alone
+    /// does not close it, the model is about to reply.
     user_speaking: bool,
+    /// Whether the model answers each user turn by itself (server VAD with `create_response`).
+    turns_get_replies: bool,
     transcript: TranscriptLog,
     responses: ResponseQueue,
     playout: PlayoutTracker,
@@ -209,6 +213,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
+        let turns_get_replies = session_switch::turns_get_replies(&cfg.session_update);
         Self {
             cfg,
             connected: false,
@@ -217,6 +222,7 @@ impl Engine {
             model_session: 0,
             memory: ContextMemory::default(),
             user_speaking: false,
+            turns_get_replies,
             transcript: TranscriptLog::default(),
             responses: ResponseQueue::default(),
             playout: PlayoutTracker::default(),
@@ -426,7 +432,9 @@ impl Engine {
                 });
             }
             ModelEvent::InputTranscriptDone { text } => {
-                self.user_speaking = false;
+                if !self.turns_get_replies {
+                    self.user_speaking = false;
+                }
                 self.memory.record(TextRole::User, &text);
                 self.transcript.push_done(TranscriptRole::User, &text);
                 self.notify(Notification::TranscriptDone {

@@ -72,3 +72,19 @@ impl Engine {
         }
     }
 }
+
+/// Whether a session configured by `session_update` answers each user turn by itself: not a
+/// transcription session, and not turn detection that is off (`null`) or told not to
+/// (`create_response: false`). v1 sessions leave turn detection at its default, which answers.
+pub(super) fn turns_get_replies(session_update: &Value) -> bool {
+    let session = &session_update["session"];
+    if session["type"] == "transcription" {
+        return false;
+    }
+    let detection = &session["audio"]["input"];
+    match detection.get("turn_detection") {
+        Some(Value::Null) => false,
+        Some(d) => d["create_response"] != false,
+        None => true,
+    }
+}

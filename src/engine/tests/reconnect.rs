@@ -106,3 +106,50 @@ fn a_delegation_from_the_lost_session_delivers_into_the_new_one() {
         "the old call id means nothing to the new session"
     );
 }
+
+#[test]
+fn a_spoken_turn_awaiting_its_reply_is_no_turn_boundary_for_a_rollover() {
+    let mut e = engine(ModelVersion::V2);
+    assert!(e.at_turn_boundary());
+    model(&mut e, ModelEvent::SpeechStarted { item_id: None });
+    assert!(!e.at_turn_boundary(), "the user is speaking");
+    // Transcribed, but the model has not started its reply: a switch now would lose the turn.
+    model(
+        &mut e,
+        ModelEvent::InputTranscriptDone {
+            text: "what time is it".into(),
+        },
+    );
+    assert!(!e.at_turn_boundary(), "the reply to the turn is due");
+    model(
+        &mut e,
+        ModelEvent::ResponseCreated {
+            response_id: Some("r1".into()),
+        },
+    );
+    assert!(!e.at_turn_boundary(), "the reply plays");
+    model(
+        &mut e,
+        ModelEvent::ResponseDone {
+            response_id: Some("r1".into()),
+        },
+    );
+    assert!(e.at_turn_boundary());
+}
+
+#[test]
+fn without_automatic_replies_a_transcribed_turn_is_a_turn_boundary() {
+    for session in [
+        json!({"type": "transcription"}),
+        json!({"type": "realtime", "audio": {"input": {"turn_detection": null}}}),
+        json!({"type": "realtime", "audio": {"input": {"turn_detection":
+            {"type": "server_vad", "create_response": false}}}}),
+    ] {
+        assert!(!super::super::session_switch::turns_get_replies(
+            &json!({"type": "session.update", "session": session})
+        ));
+    }
+    assert!(super::super::session_switch::turns_get_replies(
+        &json!({"type": "session.update", "session": {"type": "quicksilver"}})
+    ));
+}
