@@ -251,7 +251,7 @@ async fn delegated_task_timeout_still_resolves_the_call() {
 }
 
 #[tokio::test]
-async fn a_task_that_ends_after_its_conversation_is_recorded_with_the_thread() {
+async fn a_task_that_ends_after_its_conversation_is_recorded_and_spoken_in_the_next_one() {
     let h = harness_with(|_| {}, |cfg| cfg.agent.embedded.delay_ms = 300).await;
     let mut c = RpcClient::ready(h.addr).await;
     c.start(json!({"threadId": "t", "outputModality": "audio"}))
@@ -296,4 +296,60 @@ async fn a_task_that_ends_after_its_conversation_is_recorded_with_the_thread() {
             .any(|t| t["role"] == "agent" && t["text"] == late["text"]),
         "{read}"
     );
+    // The caller comes back to the thread: the new conversation's model is told the result and
+    // speaks it.
+    let mut frames = SimFrames::new(&h.sim);
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+    let told = late_result_frame(&mut frames).await;
+    assert!(
+        told.contains(late["text"].as_str().unwrap_or("?")),
+        "{told}"
+    );
+    frames.frames_until_type("response.create").await;
+    let spoken = c.notification("thread/realtime/transcript/done").await;
+    assert_eq!(spoken["role"], "assistant", "{spoken}");
+}
+
+/// The model frame that tells a conversation of a task an earlier one left running.
+async fn late_result_frame(frames: &mut SimFrames) -> String {
+    loop {
+        let f = frames.next_frame().await;
+        if f.contains("finished after the call it was asked in had ended") {
+            return f;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_late_result_goes_to_the_conversation_already_running_on_the_thread() {
+    let h = harness_with(|_| {}, |cfg| cfg.agent.embedded.delay_ms = 500).await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "delegate: summarize the report"}),
+    )
+    .await;
+    loop {
+        let item = c.notification("thread/realtime/itemAdded").await;
+        if item["item"]["type"] == "handoff_request" {
+            break;
+        }
+    }
+    c.request("thread/realtime/stop", json!({"threadId": "t"}))
+        .await;
+    c.notification("thread/realtime/closed").await;
+    // Back on the thread before the task finishes: its result comes into this conversation.
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+    let told = late_result_frame(&mut frames).await;
+    assert!(told.contains("[BACKEND]"), "{told}");
+    let spoken = c.notification("thread/realtime/transcript/done").await;
+    assert_eq!(spoken["role"], "assistant", "{spoken}");
 }

@@ -118,6 +118,11 @@ pub enum AgentEvent {
         handoff_id: String,
         outcome: TaskOutcome,
     },
+    /// A task an earlier conversation on the thread left running finished after it ended:
+    /// what it found, for this conversation's model to tell the person.
+    LateResult {
+        text: String,
+    },
 }
 
 /// Requests to the agent core.
@@ -607,6 +612,15 @@ impl Engine {
 
     fn on_agent(&mut self, ev: AgentEvent) {
         match ev {
+            AgentEvent::LateResult { text } => {
+                self.send_to_model(ModelFrame::Text {
+                    role: TextRole::User,
+                    text: format!("{BACKEND_PREFIX}{text}"),
+                });
+                if self.cfg.version == ModelVersion::V2 {
+                    self.request_response();
+                }
+            }
             AgentEvent::Message { handoff_id, text } => {
                 if self.handoff.task.as_deref() != Some(handoff_id.as_str()) {
                     return;

@@ -35,6 +35,8 @@ pub enum SessionCommand {
     ClientText(String),
     /// A sideband observer: it receives every raw model event (dropped when it is full).
     AttachObserver(mpsc::Sender<Arc<str>>),
+    /// A delegated task from an earlier conversation on the thread finished: its result.
+    LateResult(String),
     /// The relay caller's new offer on its live call (an ICE restart); the answer goes back.
     Renegotiate {
         offer: String,
@@ -64,6 +66,8 @@ pub struct SessionControl {
     pub attached: Option<tokio::sync::watch::Receiver<bool>>,
     /// The thread's record of what was said.
     pub record: Arc<super::record::ThreadRecord>,
+    /// This conversation's generation on the thread (its late-result inbox is keyed by it).
+    pub generation: u64,
 }
 
 pub async fn run(core: SessionCore, io: SessionIo, control: SessionControl) {
@@ -187,6 +191,7 @@ struct Reactor {
     subscribers: Arc<ThreadSubscribers>,
     attached: Option<tokio::sync::watch::Receiver<bool>>,
     record: Arc<super::record::ThreadRecord>,
+    generation: u64,
     observers: Vec<mpsc::Sender<Arc<str>>>,
     task: Option<TaskHandle>,
     _permit: Option<crate::auth::SessionPermit>,
@@ -230,6 +235,7 @@ impl Reactor {
             subscribers: control.subscribers,
             attached: control.attached,
             record: control.record,
+            generation: control.generation,
             observers: Vec::new(),
             task: None,
             _permit: io.permit,
@@ -251,6 +257,17 @@ impl Reactor {
         let mut connecting = true;
         let mut counted = self.core.stats();
         let mut now = Instant::now();
+        // Results of tasks an earlier conversation on the thread left running.
+        let late = self.record.take_late();
+        if !late.is_empty() {
+            tracing::info!(
+                results = late.len(),
+                "telling the conversation of tasks that finished after the last one"
+            );
+            for text in late {
+                self.core.handle_input(now, Input::LateResult(text));
+            }
+        }
         // Its client may have left before it started.
         if let Some(attached) = &mut self.attached
             && !*attached.borrow_and_update()
@@ -411,6 +428,9 @@ impl Reactor {
                 let n = self.observers.len();
                 self.core.handle_input(now, Input::Observers(n));
             }
+            SessionCommand::LateResult(text) => {
+                self.core.handle_input(now, Input::LateResult(text))
+            }
             SessionCommand::Renegotiate { offer, reply } => {
                 let answered = self.core.renegotiate(now, &offer).map(|(answer, ufrag)| {
                     if let Some((route, _)) = &mut self.media {
@@ -482,6 +502,8 @@ impl Reactor {
                     }
                 }
                 Output::Agent(AgentCommand::Release) => {
+                    // This conversation is ending: the result waits for the next one.
+                    self.record.close_inbox(self.generation);
                     if let Some(t) = self.task.take() {
                         let (record, subscribers) = (self.record.clone(), self.subscribers.clone());
                         let limit = self.core.task_timeout();
@@ -504,6 +526,7 @@ impl Reactor {
                 Output::ConnectModel => self.reconnect = true,
                 Output::Close(why) => {
                     tracing::debug!(why, "session over");
+                    self.record.close_inbox(self.generation);
                     self.ended = why;
                     closed = true;
                 }

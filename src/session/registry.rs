@@ -303,7 +303,9 @@ impl Sessions {
             subscribers: entry.subscribers.clone(),
             record: entry.record.clone(),
             attached: held_by_subscribers.then(|| entry.subscribers.watch_attached()),
+            generation,
         };
+        entry.record.open_inbox(generation, commands_tx.downgrade());
         let registry: Weak<Sessions> = Arc::downgrade(self);
         let task = tokio::spawn(async move {
             reactor::run(core, io, control).await;

@@ -96,6 +96,8 @@ pub enum Input<'a> {
     Observers(usize),
     /// Whether the thread has JSON-RPC subscribers (it lost its last one, or has one again).
     Attached(bool),
+    /// A task an earlier conversation on the thread left running finished: its result.
+    LateResult(String),
 }
 
 #[derive(Debug, PartialEq)]
@@ -334,6 +336,9 @@ impl SessionCore {
             Input::Agent(update) => self.on_agent_update(update),
             Input::Observers(n) => self.observers = n,
             Input::Attached(attached) => self.on_attached(attached),
+            Input::LateResult(text) => self
+                .engine
+                .handle_input(EngineInput::Agent(AgentEvent::LateResult { text })),
         }
         self.settle();
         if self.rollover_due_at().is_some() {
