@@ -376,7 +376,17 @@ async fn a_model_that_hangs_with_its_socket_open_is_detected() {
             .is_some_and(|m| m.contains("stopped responding")),
         "{error}"
     );
-    let closed = next().await;
+    let closed = loop {
+        let v = next().await;
+        if v["method"] == "thread/realtime/item/completed" {
+            assert_eq!(v["params"]["item"]["type"], "realtimeSessionClosed", "{v}");
+            assert_eq!(v["params"]["item"]["outcome"], "failed", "{v}");
+            continue;
+        }
+        if v["method"] != "thread/realtime/item/started" {
+            break v;
+        }
+    };
     assert_eq!(closed["method"], "thread/realtime/closed");
     assert_eq!(closed["params"]["reason"], "error");
 }

@@ -28,8 +28,11 @@ fn codex_bin() -> Option<PathBuf> {
     None
 }
 
-async fn run_codex_realtime(version: &str) {
-    let Some(bin) = codex_bin() else { return };
+/// Run a text turn through codex (start, appendText, stop) with voxgate as its realtime
+/// upstream; the notifications codex sent its client (audio left out), or None when codex is
+/// not installed.
+async fn run_codex_realtime(version: &str) -> Option<Vec<Value>> {
+    let bin = codex_bin()?;
     let h = harness_with(|_| {}, |cfg| cfg.openai.delegation = false).await;
     let mut records = h.sim.records();
     let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -78,7 +81,9 @@ async fn run_codex_realtime(version: &str) {
             .expect("send");
             next_id
         };
+    let mut seen = Vec::new();
     let until = async |ws: &mut tokio_tungstenite::WebSocketStream<_>,
+                       seen: &mut Vec<Value>,
                        pred: &dyn Fn(&Value) -> bool|
            -> Value {
         loop {
@@ -93,15 +98,18 @@ async fn run_codex_realtime(version: &str) {
                 v["method"] != "thread/realtime/error",
                 "codex reported a realtime error: {v}"
             );
+            if v.get("id").is_none() && v["method"] != "thread/realtime/outputAudio/delta" {
+                seen.push(v.clone());
+            }
             if pred(&v) {
                 return v;
             }
         }
     };
     let id = call(&mut ws, "initialize", json!({"clientInfo": {"name": "voxgate-e2e", "version": "1"}, "capabilities": {"experimentalApi": true}})).await;
-    until(&mut ws, &|v| v["id"] == id).await;
+    until(&mut ws, &mut seen, &|v| v["id"] == id).await;
     let id = call(&mut ws, "thread/start", json!({})).await;
-    let started = until(&mut ws, &|v| v["id"] == id).await;
+    let started = until(&mut ws, &mut seen, &|v| v["id"] == id).await;
     let thread = started["result"]["thread"]["id"]
         .as_str()
         .expect("thread id")
@@ -112,7 +120,10 @@ async fn run_codex_realtime(version: &str) {
         json!({"threadId": thread, "outputModality": "audio"}),
     )
     .await;
-    let rt_started = until(&mut ws, &|v| v["method"] == "thread/realtime/started").await;
+    let rt_started = until(&mut ws, &mut seen, &|v| {
+        v["method"] == "thread/realtime/started"
+    })
+    .await;
     assert_eq!(rt_started["params"]["version"], version);
     call(
         &mut ws,
@@ -120,13 +131,16 @@ async fn run_codex_realtime(version: &str) {
         json!({"threadId": thread, "text": "hello voxgate"}),
     )
     .await;
-    let done = until(&mut ws, &|v| {
+    let done = until(&mut ws, &mut seen, &|v| {
         v["method"] == "thread/realtime/transcript/done" && v["params"]["role"] == "assistant"
     })
     .await;
     assert_eq!(done["params"]["text"], "You said: hello voxgate");
     call(&mut ws, "thread/realtime/stop", json!({"threadId": thread})).await;
-    let closed = until(&mut ws, &|v| v["method"] == "thread/realtime/closed").await;
+    let closed = until(&mut ws, &mut seen, &|v| {
+        v["method"] == "thread/realtime/closed"
+    })
+    .await;
     assert_eq!(closed["params"]["reason"], "requested");
 
     // voxgate reached the simulator with the right wire version.
@@ -145,11 +159,88 @@ async fn run_codex_realtime(version: &str) {
         version == "v1",
         "{path}"
     );
+    Some(seen)
 }
 
+/// The realtime notifications of a conversation as a client renders them: method, and for
+/// timeline items their type, role, text and outcome (ids and timestamps differ by nature).
+fn timeline_shape(notifications: &[Value]) -> Vec<String> {
+    notifications
+        .iter()
+        .filter(|v| {
+            v["method"].as_str().is_some_and(|m| {
+                m.starts_with("thread/realtime/")
+                    && m != "thread/realtime/itemAdded"
+                    && m != "thread/realtime/outputAudio/delta"
+            })
+        })
+        .map(|v| {
+            let p = &v["params"];
+            let item = &p["item"];
+            format!(
+                "{} {} {} {} {} {}",
+                v["method"].as_str().unwrap_or_default(),
+                item["type"].as_str().unwrap_or_default(),
+                item["role"]
+                    .as_str()
+                    .or(p["role"].as_str())
+                    .unwrap_or_default(),
+                item["text"]
+                    .as_str()
+                    .or(p["text"].as_str())
+                    .unwrap_or_default(),
+                item["outcome"]
+                    .as_str()
+                    .or(p["reason"].as_str())
+                    .unwrap_or_default(),
+                p["delta"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// codex runs a v2 session through voxgate; then the same conversation on voxgate's own JSON-RPC
+/// face must give its client what codex gave its own: the same timeline, in the same order.
 #[tokio::test]
-async fn codex_runs_a_v2_realtime_session_through_voxgate() {
-    run_codex_realtime("v2").await;
+async fn codex_runs_a_v2_realtime_session_through_voxgate_and_voxgate_emits_codexs_timeline() {
+    let Some(codex) = run_codex_realtime("v2").await else {
+        return;
+    };
+    let h = harness().await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
+    let mut ours = Vec::new();
+    let mut collect_until = async |c: &mut RpcClient, pred: &dyn Fn(&Value) -> bool| loop {
+        let v = c.next_message().await;
+        if v.get("id").is_some() {
+            continue;
+        }
+        let done = pred(&v);
+        ours.push(v);
+        if done {
+            return;
+        }
+    };
+    collect_until(&mut c, &|v| v["method"] == "thread/realtime/started").await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "hello voxgate"}),
+    )
+    .await;
+    collect_until(&mut c, &|v| {
+        v["method"] == "thread/realtime/transcript/done" && v["params"]["role"] == "assistant"
+    })
+    .await;
+    c.request("thread/realtime/stop", json!({"threadId": "t"}))
+        .await;
+    collect_until(&mut c, &|v| v["method"] == "thread/realtime/closed").await;
+    let (want, got) = (timeline_shape(&codex), timeline_shape(&ours));
+    assert!(
+        want.iter().any(|l| l.contains("item/transcript/delta")),
+        "codex streamed a transcript item: {want:#?}"
+    );
+    assert_eq!(got, want, "voxgate's timeline differs from codex's");
 }
 
 #[tokio::test]

@@ -31,7 +31,8 @@ async fn item_until(c: &mut RpcClient, ty: &str) -> Value {
     loop {
         let m = c.next_message().await;
         assert_ne!(m["method"], "thread/realtime/closed", "no closed: {m}");
-        if m["method"] == "thread/realtime/itemAdded" && m["params"]["item"]["type"] == ty {
+        // codex's timeline: the item as completed.
+        if m["method"] == "thread/realtime/item/completed" && m["params"]["item"]["type"] == ty {
             return m["params"]["item"].clone();
         }
     }

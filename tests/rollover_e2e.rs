@@ -1,8 +1,8 @@
 //! Rollover over real sockets: the simulator ends model sessions at 2.5 s as the service does at
 //! its limit (`session_expired`), voxgate retires them after 1 s — only at a turn boundary — and
 //! opens the next, told the conversation so far. Across turn after turn the JSON-RPC client never
-//! sees `closed` or an error; it sees each switch as realtimeSessionClosed{ended} +
-//! realtimeSessionStarted between turns, never inside a reply.
+//! sees `closed` or an error; it sees each switch on codex's timeline as realtimeSessionClosed
+//! {ended} + realtimeSessionStarted items between turns, never inside a reply.
 
 mod common;
 
@@ -46,13 +46,15 @@ async fn model_sessions_roll_over_between_turns_and_the_conversation_never_notic
             );
             let item = &m["params"]["item"];
             match (method, item["type"].as_str()) {
-                ("thread/realtime/itemAdded", Some("realtimeSessionClosed")) => {
+                ("thread/realtime/item/completed", Some("realtimeSessionClosed")) => {
                     assert_eq!(item["outcome"], "ended", "{m}");
                     assert!(!in_reply, "a switch inside a reply: {m}");
                     switching = true;
                     rollovers += 1;
                 }
-                ("thread/realtime/itemAdded", Some("realtimeSessionStarted")) => switching = false,
+                ("thread/realtime/item/completed", Some("realtimeSessionStarted")) => {
+                    switching = false
+                }
                 ("thread/realtime/transcript/delta", _) => {
                     assert!(!switching, "speech while switching: {m}");
                     in_reply = true;

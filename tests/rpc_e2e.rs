@@ -320,6 +320,16 @@ async fn upstream_error_event_gives_error_then_closed_error() {
         err,
         json!({"threadId": "t1", "message": "Simulated failure: boom"})
     );
+    // codex's timeline closes the model session as failed, then `closed{error}`.
+    for method in [
+        "thread/realtime/item/started",
+        "thread/realtime/item/completed",
+    ] {
+        let item = c.next_message().await;
+        assert_eq!(item["method"], method, "{item}");
+        assert_eq!(item["params"]["item"]["type"], "realtimeSessionClosed");
+        assert_eq!(item["params"]["item"]["outcome"], "failed");
+    }
     let next = c.next_message().await;
     assert_eq!(
         next,

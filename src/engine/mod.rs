@@ -9,6 +9,7 @@ pub mod playout;
 pub mod plumbing;
 pub mod response_queue;
 mod session_switch;
+pub mod timeline;
 pub mod transcript;
 
 use crate::protocol::model::ACTIVE_RESPONSE_RACE_PREFIX;
@@ -210,6 +211,7 @@ pub struct Engine {
     /// Whether the model answers each user turn by itself (server VAD with `create_response`).
     turns_get_replies: bool,
     transcript: TranscriptLog,
+    timeline: timeline::Timeline,
     responses: ResponseQueue,
     playout: PlayoutTracker,
     handoff: HandoffState,
@@ -219,6 +221,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
         let turns_get_replies = session_switch::turns_get_replies(&cfg.session_update);
+        let timeline = timeline::Timeline::new(&cfg.realtime_session_id);
         Self {
             cfg,
             connected: false,
@@ -229,6 +232,7 @@ impl Engine {
             user_speaking: false,
             turns_get_replies,
             transcript: TranscriptLog::default(),
+            timeline,
             responses: ResponseQueue::default(),
             playout: PlayoutTracker::default(),
             handoff: HandoffState::default(),
@@ -316,6 +320,31 @@ impl Engine {
         self.out.push_back(Output::ToClient(n));
     }
 
+    /// Transcript text of `role`: the log, then codex's order — the timeline item's own
+    /// notifications, then the flat `transcript/delta`.
+    fn transcript_delta(&mut self, role: TranscriptRole, delta: String) {
+        self.transcript.push_delta(role, &delta);
+        for n in self.timeline.transcript_delta(role, &delta) {
+            self.notify(n);
+        }
+        self.notify(Notification::TranscriptDelta { role, delta });
+    }
+
+    fn transcript_done(&mut self, role: TranscriptRole, text: String) {
+        self.transcript.push_done(role, &text);
+        for n in self.timeline.transcript_done(role, &text) {
+            self.notify(n);
+        }
+        self.notify(Notification::TranscriptDone { role, text });
+    }
+
+    fn new_transcript_part(&mut self, role: TranscriptRole) {
+        self.transcript.force_new(role);
+        if let Some(n) = self.timeline.force_new(role) {
+            self.notify(n);
+        }
+    }
+
     fn request_response(&mut self) {
         if self.cfg.version == ModelVersion::V2
             && let Some(req) = self.responses.request(CreateRequest::Bare)
@@ -335,6 +364,9 @@ impl Engine {
                 update: self.cfg.session_update.clone(),
             }));
         if self.model_session == 1 {
+            for n in self.timeline.session_started(&self.cfg.realtime_session_id) {
+                self.notify(n);
+            }
             self.notify(Notification::Started {
                 realtime_session_id: self.cfg.realtime_session_id.clone(),
                 version: self.cfg.version,
@@ -356,6 +388,13 @@ impl Engine {
     fn close(&mut self, reason: CloseReason) {
         if self.handoff.task.take().is_some() {
             self.out.push_back(Output::ToAgent(AgentCommand::Release));
+        }
+        let outcome = match reason {
+            CloseReason::Error => "failed",
+            _ => "ended",
+        };
+        for n in self.timeline.session_closed(outcome) {
+            self.notify(n);
         }
         self.notify(Notification::Closed { reason });
         self.out.push_back(Output::Close(reason));
@@ -430,42 +469,25 @@ impl Engine {
                 self.notify(Notification::OutputAudioDelta(chunk));
             }
             ModelEvent::InputTranscriptDelta { delta } => {
-                self.transcript.push_delta(TranscriptRole::User, &delta);
-                self.notify(Notification::TranscriptDelta {
-                    role: TranscriptRole::User,
-                    delta,
-                });
+                self.transcript_delta(TranscriptRole::User, delta);
             }
             ModelEvent::InputTranscriptDone { text } => {
                 if !self.turns_get_replies {
                     self.user_speaking = false;
                 }
                 self.memory.record(TextRole::User, &text);
-                self.transcript.push_done(TranscriptRole::User, &text);
-                self.notify(Notification::TranscriptDone {
-                    role: TranscriptRole::User,
-                    text,
-                });
+                self.transcript_done(TranscriptRole::User, text);
             }
             ModelEvent::OutputTranscriptDelta { delta } => {
-                self.transcript
-                    .push_delta(TranscriptRole::Assistant, &delta);
-                self.notify(Notification::TranscriptDelta {
-                    role: TranscriptRole::Assistant,
-                    delta,
-                });
+                self.transcript_delta(TranscriptRole::Assistant, delta);
             }
             ModelEvent::OutputTranscriptDone { text } => {
                 self.memory.record(TextRole::Assistant, &text);
-                self.transcript.push_done(TranscriptRole::Assistant, &text);
-                self.notify(Notification::TranscriptDone {
-                    role: TranscriptRole::Assistant,
-                    text,
-                });
+                self.transcript_done(TranscriptRole::Assistant, text);
             }
             ModelEvent::SpeechStarted { item_id } => {
                 self.user_speaking = true;
-                self.transcript.force_new(TranscriptRole::User);
+                self.new_transcript_part(TranscriptRole::User);
                 let truncation = match self.cfg.version {
                     ModelVersion::V2 => self.playout.on_speech_started(item_id.as_deref()),
                     ModelVersion::V1 => None,
@@ -503,7 +525,7 @@ impl Engine {
             }
             ModelEvent::ResponseCreated { .. } => {
                 self.user_speaking = false;
-                self.transcript.force_new(TranscriptRole::Assistant);
+                self.new_transcript_part(TranscriptRole::Assistant);
                 self.responses.on_created();
             }
             ModelEvent::ResponseCancelled { response_id } => {

@@ -19,11 +19,10 @@ impl Engine {
                 previous_item_id: std::mem::replace(&mut previous_item_id, id),
             }));
         }
-        self.notify(Notification::ItemAdded(json!({
-            "type": "realtimeSessionStarted",
-            "realtimeSessionId": self.model_session_id(),
-            "version": self.cfg.version.as_str(),
-        })));
+        let id = self.model_session_id();
+        for n in self.timeline.session_started(&id) {
+            self.notify(n);
+        }
     }
 
     /// The model socket is gone; a new one is on its way. Nothing said so far is lost: it is
@@ -36,12 +35,14 @@ impl Engine {
         self.user_speaking = false;
         self.responses.on_model_lost();
         self.playout.clear();
-        self.notify(Notification::ItemAdded(json!({
-            "type": "realtimeSessionClosed",
-            "realtimeSessionId": self.model_session_id(),
-            "outcome": outcome,
-            "reason": reason,
-        })));
+        tracing::info!(
+            outcome,
+            reason,
+            "the model session behind the conversation closed"
+        );
+        for n in self.timeline.session_closed(outcome) {
+            self.notify(n);
+        }
     }
     /// The id this conversation's current model session is announced under: the session id,
     /// with `-2`, `-3`, … for the sessions that follow a reconnect.

@@ -32,6 +32,16 @@ fn engine_with(version: ModelVersion, errors_end_session: bool) -> Engine {
     e
 }
 
+/// The timeline's `realtimeSessionClosed` pair for the test engine's first session.
+pub(super) fn session_closed(outcome: &str, item: u64) -> [Output; 2] {
+    let item = json!({"id": format!("s-i{item}"), "realtimeSessionId": "s",
+        "type": "realtimeSessionClosed", "outcome": outcome});
+    [
+        Output::ToClient(Notification::ItemStarted(item.clone())),
+        Output::ToClient(Notification::ItemCompleted(item)),
+    ]
+}
+
 pub(super) fn drain(e: &mut Engine) -> Vec<Output> {
     std::iter::from_fn(|| e.poll_output()).collect()
 }
@@ -368,12 +378,15 @@ fn other_upstream_error_gives_error_then_closed_error() {
             message: "bad".into(),
         },
     );
+    let [started, completed] = session_closed("failed", 2);
     assert_eq!(
         outs,
         vec![
             Output::ToClient(Notification::Error {
                 message: "bad".into()
             }),
+            started,
+            completed,
             Output::ToClient(Notification::Closed {
                 reason: CloseReason::Error
             }),
@@ -493,10 +506,13 @@ fn stop_releases_the_running_task_and_closes_requested() {
     let mut e = engine(ModelVersion::V2);
     model(&mut e, handoff("c1", "task"));
     e.handle_input(Input::Client(ClientCommand::Stop));
+    let [started, completed] = session_closed("ended", 2);
     assert_eq!(
         drain(&mut e),
         vec![
             Output::ToAgent(AgentCommand::Release),
+            started,
+            completed,
             Output::ToClient(Notification::Closed {
                 reason: CloseReason::Requested
             }),
@@ -509,9 +525,12 @@ fn stop_releases_the_running_task_and_closes_requested() {
 fn upstream_eof_closes_with_transport_closed() {
     let mut e = engine(ModelVersion::V2);
     e.handle_input(Input::UpstreamClosed);
+    let [started, completed] = session_closed("ended", 2);
     assert_eq!(
         drain(&mut e),
         vec![
+            started,
+            completed,
             Output::ToClient(Notification::Closed {
                 reason: CloseReason::TransportClosed
             }),
@@ -543,12 +562,17 @@ fn input_before_connect_is_sent_right_after_session_update() {
         &outs[0],
         Output::ToModel(ModelFrame::SessionUpdate { .. })
     ));
+    // codex's order: the timeline's realtimeSessionStarted, then `started`.
     assert!(matches!(
         &outs[1],
+        Output::ToClient(Notification::ItemStarted(item)) if item["type"] == "realtimeSessionStarted"
+    ));
+    assert!(matches!(
+        &outs[3],
         Output::ToClient(Notification::Started { .. })
     ));
     assert_eq!(
-        outs[2],
+        outs[4],
         Output::ToModel(ModelFrame::Text {
             role: TextRole::User,
             text: "[USER] early".into()

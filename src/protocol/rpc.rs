@@ -312,6 +312,15 @@ pub enum Notification {
     },
     OutputAudioDelta(AudioChunk),
     ItemAdded(Value),
+    /// codex's canonical timeline: an item starts (before its content streams)…
+    ItemStarted(Value),
+    /// …text is appended to a started transcript item…
+    ItemTranscriptDelta {
+        item_id: String,
+        delta: String,
+    },
+    /// …and the item is complete.
+    ItemCompleted(Value),
     Error {
         message: String,
     },
@@ -329,6 +338,9 @@ impl Notification {
             Notification::TranscriptDone { .. } => "thread/realtime/transcript/done",
             Notification::OutputAudioDelta(_) => "thread/realtime/outputAudio/delta",
             Notification::ItemAdded(_) => "thread/realtime/itemAdded",
+            Notification::ItemStarted(_) => "thread/realtime/item/started",
+            Notification::ItemTranscriptDelta { .. } => "thread/realtime/item/transcript/delta",
+            Notification::ItemCompleted(_) => "thread/realtime/item/completed",
             Notification::Error { .. } => "thread/realtime/error",
             Notification::Closed { .. } => "thread/realtime/closed",
         }
@@ -372,8 +384,14 @@ impl Notification {
             Notification::OutputAudioDelta(chunk) => {
                 p.insert("audio".into(), audio_json(chunk));
             }
-            Notification::ItemAdded(item) => {
+            Notification::ItemAdded(item)
+            | Notification::ItemStarted(item)
+            | Notification::ItemCompleted(item) => {
                 p.insert("item".into(), item.clone());
+            }
+            Notification::ItemTranscriptDelta { item_id, delta } => {
+                p.insert("itemId".into(), item_id.as_str().into());
+                p.insert("delta".into(), delta.as_str().into());
             }
             Notification::Error { message } => {
                 p.insert("message".into(), message.as_str().into());
@@ -384,6 +402,22 @@ impl Notification {
         }
         json!({"method": self.method(), "params": p}).to_string()
     }
+
+    /// The message as sent to a subscriber: [`Notification::to_json`] stamped with
+    /// `emittedAtMs` (milliseconds since the Unix epoch), as codex stamps its notifications.
+    pub fn to_wire(&self, thread_id: &str, emitted_at_ms: u64) -> String {
+        let mut out = self.to_json(thread_id);
+        out.pop();
+        out.push_str(&format!(r#","emittedAtMs":{emitted_at_ms}}}"#));
+        out
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch (a notification's `emittedAtMs`).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `thread/realtime/outputAudio/delta` built directly (the per-chunk hot path); byte-identical to
@@ -399,12 +433,17 @@ fn output_audio_json(thread_id: &str, chunk: &AudioChunk) -> String {
         r#","sampleRate":{},"numChannels":{}"#,
         chunk.sample_rate, chunk.num_channels
     ));
-    if let Some(n) = chunk.samples_per_channel {
-        out.push_str(&format!(r#","samplesPerChannel":{n}"#));
+    // As codex sends them: absent values are `null`, not left out.
+    match chunk.samples_per_channel {
+        Some(n) => out.push_str(&format!(r#","samplesPerChannel":{n}"#)),
+        None => out.push_str(r#","samplesPerChannel":null"#),
     }
-    if let Some(id) = &chunk.item_id {
-        out.push_str(r#","itemId":"#);
-        push_json_str(&mut out, id);
+    match &chunk.item_id {
+        Some(id) => {
+            out.push_str(r#","itemId":"#);
+            push_json_str(&mut out, id);
+        }
+        None => out.push_str(r#","itemId":null"#),
     }
     out.push_str("}}}");
     out
@@ -416,12 +455,8 @@ pub fn audio_json(chunk: &AudioChunk) -> Value {
     a.insert("data".into(), chunk.data.as_str().into());
     a.insert("sampleRate".into(), chunk.sample_rate.into());
     a.insert("numChannels".into(), chunk.num_channels.into());
-    if let Some(n) = chunk.samples_per_channel {
-        a.insert("samplesPerChannel".into(), n.into());
-    }
-    if let Some(id) = &chunk.item_id {
-        a.insert("itemId".into(), id.as_str().into());
-    }
+    a.insert("samplesPerChannel".into(), chunk.samples_per_channel.into());
+    a.insert("itemId".into(), chunk.item_id.as_deref().into());
     Value::Object(a)
 }
 

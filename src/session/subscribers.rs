@@ -89,7 +89,9 @@ impl ThreadSubscribers {
                 return true;
             }
             let msg = text
-                .get_or_insert_with(|| Arc::from(n.to_json(thread_id)))
+                .get_or_insert_with(|| {
+                    Arc::from(n.to_wire(thread_id, crate::protocol::rpc::now_ms()))
+                })
                 .clone();
             match sub.tx.try_send(msg) {
                 Ok(()) => true,
@@ -166,10 +168,16 @@ mod tests {
         subs.notify("t", &closed);
         assert_eq!(subs.len(), 1, "the slow connection was dropped");
         assert!(kill.notified().now_or_never_ready());
-        assert_eq!(
-            fast_rx.try_recv().ok().as_deref(),
-            Some(closed.to_json("t").as_str())
+        // codex's envelope: the notification, stamped with when it was emitted.
+        let got: serde_json::Value =
+            serde_json::from_str(&fast_rx.try_recv().expect("delivered")).expect("json");
+        let mut want: serde_json::Value = serde_json::from_str(&closed.to_json("t")).expect("json");
+        assert!(
+            got["emittedAtMs"].as_u64().is_some_and(|ms| ms > 0),
+            "{got}"
         );
+        want["emittedAtMs"] = got["emittedAtMs"].clone();
+        assert_eq!(got, want);
         assert!(fast_rx.try_recv().is_ok());
     }
 

@@ -130,7 +130,20 @@ impl RpcClient {
                 .expect("socket open")
                 .expect("frame");
             if let Message::Text(t) = msg {
-                return serde_json::from_str(t.as_str()).expect("server sends JSON");
+                let mut v: Value = serde_json::from_str(t.as_str()).expect("server sends JSON");
+                // Every notification is stamped as codex stamps its own; the tests compare the
+                // rest exactly.
+                if v.get("method").is_some() && v.get("id").is_none() {
+                    let stamp = v.as_object_mut().and_then(|o| o.remove("emittedAtMs"));
+                    assert!(
+                        stamp
+                            .as_ref()
+                            .and_then(Value::as_u64)
+                            .is_some_and(|ms| ms > 0),
+                        "a notification without emittedAtMs: {v}"
+                    );
+                }
+                return v;
             }
         }
     }

@@ -20,11 +20,10 @@ fn a_new_model_session_is_told_the_conversation_and_the_timeline_shows_the_switc
     drain(&mut e);
     e.handle_input(Input::ModelLost("reset".into()));
     let lost = drain(&mut e);
-    assert!(
-        lost.iter()
-            .any(|o| matches!(o, Output::ToClient(Notification::ItemAdded(v))
-        if v["type"] == "realtimeSessionClosed" && v["outcome"] == "failed"))
-    );
+    assert!(lost.iter().any(
+        |o| matches!(o, Output::ToClient(Notification::ItemCompleted(v))
+        if v["type"] == "realtimeSessionClosed" && v["outcome"] == "failed")
+    ));
     // Asked while no socket is open: waits for the new one.
     e.handle_input(Input::Client(ClientCommand::AppendText {
         text: "still there?".into(),
@@ -70,11 +69,10 @@ fn a_new_model_session_is_told_the_conversation_and_the_timeline_shows_the_switc
         }),
         "what waited goes after the history"
     );
-    assert!(
-        outs.iter()
-            .any(|o| matches!(o, Output::ToClient(Notification::ItemAdded(v))
-        if v["type"] == "realtimeSessionStarted" && v["realtimeSessionId"] == "s-2"))
-    );
+    assert!(outs.iter().any(
+        |o| matches!(o, Output::ToClient(Notification::ItemCompleted(v))
+        if v["type"] == "realtimeSessionStarted" && v["realtimeSessionId"] == "s-2")
+    ));
     assert!(
         !outs
             .iter()

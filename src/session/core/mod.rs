@@ -575,13 +575,17 @@ impl SessionCore {
                 }
             },
             EngineOutput::ToClient(Notification::Started { .. }) if self.cfg.answer.is_some() => {}
-            EngineOutput::ToClient(Notification::ItemAdded(item))
-                if item["type"] == "realtimeSessionStarted" =>
+            // A successor model session (announced under `{id}-{n}`, the first one under the
+            // conversation's id): voxgate's own event for the clients that opted in.
+            EngineOutput::ToClient(Notification::ItemCompleted(item))
+                if item["type"] == "realtimeSessionStarted"
+                    && item["realtimeSessionId"]
+                        != self.cfg.engine.realtime_session_id.as_str() =>
             {
                 self.session_event(&item);
                 if !matches!(self.client, ClientSide::OpenAi(_)) {
                     self.out
-                        .push_back(Output::Notify(Notification::ItemAdded(item)));
+                        .push_back(Output::Notify(Notification::ItemCompleted(item)));
                 }
             }
             EngineOutput::ToClient(Notification::TranscriptDone { role, text }) => {
