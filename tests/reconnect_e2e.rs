@@ -195,3 +195,39 @@ async fn an_openai_client_that_opted_in_is_told_the_model_session_changed_and_go
         "no replayed history item reaches the client"
     );
 }
+
+/// A model socket that goes away on a timer, whatever is being said (`[simulator]
+/// drop_after_ms`): every model session is lost after 400 ms, and the conversation still
+/// answers turn after turn, each new model session told what came before.
+#[tokio::test]
+async fn a_model_that_keeps_dropping_its_socket_never_ends_the_conversation() {
+    let h = harness_with(
+        |sim| sim.drop_after_ms = 400,
+        |cfg| cfg.upstream.reconnect_backoff_ms = 20,
+    )
+    .await;
+    let mut c = started_thread(&h).await;
+    let mut lost = 0;
+    for turn in 0..4 {
+        say(&mut c, &format!("turn {turn}")).await;
+        let done = c.notification("thread/realtime/transcript/done").await;
+        assert_eq!(done["text"], format!("You said: turn {turn}"));
+        // Past this model session's 400 ms: it is lost, its successor told the conversation.
+        loop {
+            let m = c.next_message().await;
+            assert_ne!(m["method"], "thread/realtime/closed", "{m}");
+            let item = &m["params"]["item"];
+            if m["method"] != "thread/realtime/item/completed" {
+                continue;
+            }
+            if item["type"] == "realtimeSessionClosed" {
+                assert_eq!(item["outcome"], "failed", "{m}");
+                lost += 1;
+            }
+            if item["type"] == "realtimeSessionStarted" {
+                break;
+            }
+        }
+    }
+    assert!(lost >= 4, "{lost} sessions lost");
+}

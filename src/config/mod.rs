@@ -281,6 +281,9 @@ pub struct SimulatorConfig {
     /// A model session this old is ended by the simulator as the service does at its limit (an
     /// `error` with code `session_expired`, then close); 0: no limit.
     pub max_session_ms: u64,
+    /// Drop each model socket this long after it opened, without a close frame (a network
+    /// failure, whatever is being said); 0: never.
+    pub drop_after_ms: u64,
 }
 
 impl Default for SimulatorConfig {
@@ -296,6 +299,7 @@ impl Default for SimulatorConfig {
             reject_sideband: false,
             refuse_after_drop: 0,
             max_session_ms: 0,
+            drop_after_ms: 0,
         }
     }
 }

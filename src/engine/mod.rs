@@ -210,6 +210,11 @@ pub struct Engine {
     user_speaking: bool,
     /// Whether the model answers each user turn by itself (server VAD with `create_response`).
     turns_get_replies: bool,
+    /// A user turn was transcribed and its reply has not started yet.
+    awaiting_reply: bool,
+    /// The lost model session owed the person a reply (one was playing or due): the successor
+    /// is asked for it.
+    reply_owed: bool,
     transcript: TranscriptLog,
     timeline: timeline::Timeline,
     responses: ResponseQueue,
@@ -231,6 +236,8 @@ impl Engine {
             memory: ContextMemory::default(),
             user_speaking: false,
             turns_get_replies,
+            awaiting_reply: false,
+            reply_owed: false,
             transcript: TranscriptLog::default(),
             timeline,
             responses: ResponseQueue::default(),
@@ -378,10 +385,13 @@ impl Engine {
             self.remember(&frame);
             self.out.push_back(Output::ToModel(frame));
         }
-        if self.model_session > 1
-            && let Some(req) = self.responses.resume()
-        {
-            self.send_create(req);
+        if self.model_session > 1 {
+            if let Some(req) = self.responses.resume() {
+                self.send_create(req);
+            } else if std::mem::take(&mut self.reply_owed) {
+                // The reply the lost session was giving (or about to give) comes from this one.
+                self.request_response();
+            }
         }
     }
 
@@ -472,7 +482,9 @@ impl Engine {
                 self.transcript_delta(TranscriptRole::User, delta);
             }
             ModelEvent::InputTranscriptDone { text } => {
-                if !self.turns_get_replies {
+                if self.turns_get_replies {
+                    self.awaiting_reply = true;
+                } else {
                     self.user_speaking = false;
                 }
                 self.memory.record(TextRole::User, &text);
@@ -525,6 +537,7 @@ impl Engine {
             }
             ModelEvent::ResponseCreated { .. } => {
                 self.user_speaking = false;
+                self.awaiting_reply = false;
                 self.new_transcript_part(TranscriptRole::Assistant);
                 self.responses.on_created();
             }

@@ -32,6 +32,8 @@ impl Engine {
             return;
         }
         self.connected = false;
+        self.reply_owed = outcome == "failed"
+            && (self.responses.is_active() || std::mem::take(&mut self.awaiting_reply));
         self.user_speaking = false;
         self.responses.on_model_lost();
         self.playout.clear();

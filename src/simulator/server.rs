@@ -216,6 +216,9 @@ async fn run(mut socket: WebSocket, state: Arc<SimState>, version: ModelVersion,
     let expires = (state.cfg.max_session_ms > 0).then(|| {
         tokio::time::Instant::now() + std::time::Duration::from_millis(state.cfg.max_session_ms)
     });
+    let drops_at = (state.cfg.drop_after_ms > 0).then(|| {
+        tokio::time::Instant::now() + std::time::Duration::from_millis(state.cfg.drop_after_ms)
+    });
     'conn: loop {
         while let Some(out) = sim.poll_output() {
             let msg = match out {
@@ -261,6 +264,19 @@ async fn run(mut socket: WebSocket, state: Arc<SimState>, version: ModelVersion,
                     "message": "Your session hit the maximum duration.", "param": null}});
                 let _ = socket.send(Message::text(expired.to_string())).await;
                 break 'conn;
+            }
+            () = async {
+                match drops_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                // A network failure, not a close: the socket is just gone.
+                state
+                    .refusing
+                    .store(state.cfg.refuse_after_drop, Ordering::Relaxed);
+                let _ = state.records.send(SimRecord::Disconnected { conn });
+                return;
             }
         }
     }

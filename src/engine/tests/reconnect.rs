@@ -151,3 +151,46 @@ fn without_automatic_replies_a_transcribed_turn_is_a_turn_boundary() {
         &json!({"type": "session.update", "session": {"type": "quicksilver"}})
     ));
 }
+
+/// The reply the person was owed when the model socket went (one playing, or a transcribed turn
+/// not answered yet) is asked of the next model session; with nothing owed, nothing is asked.
+#[test]
+fn a_reply_cut_off_or_due_when_the_model_is_lost_is_asked_of_the_next_session() {
+    let creates = |outs: &[Output]| {
+        frames(outs)
+            .iter()
+            .filter(|f| matches!(f, ModelFrame::ResponseCreate))
+            .count()
+    };
+    // Cut off mid-reply.
+    let mut e = engine(ModelVersion::V2);
+    model(
+        &mut e,
+        ModelEvent::ResponseCreated {
+            response_id: Some("r1".into()),
+        },
+    );
+    e.handle_input(Input::ModelLost("reset".into()));
+    drain(&mut e);
+    e.handle_input(Input::Connected);
+    assert_eq!(creates(&drain(&mut e)), 1);
+    // A turn transcribed, its reply not started.
+    let mut e = engine(ModelVersion::V2);
+    model(&mut e, ModelEvent::SpeechStarted { item_id: None });
+    model(
+        &mut e,
+        ModelEvent::InputTranscriptDone {
+            text: "what time is it".into(),
+        },
+    );
+    e.handle_input(Input::ModelLost("reset".into()));
+    drain(&mut e);
+    e.handle_input(Input::Connected);
+    assert_eq!(creates(&drain(&mut e)), 1);
+    // Between turns: the successor is only told the conversation.
+    let mut e = engine(ModelVersion::V2);
+    e.handle_input(Input::ModelLost("reset".into()));
+    drain(&mut e);
+    e.handle_input(Input::Connected);
+    assert_eq!(creates(&drain(&mut e)), 0);
+}
