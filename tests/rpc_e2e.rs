@@ -337,21 +337,27 @@ async fn upstream_error_event_gives_error_then_closed_error() {
     );
 }
 
+/// As codex does: a second start on a running thread closes the conversation it replaces
+/// (`closed{requested}`, counted as closed) before the new one is started.
 #[tokio::test]
-async fn second_start_replaces_without_closed() {
+async fn second_start_closes_the_replaced_conversation_first() {
     let h = harness().await;
     let mut frames = SimFrames::new(&h.sim);
     let mut c = RpcClient::ready(h.addr).await;
     c.start(start_params("t1")).await;
     c.notification("thread/realtime/started").await;
+    let closed_before = closed_count("requested");
     c.start(json!({"threadId": "t1", "outputModality": "audio", "version": "v1"}))
         .await;
-    let (seen, started) = c.methods_until("thread/realtime/started").await;
-    assert_eq!(started["version"], "v1");
+    let (seen, closed) = c.methods_until("thread/realtime/closed").await;
+    assert_eq!(closed["reason"], "requested");
     assert!(
-        !seen.contains(&"thread/realtime/closed".to_owned()),
-        "{seen:?}"
+        !seen.contains(&"thread/realtime/started".to_owned()),
+        "the new conversation started before the old one closed: {seen:?}"
     );
+    let started = c.notification("thread/realtime/started").await;
+    assert_eq!(started["version"], "v1");
+    assert_eq!(closed_count("requested"), closed_before + 1);
     frames.next_disconnected().await;
     // The new conversation works.
     c.request(
@@ -361,6 +367,12 @@ async fn second_start_replaces_without_closed() {
     .await;
     let done = c.notification("thread/realtime/transcript/done").await;
     assert_eq!(done["text"], "You said: hi");
+}
+
+fn closed_count(reason: &str) -> u64 {
+    voxgate::metrics::SESSIONS_CLOSED
+        .with_label_values(&["rpc", reason])
+        .get()
 }
 
 #[tokio::test]

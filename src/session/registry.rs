@@ -2,8 +2,9 @@
 //! belongs to the principal (API key) that made it: thread ids are namespaced per owner, so two
 //! keys may both use `demo` and neither reaches the other's; a stranger's lookup finds nothing,
 //! exactly as for a thread that does not exist. Starting a thread that runs replaces the old
-//! conversation (torn down without `closed`); a session that ends removes itself only if it is
-//! still the current one (generation check). Faces reach a session through
+//! conversation: it is stopped and closes (`closed{requested}`, as codex does) before the new one
+//! starts; a session that ends removes itself only if it is still the current one (generation
+//! check). Faces reach a session through
 //! a [`SessionSender`]: a bounded command queue (audio that does not fit is dropped and counted;
 //! control waits for room, which the reactor makes at once) and a stop signal that never fills.
 
@@ -86,8 +87,12 @@ struct SessionHandle {
     generation: u64,
     kind: SessionKind,
     sender: SessionSender,
-    task: tokio::task::AbortHandle,
+    task: tokio::task::JoinHandle<()>,
 }
+
+/// How long a replaced conversation has to close (`closed{requested}`) before its successor
+/// starts anyway (it is aborted then).
+const REPLACED_CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Default)]
 struct ThreadEntry {
@@ -292,10 +297,13 @@ impl Sessions {
         let thread_key = key(owner, &thread_id);
         let mut threads = self.lock();
         let entry = threads.entry(thread_key.clone()).or_default();
-        if let Some(old) = entry.session.take() {
+        // As codex does: the conversation being replaced closes first (`closed{requested}`, its
+        // timeline and metrics), then the new one starts.
+        let replaced = entry.session.take().map(|old| {
             tracing::info!(thread_id = %thread_id, "replacing running conversation");
-            old.task.abort();
-        }
+            old.sender.stop();
+            old.task
+        });
         entry.ended_at = None;
         let control = SessionControl {
             commands: commands_rx,
@@ -308,6 +316,14 @@ impl Sessions {
         entry.record.open_inbox(generation, commands_tx.downgrade());
         let registry: Weak<Sessions> = Arc::downgrade(self);
         let task = tokio::spawn(async move {
+            if let Some(mut old) = replaced
+                && tokio::time::timeout(REPLACED_CLOSE_WITHIN, &mut old)
+                    .await
+                    .is_err()
+            {
+                tracing::warn!("a replaced conversation did not close in time; aborting it");
+                old.abort();
+            }
             reactor::run(core, io, control).await;
             if let Some(reg) = registry.upgrade() {
                 reg.finished(&thread_key, generation);
@@ -320,7 +336,7 @@ impl Sessions {
                 commands: commands_tx,
                 stop,
             },
-            task: task.abort_handle(),
+            task,
         });
     }
 
