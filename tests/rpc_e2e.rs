@@ -492,3 +492,123 @@ async fn an_idle_model_that_answers_pings_keeps_its_conversation() {
         "{done}"
     );
 }
+
+/// A codex client's first calls: `thread/start` mints a thread (codex's id shape and fields) and
+/// tells its creator `thread/started`; realtime runs on it; another connection of the same key
+/// rejoins it with `thread/resume` (and hears it from then on); `thread/unsubscribe` answers
+/// codex's statuses.
+#[tokio::test]
+async fn thread_start_resume_and_unsubscribe_as_codex_answers_them() {
+    let h = harness().await;
+    let mut c = RpcClient::ready(h.addr).await;
+    let r = c.request("thread/start", json!({"model": "ignored"})).await;
+    let thread = &r["result"]["thread"];
+    let id = thread["id"].as_str().expect("a thread id").to_owned();
+    let shape = id.split('-').map(str::len).collect::<Vec<_>>();
+    assert_eq!(shape, [8, 4, 4, 4, 12], "a UUID: {id}");
+    assert_eq!(&id[14..15], "7", "version 7: {id}");
+    assert_eq!(thread["status"], json!({"type": "idle"}));
+    for field in [
+        "approvalPolicy",
+        "approvalsReviewer",
+        "cwd",
+        "model",
+        "modelProvider",
+        "sandbox",
+    ] {
+        assert!(r["result"].get(field).is_some(), "{field}: {r}");
+    }
+    let started = c.notification("thread/started").await;
+    assert_eq!(started["thread"]["id"], id.as_str());
+
+    c.start(json!({"threadId": id, "outputModality": "text"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+
+    let mut other = RpcClient::ready(h.addr).await;
+    let resumed = other
+        .request("thread/resume", json!({"threadId": id}))
+        .await;
+    assert_eq!(resumed["result"]["thread"]["id"], id.as_str(), "{resumed}");
+    assert_eq!(resumed["result"]["thread"]["status"]["type"], "active");
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": id, "text": "hello"}),
+    )
+    .await;
+    let done = other.notification("thread/realtime/transcript/done").await;
+    assert_eq!(done["text"], "You said: hello");
+
+    let missing = other
+        .request("thread/resume", json!({"threadId": "no-such-thread"}))
+        .await;
+    assert_eq!(missing["error"]["code"], -32600);
+    assert_eq!(
+        missing["error"]["message"],
+        "thread not found: no-such-thread"
+    );
+    let status = |r: Value| r["result"]["status"].as_str().unwrap_or("?").to_owned();
+    assert_eq!(
+        status(
+            other
+                .request("thread/unsubscribe", json!({"threadId": id}))
+                .await
+        ),
+        "unsubscribed"
+    );
+    assert_eq!(
+        status(
+            other
+                .request("thread/unsubscribe", json!({"threadId": id}))
+                .await
+        ),
+        "notSubscribed"
+    );
+    assert_eq!(
+        status(
+            other
+                .request("thread/unsubscribe", json!({"threadId": "nope"}))
+                .await
+        ),
+        "notLoaded"
+    );
+}
+
+/// `appendSpeech`: text the model says now — told as a backend message with a response asked
+/// for, exactly as codex sends it.
+#[tokio::test]
+async fn append_speech_has_the_model_say_the_text() {
+    let h = harness().await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(start_params("t1")).await;
+    c.notification("thread/realtime/started").await;
+    let r = c
+        .request(
+            "thread/realtime/appendSpeech",
+            json!({"threadId": "t1", "text": "Please hold on."}),
+        )
+        .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    let sent = frames.frames_until_type("response.create").await;
+    let item: Value = serde_json::from_str(&sent[sent.len() - 2]).expect("json");
+    assert_eq!(
+        item,
+        json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "[BACKEND] Please hold on."}]}})
+    );
+    let done = c.notification("thread/realtime/transcript/done").await;
+    assert!(
+        done["text"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("Please hold on.")),
+        "{done}"
+    );
+    let unknown = c
+        .request(
+            "thread/realtime/appendSpeech",
+            json!({"threadId": "nope", "text": "x"}),
+        )
+        .await;
+    assert_eq!(unknown["error"]["message"], "thread not found: nope");
+}

@@ -94,6 +94,9 @@ pub enum ClientCommand {
         text: String,
         role: TextRole,
     },
+    /// Speakable text the model says now (codex's `appendSpeech`): told as a backend message
+    /// and answered at once.
+    AppendSpeech(String),
     /// A raw OpenAI realtime client event (WebRTC data channel, `/v1/realtime` clients).
     /// `response.create` goes through the response queue; `session.update` gets voxgate's tools.
     RawEvent(String),
@@ -345,6 +348,18 @@ impl Engine {
         self.notify(Notification::TranscriptDone { role, text });
     }
 
+    /// Have the model say `text` now: a backend message (as codex's `appendSpeech` sends it)
+    /// and a response asked for (v2; v1 answers backend messages by itself).
+    fn say_backend(&mut self, text: String) {
+        self.send_to_model(ModelFrame::Text {
+            role: TextRole::User,
+            text: format!("{BACKEND_PREFIX}{text}"),
+        });
+        if self.cfg.version == ModelVersion::V2 {
+            self.request_response();
+        }
+    }
+
     fn new_transcript_part(&mut self, role: TranscriptRole) {
         self.transcript.force_new(role);
         if let Some(n) = self.timeline.force_new(role) {
@@ -421,6 +436,7 @@ impl Engine {
             ClientCommand::AppendAudio(chunk) => {
                 self.send_to_model(ModelFrame::AudioAppend { audio: chunk.data });
             }
+            ClientCommand::AppendSpeech(text) => self.say_backend(text),
             ClientCommand::AppendText { text, role } => {
                 let text = if self.cfg.version == ModelVersion::V2
                     && role == TextRole::User
@@ -647,15 +663,7 @@ impl Engine {
 
     fn on_agent(&mut self, ev: AgentEvent) {
         match ev {
-            AgentEvent::LateResult { text } => {
-                self.send_to_model(ModelFrame::Text {
-                    role: TextRole::User,
-                    text: format!("{BACKEND_PREFIX}{text}"),
-                });
-                if self.cfg.version == ModelVersion::V2 {
-                    self.request_response();
-                }
-            }
+            AgentEvent::LateResult { text } => self.say_backend(text),
             AgentEvent::Message { handoff_id, text } => {
                 if self.handoff.task.as_deref() != Some(handoff_id.as_str()) {
                     return;

@@ -18,6 +18,10 @@ pub const METHOD_APPEND_AUDIO: &str = "thread/realtime/appendAudio";
 pub const METHOD_APPEND_TEXT: &str = "thread/realtime/appendText";
 pub const METHOD_STOP: &str = "thread/realtime/stop";
 pub const METHOD_LIST_VOICES: &str = "thread/realtime/listVoices";
+pub const METHOD_APPEND_SPEECH: &str = "thread/realtime/appendSpeech";
+pub const METHOD_THREAD_START: &str = "thread/start";
+pub const METHOD_THREAD_RESUME: &str = "thread/resume";
+pub const METHOD_THREAD_UNSUBSCRIBE: &str = "thread/unsubscribe";
 /// voxgate's: a thread's transcript (while it runs and for the retention period after).
 pub const METHOD_READ_TRANSCRIPT: &str = "thread/realtime/transcript/read";
 
@@ -256,6 +260,67 @@ pub struct AppendTextParams {
 #[serde(rename_all = "camelCase")]
 pub struct ThreadParams {
     pub thread_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendSpeechParams {
+    pub thread_id: String,
+    pub text: String,
+}
+
+/// The thread a realtime-only app-server keeps, in the shape of codex 0.169's `Thread` (the
+/// fields it requires): voxgate threads live in memory for their retention, so `ephemeral`.
+pub fn thread_object(id: &str, cwd: &str, created_at: u64, running: bool) -> Value {
+    json!({
+        "id": id,
+        "sessionId": id,
+        "cliVersion": env!("CARGO_PKG_VERSION"),
+        "createdAt": created_at,
+        "updatedAt": created_at,
+        "cwd": cwd,
+        "ephemeral": true,
+        "modelProvider": "voxgate",
+        "preview": "",
+        "projectId": null,
+        "source": "appServer",
+        "status": if running {
+            json!({"type": "active", "activeFlags": []})
+        } else {
+            json!({"type": "idle"})
+        },
+        "turns": [],
+    })
+}
+
+/// `thread/start` and `thread/resume`'s result (codex 0.169's required fields): voxgate runs no
+/// commands of its own, hence the read-only sandbox and no approvals.
+pub fn thread_result(thread: Value, cwd: &str, model: &str) -> Value {
+    json!({
+        "thread": thread,
+        "approvalPolicy": "never",
+        "approvalsReviewer": "user",
+        "cwd": cwd,
+        "model": model,
+        "modelProvider": "voxgate",
+        "sandbox": {"type": "readOnly"},
+    })
+}
+
+/// A new thread id, shaped as codex's (a UUID v7: time-ordered, random below the millisecond).
+pub fn new_thread_id() -> String {
+    let ms = now_ms() & 0xFFFF_FFFF_FFFF;
+    let r: u128 = rand::random();
+    let a = (r >> 64) as u16 & 0x0FFF;
+    let b = (r as u64) & 0x3FFF_FFFF_FFFF_FFFF;
+    format!(
+        "{:08x}-{:04x}-7{:03x}-{:04x}-{:012x}",
+        ms >> 16,
+        ms & 0xFFFF,
+        a,
+        0x8000 | (b >> 48) as u16,
+        b & 0xFFFF_FFFF_FFFF
+    )
 }
 
 /// Role of a transcript notification.

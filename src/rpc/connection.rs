@@ -194,6 +194,63 @@ impl RpcConnection {
                 Ok((json!({}), Some(After::Stop(params.thread_id))))
             }
             ClientRequest::ListVoices => Ok((list_voices(), None)),
+            ClientRequest::AppendSpeech(params) => {
+                self.known_thread(&params.thread_id)?;
+                self.subscribe(&params.thread_id);
+                let cmd = ClientCommand::AppendSpeech(params.text);
+                let d = self
+                    .app
+                    .sessions
+                    .send_command(
+                        &self.principal.key_id,
+                        &params.thread_id,
+                        SessionCommand::Client(cmd),
+                    )
+                    .await;
+                Ok((json!({}), not_running(d, params.thread_id)))
+            }
+            ClientRequest::ThreadStart => {
+                let id = p::new_thread_id();
+                self.subscribe(&id);
+                let (created_at, running) = self
+                    .app
+                    .sessions
+                    .thread_state(&self.principal.key_id, &id)
+                    .unwrap_or((p::now_ms() / 1000, false));
+                let thread = p::thread_object(&id, &codex_home(), created_at, running);
+                let result =
+                    p::thread_result(thread.clone(), &codex_home(), &self.app.cfg.upstream.model);
+                Ok((result, Some(After::ThreadStarted(thread))))
+            }
+            ClientRequest::ThreadResume(params) => {
+                let Some((created_at, running)) = self
+                    .app
+                    .sessions
+                    .thread_state(&self.principal.key_id, &params.thread_id)
+                else {
+                    return Err(RpcError::new(
+                        p::INVALID_REQUEST,
+                        format!("thread not found: {}", params.thread_id),
+                    ));
+                };
+                // Rejoining the thread reattaches a detached conversation (what was missed
+                // first).
+                self.subscribe(&params.thread_id);
+                let thread =
+                    p::thread_object(&params.thread_id, &codex_home(), created_at, running);
+                Ok((
+                    p::thread_result(thread, &codex_home(), &self.app.cfg.upstream.model),
+                    None,
+                ))
+            }
+            ClientRequest::ThreadUnsubscribe(params) => {
+                let status = self.app.sessions.unsubscribe(
+                    &self.principal.key_id,
+                    &params.thread_id,
+                    self.id,
+                );
+                Ok((json!({"status": status.as_str()}), None))
+            }
             ClientRequest::ReadTranscript(params) => {
                 match self
                     .app
@@ -252,6 +309,11 @@ impl RpcConnection {
     /// Work that must follow the `{}` reply (fire-and-forget semantics).
     async fn after_reply(&self, after: After) {
         match after {
+            After::ThreadStarted(thread) => {
+                let n = json!({"method": "thread/started", "params": {"thread": thread},
+                    "emittedAtMs": p::now_ms()});
+                self.send(n.to_string()).await;
+            }
             After::Start(params) => {
                 let thread_id = params.thread_id.clone();
                 let permit = match self.app.admit(&self.principal) {
@@ -336,6 +398,8 @@ impl Drop for RpcConnection {
 
 enum After {
     Start(Box<p::StartParams>),
+    /// `thread/started` for the thread just created, to the connection that created it.
+    ThreadStarted(Value),
     Stop(String),
     NotRunning(String),
 }

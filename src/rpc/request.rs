@@ -19,6 +19,12 @@ pub enum ClientRequest {
     Stop(p::ThreadParams),
     ListVoices,
     ReadTranscript(p::ThreadParams),
+    AppendSpeech(p::AppendSpeechParams),
+    /// `thread/start`: a new thread (codex's params configure a coding thread; a realtime-only
+    /// app-server takes none of them).
+    ThreadStart,
+    ThreadResume(p::ThreadParams),
+    ThreadUnsubscribe(p::ThreadParams),
 }
 
 impl ClientRequest {
@@ -32,6 +38,7 @@ impl ClientRequest {
                 | p::METHOD_STOP
                 | p::METHOD_LIST_VOICES
                 | p::METHOD_READ_TRANSCRIPT
+                | p::METHOD_APPEND_SPEECH
         )
     }
 
@@ -52,6 +59,17 @@ impl ClientRequest {
             p::METHOD_STOP => ClientRequest::Stop(p::parse_params(params)?),
             p::METHOD_LIST_VOICES => ClientRequest::ListVoices,
             p::METHOD_READ_TRANSCRIPT => ClientRequest::ReadTranscript(p::parse_params(params)?),
+            p::METHOD_APPEND_SPEECH => ClientRequest::AppendSpeech(p::parse_params(params)?),
+            p::METHOD_THREAD_START => {
+                if !(params.is_null() || params.is_object()) {
+                    return Err(RpcError::invalid_params("params must be an object"));
+                }
+                ClientRequest::ThreadStart
+            }
+            p::METHOD_THREAD_RESUME => ClientRequest::ThreadResume(p::parse_params(params)?),
+            p::METHOD_THREAD_UNSUBSCRIBE => {
+                ClientRequest::ThreadUnsubscribe(p::parse_params(params)?)
+            }
             _ => {
                 return Err(RpcError::new(
                     p::METHOD_NOT_FOUND,

@@ -94,8 +94,9 @@ struct SessionHandle {
 /// starts anyway (it is aborted then).
 const REPLACED_CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
-#[derive(Default)]
 struct ThreadEntry {
+    /// When the thread was first seen, in seconds since the Unix epoch.
+    created_at: u64,
     subscribers: Arc<ThreadSubscribers>,
     session: Option<SessionHandle>,
     /// What was said on the thread, kept past its conversation for the retention period.
@@ -103,6 +104,36 @@ struct ThreadEntry {
     /// When its last conversation ended (a thread with nobody left is forgotten after the
     /// retention period).
     ended_at: Option<std::time::Instant>,
+}
+
+impl Default for ThreadEntry {
+    fn default() -> Self {
+        Self {
+            created_at: crate::protocol::rpc::now_ms() / 1000,
+            subscribers: Arc::default(),
+            session: None,
+            record: Arc::default(),
+            ended_at: None,
+        }
+    }
+}
+
+/// What `thread/unsubscribe` did (codex's `ThreadUnsubscribeStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribed {
+    Unsubscribed,
+    NotSubscribed,
+    NotLoaded,
+}
+
+impl Unsubscribed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unsubscribed::Unsubscribed => "unsubscribed",
+            Unsubscribed::NotSubscribed => "notSubscribed",
+            Unsubscribed::NotLoaded => "notLoaded",
+        }
+    }
 }
 
 /// Threads with no conversation and no subscriber kept for their record at most.
@@ -201,6 +232,34 @@ impl Sessions {
         let entry = threads.entry(key(owner, thread_id)).or_default();
         entry.subscribers.add(sub);
         entry.subscribers.clone()
+    }
+
+    /// `owner`'s thread `thread_id` as a client sees it: when it was created and whether a
+    /// conversation runs on it; None for a thread the key does not have.
+    pub fn thread_state(&self, owner: &str, thread_id: &str) -> Option<(u64, bool)> {
+        self.lock()
+            .get(&key(owner, thread_id))
+            .map(|e| (e.created_at, e.session.is_some()))
+    }
+
+    /// Take connection `conn_id` off `owner`'s thread (`thread/unsubscribe`). A conversation
+    /// held by its subscribers detaches when this was the last one, as on a disconnect.
+    pub fn unsubscribe(&self, owner: &str, thread_id: &str, conn_id: u64) -> Unsubscribed {
+        let mut threads = self.lock();
+        let k = key(owner, thread_id);
+        let Some(entry) = threads.get(&k) else {
+            return Unsubscribed::NotLoaded;
+        };
+        let (removed, none_left) = entry.subscribers.remove(conn_id);
+        if none_left && entry.session.is_none() && entry.ended_at.is_none() {
+            // A thread that never ran and has nobody left is gone.
+            threads.remove(&k);
+        }
+        if removed {
+            Unsubscribed::Unsubscribed
+        } else {
+            Unsubscribed::NotSubscribed
+        }
     }
 
     /// Forget a connection everywhere (it disconnected). A JSON-RPC conversation whose last
