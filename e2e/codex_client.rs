@@ -248,39 +248,52 @@ async fn codex_runs_a_v1_realtime_session_through_voxgate() {
     run_codex_realtime("v1").await;
 }
 
+/// codex 0.169's generated JSON schema (`generate-json-schema --experimental`), written once per
+/// test process.
+fn codex_schema_dir(bin: &std::path::Path) -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("codex-schema-{}", std::process::id()));
+        let status = std::process::Command::new(bin)
+            .args([
+                "app-server",
+                "generate-json-schema",
+                "--experimental",
+                "--out",
+            ])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run codex");
+        assert!(status.success(), "codex generate-json-schema");
+        out
+    })
+    .clone()
+}
+
 /// The `required` list of one definition in codex 0.169's generated JSON schema.
 fn codex_schema_required(bin: &std::path::Path, definition: &str) -> Vec<String> {
-    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("codex-schema-{}", std::process::id()));
-    let status = std::process::Command::new(bin)
-        .args([
-            "app-server",
-            "generate-json-schema",
-            "--experimental",
-            "--out",
-        ])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .expect("run codex");
-    assert!(status.success(), "codex generate-json-schema");
-    for entry in std::fs::read_dir(&out).expect("schema dir").flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        let Ok(v) = serde_json::from_str::<Value>(&text) else {
-            continue;
-        };
-        let def = if v["title"] == definition {
-            v.clone()
-        } else {
-            v["definitions"][definition].clone()
-        };
-        if let Some(req) = def["required"].as_array() {
-            return req
-                .iter()
-                .filter_map(|r| r.as_str().map(str::to_owned))
-                .collect();
+    let out = codex_schema_dir(bin);
+    for dir in [out.clone(), out.join("v1"), out.join("v2")] {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            let def = if v["title"] == definition {
+                v.clone()
+            } else {
+                v["definitions"][definition].clone()
+            };
+            if let Some(req) = def["required"].as_array() {
+                return req
+                    .iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect();
+            }
         }
     }
     panic!("no {definition} in codex's schema");

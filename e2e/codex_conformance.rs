@@ -1,0 +1,305 @@
+//! voxgate's JSON-RPC face against codex 0.169's own protocol schema: a scripted session —
+//! thread/start, text, speech, appendSpeech, a delegation, v2 and v1, a replaced conversation,
+//! WebRTC, errors, resume and unsubscribe — runs over the `/rpc` websocket and over
+//! `voxgate rpc --stdio`, and every request it makes, every response and every notification
+//! voxgate sends is validated against the schema the pinned codex CLI generates
+//! (`e2e/clients/codex_schema_check.py`, Python `jsonschema`). Any violation fails; fields codex's
+//! schema does not name are reported.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn codex_bin() -> Option<PathBuf> {
+    let native = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
+        "e2e/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex",
+    );
+    if native.exists() && python_module("jsonschema", "codex schema conformance") {
+        return Some(native);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "codex CLI or python jsonschema missing in CI (see .ci/run)"
+    );
+    eprintln!(
+        "SKIPPING codex schema conformance: run `npm ci --prefix e2e` and pip install jsonschema"
+    );
+    None
+}
+
+/// One JSON-RPC connection: the `/rpc` websocket or a `voxgate rpc --stdio` child.
+enum Wire {
+    Ws(Box<RpcClient>),
+    Stdio {
+        _child: tokio::process::Child,
+        stdin: tokio::process::ChildStdin,
+        lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    },
+}
+
+impl Wire {
+    async fn send(&mut self, v: &Value) {
+        match self {
+            Wire::Ws(c) => c.send_raw(v.to_string()).await,
+            Wire::Stdio { stdin, .. } => {
+                stdin
+                    .write_all(format!("{v}\n").as_bytes())
+                    .await
+                    .expect("write");
+                stdin.flush().await.expect("flush");
+            }
+        }
+    }
+
+    async fn recv(&mut self) -> Value {
+        match self {
+            Wire::Ws(c) => c.next_message().await,
+            Wire::Stdio { lines, .. } => {
+                let line = tokio::time::timeout(WAIT * 2, lines.next_line())
+                    .await
+                    .expect("a line in time")
+                    .expect("read")
+                    .expect("stdout open");
+                let mut v: Value = serde_json::from_str(&line).expect("json line");
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("emittedAtMs");
+                }
+                v
+            }
+        }
+    }
+}
+
+/// The scripted session and what went over the wire, as the schema checker reads it.
+struct Session {
+    wire: Wire,
+    next_id: u64,
+    methods: std::collections::HashMap<u64, String>,
+    log: Vec<Value>,
+}
+
+impl Session {
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.send(method, params, "request").await
+    }
+
+    /// A request malformed on purpose: not checked itself, its error response is.
+    async fn call_bad(&mut self, method: &str, params: Value) -> Value {
+        self.send(method, params, "bad_request").await
+    }
+
+    async fn send(&mut self, method: &str, params: Value, kind: &str) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({"id": id, "method": method, "params": params});
+        self.log
+            .push(json!({"kind": kind, "method": method, "message": msg}));
+        self.methods.insert(id, method.to_owned());
+        self.wire.send(&msg).await;
+        self.until(&|v| v["id"] == id).await
+    }
+
+    /// Read messages (logging each) until one matches.
+    async fn until(&mut self, pred: &dyn Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.wire.recv().await;
+            if let Some(method) = v["method"].as_str() {
+                self.log
+                    .push(json!({"kind": "notification", "method": method, "message": v}));
+            } else if let Some(id) = v["id"].as_u64() {
+                let method = self.methods.get(&id).cloned().unwrap_or_default();
+                self.log
+                    .push(json!({"kind": "response", "method": method, "message": v}));
+            }
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    async fn reply_done(&mut self, thread: &str) -> Value {
+        let thread = thread.to_owned();
+        self.until(&move |v| {
+            v["method"] == "thread/realtime/transcript/done"
+                && v["params"]["role"] == "assistant"
+                && v["params"]["threadId"] == thread.as_str()
+        })
+        .await
+    }
+}
+
+async fn script(wire: Wire) -> Vec<Value> {
+    let mut s = Session {
+        wire,
+        next_id: 0,
+        methods: Default::default(),
+        log: Vec::new(),
+    };
+    s.call(
+        "initialize",
+        json!({"clientInfo": {"name": "conformance", "version": "1"},
+            "capabilities": {"experimentalApi": true, "optOutNotificationMethods": null}}),
+    )
+    .await;
+    let started = s.call("thread/start", json!({})).await;
+    let t = started["result"]["thread"]["id"]
+        .as_str()
+        .expect("thread id")
+        .to_owned();
+    s.until(&|v| v["method"] == "thread/started").await;
+    s.call("thread/realtime/listVoices", json!({})).await;
+    s.call(
+        "thread/realtime/start",
+        json!({"threadId": t, "outputModality": "audio", "version": "v2", "voice": "marin"}),
+    )
+    .await;
+    s.until(&|v| v["method"] == "thread/realtime/started").await;
+    s.call(
+        "thread/realtime/appendText",
+        json!({"threadId": t, "text": "hello"}),
+    )
+    .await;
+    s.reply_done(&t).await;
+    // Speech, then silence: a spoken turn.
+    for (ms, loud) in [(300, true), (300, true), (700, false)] {
+        s.call(
+            "thread/realtime/appendAudio",
+            json!({"threadId": t, "audio": {"data": b64(&pcm(ms, loud)), "sampleRate": 24000,
+                "numChannels": 1, "samplesPerChannel": null}}),
+        )
+        .await;
+    }
+    s.reply_done(&t).await;
+    s.call(
+        "thread/realtime/appendSpeech",
+        json!({"threadId": t, "text": "Please hold on."}),
+    )
+    .await;
+    s.reply_done(&t).await;
+    s.call(
+        "thread/realtime/appendText",
+        json!({"threadId": t, "text": "delegate: check the weather"}),
+    )
+    .await;
+    s.until(&|v| {
+        v["method"] == "thread/realtime/transcript/done"
+            && v["params"]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Here is what I found"))
+    })
+    .await;
+    // Errors: an unknown thread, params that do not fit.
+    s.call(
+        "thread/realtime/appendText",
+        json!({"threadId": "no-such-thread", "text": "x"}),
+    )
+    .await;
+    s.call_bad("thread/realtime/appendAudio", json!({"threadId": t}))
+        .await;
+    // Replaced by a v1 conversation: the old one closes first.
+    s.call(
+        "thread/realtime/start",
+        json!({"threadId": t, "outputModality": "audio", "version": "v1"}),
+    )
+    .await;
+    s.until(&|v| v["method"] == "thread/realtime/started").await;
+    s.call(
+        "thread/realtime/appendText",
+        json!({"threadId": t, "text": "hello v1"}),
+    )
+    .await;
+    s.reply_done(&t).await;
+    s.call("thread/realtime/stop", json!({"threadId": t})).await;
+    s.until(&|v| v["method"] == "thread/realtime/closed").await;
+    // WebRTC: the answer arrives as `sdp`.
+    s.call(
+        "thread/realtime/start",
+        json!({"threadId": "rtc", "outputModality": "audio",
+            "transport": {"type": "webrtc", "sdp": relay_offer()}}),
+    )
+    .await;
+    s.until(&|v| v["method"] == "thread/realtime/sdp").await;
+    s.call("thread/realtime/stop", json!({"threadId": "rtc"}))
+        .await;
+    s.until(&|v| v["method"] == "thread/realtime/closed").await;
+    s.call("thread/resume", json!({"threadId": t})).await;
+    s.call("thread/unsubscribe", json!({"threadId": t})).await;
+    s.log
+}
+
+fn check(bin: &std::path::Path, name: &str, log: &[Value]) {
+    let schema = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("conformance-schema-{name}-{}", std::process::id()));
+    let status = std::process::Command::new(bin)
+        .args([
+            "app-server",
+            "generate-json-schema",
+            "--experimental",
+            "--out",
+        ])
+        .arg(&schema)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run codex");
+    assert!(status.success(), "codex generate-json-schema");
+    let transcript = schema.with_extension("jsonl");
+    let lines: Vec<String> = log.iter().map(Value::to_string).collect();
+    std::fs::write(&transcript, lines.join("\n") + "\n").expect("write transcript");
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/e2e/clients/codex_schema_check.py"
+        ))
+        .arg(&schema)
+        .arg(&transcript)
+        .output()
+        .expect("run the checker");
+    let summary = client_summary(&out);
+    eprintln!("{name}: {summary}");
+    assert!(
+        summary["checked"].as_u64().unwrap_or(0) >= 40,
+        "the session was checked: {summary}"
+    );
+    assert_eq!(
+        summary["errors"],
+        json!([]),
+        "voxgate's {name} face violates codex 0.169's schema"
+    );
+}
+
+#[tokio::test]
+async fn every_message_of_a_websocket_session_fits_codexs_schema() {
+    let Some(bin) = codex_bin() else { return };
+    let h = harness().await;
+    let log = script(Wire::Ws(Box::new(RpcClient::connect(h.addr).await))).await;
+    check(&bin, "websocket", &log);
+}
+
+#[tokio::test]
+async fn every_message_of_a_stdio_session_fits_codexs_schema() {
+    let Some(bin) = codex_bin() else { return };
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voxgate"))
+        .args(["rpc", "--stdio"])
+        .env("RUST_LOG", "warn")
+        .env_remove("OPENAI_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn voxgate rpc --stdio");
+    let stdin = child.stdin.take().expect("stdin");
+    let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let log = script(Wire::Stdio {
+        _child: child,
+        stdin,
+        lines,
+    })
+    .await;
+    check(&bin, "stdio", &log);
+}
