@@ -35,19 +35,21 @@ fn codex_bin() -> Option<PathBuf> {
 /// One JSON-RPC connection: the `/rpc` websocket or a `voxgate rpc --stdio` child.
 enum Wire {
     Ws(Box<RpcClient>),
-    Stdio {
-        _child: tokio::process::Child,
-        stdin: tokio::process::ChildStdin,
-        lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    },
+    Stdio(Box<StdioWire>),
+}
+
+struct StdioWire {
+    _child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
 impl Wire {
     async fn send(&mut self, v: &Value) {
         match self {
             Wire::Ws(c) => c.send_raw(v.to_string()).await,
-            Wire::Stdio { stdin, .. } => {
-                stdin
+            Wire::Stdio(w) => {
+                w.stdin
                     .write_all(format!("{v}\n").as_bytes())
                     .await
                     .expect("write");
@@ -59,8 +61,8 @@ impl Wire {
     async fn recv(&mut self) -> Value {
         match self {
             Wire::Ws(c) => c.next_message().await,
-            Wire::Stdio { lines, .. } => {
-                let line = tokio::time::timeout(WAIT * 2, lines.next_line())
+            Wire::Stdio(w) => {
+                let line = tokio::time::timeout(WAIT * 2, w.lines.next_line())
                     .await
                     .expect("a line in time")
                     .expect("read")
@@ -295,11 +297,11 @@ async fn every_message_of_a_stdio_session_fits_codexs_schema() {
         .expect("spawn voxgate rpc --stdio");
     let stdin = child.stdin.take().expect("stdin");
     let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let log = script(Wire::Stdio {
+    let log = script(Wire::Stdio(Box::new(StdioWire {
         _child: child,
         stdin,
         lines,
-    })
+    })))
     .await;
     check(&bin, "stdio", &log);
 }
