@@ -53,7 +53,7 @@ impl Wire {
                     .write_all(format!("{v}\n").as_bytes())
                     .await
                     .expect("write");
-                stdin.flush().await.expect("flush");
+                w.stdin.flush().await.expect("flush");
             }
         }
     }
