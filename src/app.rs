@@ -265,7 +265,11 @@ impl AppState {
             &p.prompt,
             self.cfg.session.prompt_override.as_deref(),
             &self.prompt_template,
-            self.cfg.session.startup_context.as_deref(),
+            self.cfg
+                .session
+                .startup_context
+                .as_deref()
+                .filter(|_| p.include_startup_context != Some(false)),
         );
         let settings = SessionSettings {
             version,
@@ -458,6 +462,8 @@ impl AppState {
             mode: None,
             agent: None,
             webrtc_mode: None,
+            include_startup_context: None,
+            voice_session_id: None,
         };
         let prepared = self
             .prepare(&p)

@@ -612,3 +612,69 @@ async fn append_speech_has_the_model_say_the_text() {
         .await;
     assert_eq!(unknown["error"]["message"], "thread not found: nope");
 }
+
+/// A start that asks for what voxgate does not do is answered `{}` and refused with an `error`
+/// naming it (codex's way), and nothing starts; `includeStartupContext: false` is carried out.
+#[tokio::test]
+async fn unsupported_start_options_are_refused_by_name_and_startup_context_can_be_left_out() {
+    let h = harness_with(
+        |_| {},
+        |cfg| cfg.session.startup_context = Some("the project is voxgate".into()),
+    )
+    .await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    for (params, named) in [
+        (
+            json!({"threadId": "t", "outputModality": "audio", "version": "v3"}),
+            "v3",
+        ),
+        (
+            json!({"threadId": "t", "outputModality": "audio",
+                "transport": {"type": "existingCall", "callId": "rtc_x"}}),
+            "existingCall",
+        ),
+        (
+            json!({"threadId": "t", "outputModality": "audio", "clientManagedHandoffs": true}),
+            "`clientManagedHandoffs`",
+        ),
+    ] {
+        c.start(params).await;
+        let (seen, err) = c.methods_until("thread/realtime/error").await;
+        assert!(
+            err["message"].as_str().is_some_and(|m| m.contains(named)),
+            "{err}"
+        );
+        assert!(!seen.contains(&"thread/realtime/started".to_owned()));
+    }
+    assert!(!h.app.sessions.is_running("anonymous", "t"));
+    c.start(json!({"threadId": "t", "outputModality": "audio",
+        "includeStartupContext": false, "clientManagedHandoffs": false, "voiceSessionId": "vs-1"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+    let update: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
+    let instructions = update["session"]["instructions"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!instructions.is_empty(), "{update}");
+    assert!(
+        !instructions.contains("the project is voxgate"),
+        "the startup context was left out: {instructions}"
+    );
+    // By default it is in, wrapped as codex wraps it.
+    c.start(json!({"threadId": "t", "outputModality": "audio"}))
+        .await;
+    let update = loop {
+        let f: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
+        if f["type"] == "session.update" {
+            break f;
+        }
+    };
+    let instructions = update["session"]["instructions"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        instructions.contains("<startup_context>\nthe project is voxgate\n</startup_context>"),
+        "{instructions}"
+    );
+}

@@ -226,6 +226,12 @@ pub struct StartParams {
     /// voxgate extension: `relay` or `passthrough` for a webrtc transport.
     #[serde(default)]
     pub webrtc_mode: Option<super::choices::WebrtcMode>,
+    /// codex: `false` starts without the startup context; absent or `null` includes it.
+    #[serde(default)]
+    pub include_startup_context: Option<bool>,
+    /// codex: the client's id for the voice session (logged with the conversation).
+    #[serde(default)]
+    pub voice_session_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -165,6 +165,10 @@ impl RpcConnection {
                 self.subscribe(&params.thread_id);
                 Ok((json!({}), Some(After::Start(params))))
             }
+            ClientRequest::StartRefused { thread_id, message } => {
+                self.subscribe(&thread_id);
+                Ok((json!({}), Some(After::Refused { thread_id, message })))
+            }
             ClientRequest::AppendAudio { thread_id, chunk } => {
                 self.known_thread(&thread_id)?;
                 self.subscribe(&thread_id);
@@ -309,6 +313,14 @@ impl RpcConnection {
     /// Work that must follow the `{}` reply (fire-and-forget semantics).
     async fn after_reply(&self, after: After) {
         match after {
+            After::Refused { thread_id, message } => {
+                tracing::info!(%message, "refusing a start");
+                self.app.sessions.notify(
+                    &self.principal.key_id,
+                    &thread_id,
+                    &Notification::Error { message },
+                );
+            }
             After::ThreadStarted(thread) => {
                 let n = json!({"method": "thread/started", "params": {"thread": thread},
                     "emittedAtMs": p::now_ms()});
@@ -316,6 +328,14 @@ impl RpcConnection {
             }
             After::Start(params) => {
                 let thread_id = params.thread_id.clone();
+                if let Some(voice_session) = &params.voice_session_id {
+                    // Client text: bounded, and escaped by `?`.
+                    let shown: String = voice_session.chars().take(64).collect();
+                    tracing::info!(
+                        voice_session_id = ?shown,
+                        "starting a conversation for the client's voice session"
+                    );
+                }
                 let permit = match self.app.admit(&self.principal) {
                     Ok(p) => p,
                     Err(e) => {
@@ -400,6 +420,11 @@ enum After {
     Start(Box<p::StartParams>),
     /// `thread/started` for the thread just created, to the connection that created it.
     ThreadStarted(Value),
+    /// A start voxgate will not carry out: the `error` that says why.
+    Refused {
+        thread_id: String,
+        message: String,
+    },
     Stop(String),
     NotRunning(String),
 }

@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod request;
+pub mod start_options;
 pub mod stdio;
 pub mod trace;
 pub mod ws;

@@ -11,6 +11,11 @@ use serde_json::Value;
 pub enum ClientRequest {
     Initialize(p::InitializeParams),
     Start(Box<p::StartParams>),
+    /// A start asking for something voxgate does not do: `{}`, then an `error` naming it.
+    StartRefused {
+        thread_id: String,
+        message: String,
+    },
     AppendAudio {
         thread_id: String,
         chunk: AudioChunk,
@@ -47,7 +52,16 @@ impl ClientRequest {
     pub fn decode(method: &str, params: Value) -> Result<Self, RpcError> {
         Ok(match method {
             p::METHOD_INITIALIZE => ClientRequest::Initialize(p::parse_params(params)?),
-            p::METHOD_START => ClientRequest::Start(Box::new(p::parse_params(params)?)),
+            p::METHOD_START => match super::start_options::refusal(&params) {
+                Some(message) => {
+                    let ids: p::ThreadParams = p::parse_params(params)?;
+                    ClientRequest::StartRefused {
+                        thread_id: ids.thread_id,
+                        message,
+                    }
+                }
+                None => ClientRequest::Start(Box::new(p::parse_params(params)?)),
+            },
             p::METHOD_APPEND_AUDIO => {
                 let params: p::AppendAudioParams = p::parse_params(params)?;
                 ClientRequest::AppendAudio {
