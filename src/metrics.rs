@@ -275,3 +275,10 @@ pub static CALL_RENEGOTIATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["outcome"],
     )
 });
+pub static RPC_UNANSWERABLE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "voxgate_rpc_unanswerable_total",
+        "JSON-RPC messages dropped unanswered because no request id could be read from them, by reason: malformed, too_large, not_utf8, binary",
+        &["reason"],
+    )
+});

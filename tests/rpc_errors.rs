@@ -99,32 +99,43 @@ async fn bad_params_are_invalid_request_with_detail() {
     assert!(error_of(&r).1.starts_with("Invalid request: "), "{r}");
 }
 
+fn unanswerable(reason: &str) -> u64 {
+    voxgate::metrics::RPC_UNANSWERABLE
+        .with_label_values(&[reason])
+        .get()
+}
+
+/// A message whose request id cannot be read gets no response — codex 0.169's way: its
+/// request id is a string or an integer, so `"id": null` would break typed codex clients. It
+/// is counted (and logged), and the connection goes on.
 #[tokio::test]
-async fn bad_json_is_parse_error_and_connection_survives() {
+async fn bad_json_is_dropped_unanswered_and_the_connection_survives() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
+    let before = unanswerable("malformed");
     c.send_raw("{not json").await;
-    let r = c.response_to(Value::Null).await;
-    assert_eq!(error_of(&r).0, -32700);
     c.barrier().await;
+    c.assert_nothing_else();
+    assert_eq!(unanswerable("malformed"), before + 1);
 }
 
 #[tokio::test]
-async fn non_object_json_is_a_clear_error() {
+async fn non_object_json_is_dropped_unanswered_and_one_with_an_id_gets_its_error() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
+    let before = unanswerable("malformed");
     c.send_raw("[1,2,3]").await;
-    let r = c.response_to(Value::Null).await;
+    c.send_raw("42").await;
+    c.barrier().await;
+    c.assert_nothing_else();
+    assert_eq!(unanswerable("malformed"), before + 2);
+    // With a readable id, the error goes back under it.
+    c.send_raw(r#"{"id": 77, "method": 5}"#).await;
+    let r = c.response_to(json!(77)).await;
     assert_eq!(
         error_of(&r),
-        (
-            -32600,
-            "Invalid request: message must be a JSON object".into()
-        )
+        (-32600, "Invalid request: `method` must be a string".into())
     );
-    c.send_raw("42").await;
-    assert_eq!(error_of(&c.response_to(Value::Null).await).0, -32600);
-    c.barrier().await;
 }
 
 #[tokio::test]
@@ -285,7 +296,8 @@ async fn ten_megabyte_frame_gets_an_error_and_other_sessions_continue() {
         "a".repeat(10 * 1024 * 1024)
     );
     c.send_raw(big).await;
-    let r = c.response_to(Value::Null).await;
+    // Its id is read (nothing else of it kept): the error goes back under it.
+    let r = c.response_to(json!(99)).await;
     let (code, msg) = error_of(&r);
     assert_eq!(code, -32600);
     assert!(msg.contains("exceeds the limit"), "{msg}");

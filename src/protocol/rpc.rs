@@ -72,6 +72,19 @@ pub enum Incoming {
     Response,
 }
 
+/// The request id of a message too large to take, read without keeping anything else of it
+/// (the other fields are skipped, not allocated); None when it has none or is not JSON.
+pub fn peek_id(text: &str) -> Option<Value> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: Option<Value>,
+    }
+    serde_json::from_str::<IdOnly>(text)
+        .ok()?
+        .id
+        .filter(|id| id.is_string() || id.is_i64() || id.is_u64())
+}
+
 /// Parse one message; errors carry the id to answer with (`null` when unknown).
 pub fn parse_incoming(text: &str) -> Result<Incoming, (Value, RpcError)> {
     let value: Value = serde_json::from_str(text).map_err(|e| {

@@ -77,10 +77,13 @@ impl RpcConnection {
                 "message of {} bytes exceeds the limit of {limit} bytes",
                 text.len()
             ));
-            self.reply(&Value::Null, Err(err)).await;
-            return;
+            return match p::peek_id(text) {
+                Some(id) => self.reply(&id, Err(err)).await,
+                None => self.unanswerable("too_large", &err),
+            };
         }
         match p::parse_incoming(text) {
+            Err((Value::Null, err)) => self.unanswerable("malformed", &err),
             Err((id, err)) => self.reply(&id, Err(err)).await,
             Ok(Incoming::Response) => {}
             Ok(Incoming::Notification { method, .. }) => {
@@ -107,19 +110,32 @@ impl RpcConnection {
         }
     }
 
-    /// A message that is not UTF-8 cannot be JSON: a parse error, and the connection goes on.
+    /// A message that is not UTF-8 cannot be JSON: dropped unanswered, the connection goes on.
     pub async fn handle_invalid_utf8(&mut self) {
         let err = RpcError::new(
             p::PARSE_ERROR,
             "Parse error: the message is not valid UTF-8",
         );
-        self.reply(&Value::Null, Err(err)).await;
+        self.unanswerable("not_utf8", &err);
     }
 
     /// Binary frames carry nothing this face understands.
     pub async fn handle_binary(&mut self) {
         let err = RpcError::invalid_params("binary frames are not supported; send JSON text");
-        self.reply(&Value::Null, Err(err)).await;
+        self.unanswerable("binary", &err);
+    }
+
+    /// A message whose request id cannot be known gets no response, as codex 0.169 answers it:
+    /// codex's request id is a string or an integer, so `"id": null` would break its typed
+    /// clients. The error is logged (its text is voxgate's, bounded) and counted; the connection
+    /// goes on.
+    fn unanswerable(&self, reason: &'static str, err: &RpcError) {
+        crate::metrics::RPC_UNANSWERABLE
+            .with_label_values(&[reason])
+            .inc();
+        let shown: String = err.message.chars().take(200).collect();
+        tracing::warn!(conn = self.id, reason, code = err.code, message = ?shown,
+            "a JSON-RPC message with no usable id was dropped unanswered");
     }
 
     fn subscribe(&self, thread_id: &str) {

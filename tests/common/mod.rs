@@ -214,6 +214,11 @@ impl RpcClient {
         let r = self.request("thread/realtime/listVoices", json!({})).await;
         assert!(r.get("result").is_some());
     }
+
+    /// Nothing arrived but what was awaited (call after `barrier`).
+    pub fn assert_nothing_else(&self) {
+        assert!(self.pending.is_empty(), "unexpected: {:?}", self.pending);
+    }
 }
 
 /// Frames the simulator receives, in order, with bounded waits.
