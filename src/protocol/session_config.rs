@@ -82,6 +82,8 @@ pub fn resolve_instructions(
     default_template: &str,
     startup_context: Option<&str>,
 ) -> String {
+    // A blank configured override is no override, as codex treats it.
+    let override_prompt = override_prompt.filter(|o| !o.trim().is_empty());
     let prompt = match (override_prompt, prompt) {
         (Some(o), _) => o.to_owned(),
         (None, PromptParam::Absent) => default_template.to_owned(),
@@ -206,4 +208,37 @@ pub fn delegation_tools() -> Value {
 /// The full first frame: `{"type":"session.update","session":{…}}`.
 pub fn session_update(s: &SessionSettings) -> Value {
     json!({"type": "session.update", "session": session_object(s)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instructions_follow_codex_rules_for_prompt_override_and_startup_context() {
+        let template = "DEFAULT";
+        // The default template, and the startup context wrapped after it.
+        assert_eq!(
+            resolve_instructions(&PromptParam::Absent, None, template, Some("ctx")),
+            "DEFAULT\n\n<startup_context>\nctx\n</startup_context>"
+        );
+        // A blank configured override is treated as unset (it does not empty the instructions).
+        assert_eq!(
+            resolve_instructions(&PromptParam::Absent, Some("  "), template, None),
+            "DEFAULT"
+        );
+        assert_eq!(
+            resolve_instructions(&PromptParam::Absent, Some("OVERRIDE"), template, None),
+            "OVERRIDE"
+        );
+        // `null` prompt: none, only the context.
+        assert_eq!(
+            resolve_instructions(&PromptParam::Null, None, template, Some("ctx")),
+            "<startup_context>\nctx\n</startup_context>"
+        );
+        assert_eq!(
+            resolve_instructions(&PromptParam::Text("MINE".into()), None, template, Some("")),
+            "MINE"
+        );
+    }
 }
