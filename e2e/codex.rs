@@ -383,3 +383,141 @@ async fn codex_task_timeout_resolves_the_call() {
         "The background agent could not finish the task: timed out after 2s"
     );
 }
+
+/// A websocket proxy in front of codex that records what voxgate sends it.
+struct WireTap {
+    url: String,
+    sent: Arc<std::sync::Mutex<Vec<Value>>>,
+    more: Arc<Notify>,
+}
+
+async fn tap(codex_url: &str) -> WireTap {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("addr"));
+    let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let more = Arc::new(Notify::new());
+    let (upstream, log, told) = (codex_url.to_owned(), sent.clone(), more.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (upstream, log, told) = (upstream.clone(), log.clone(), told.clone());
+            tokio::spawn(async move {
+                let Ok(client) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let Ok((server, _)) = tokio_tungstenite::connect_async(upstream.as_str()).await
+                else {
+                    return;
+                };
+                let (mut c_tx, mut c_rx) = client.split();
+                let (mut s_tx, mut s_rx) = server.split();
+                let up = async {
+                    while let Some(Ok(m)) = c_rx.next().await {
+                        if let Some(v) = m
+                            .to_text()
+                            .ok()
+                            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+                        {
+                            log.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+                            told.notify_waiters();
+                        }
+                        if s_tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let down = async {
+                    while let Some(Ok(m)) = s_rx.next().await {
+                        if c_tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! { _ = up => {}, _ = down => {} }
+            });
+        }
+    });
+    WireTap { url, sent, more }
+}
+
+impl WireTap {
+    /// The first message with `method` voxgate sent, waiting (bounded) for it.
+    async fn first(&self, method: &str) -> Value {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let more = self.more.notified();
+                if let Some(v) = self.sent(method).into_iter().next() {
+                    return v;
+                }
+                more.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("voxgate sent codex no {method}"))
+    }
+
+    fn sent(&self, method: &str) -> Vec<Value> {
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|v| v["method"] == method)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Each delegation's `turn/start` names its realtime thread and handoff (codex carries it into
+/// its Responses request), and when the conversation ends voxgate unsubscribes from its codex
+/// thread (seen on the wire between voxgate and codex).
+#[tokio::test]
+async fn turns_carry_voxgate_metadata_and_an_ended_conversation_unsubscribes_its_codex_thread() {
+    let Some(bin) = require_codex() else { return };
+    let responses = ResponsesServer::start(vec![Reply::Messages(vec!["Done.".into()])]).await;
+    let codex = spawn_codex(&bin, &responses.base_url()).await;
+    let wire = tap(&codex.url).await;
+    let url = wire.url.clone();
+    let h = harness_with(
+        |_| {},
+        move |cfg| {
+            cfg.agent.kind = voxgate::config::AgentKind::Codex;
+            cfg.agent.codex.url = url;
+            cfg.agent.task_timeout_secs = 120;
+        },
+    )
+    .await;
+    let mut c = RpcClient::ready(h.addr).await;
+    start(&mut c, "meta").await;
+    say(&mut c, "meta", "delegate: tidy up").await;
+    let req = responses.next_request().await;
+    assert!(
+        req.to_string().contains("voxgate_handoff_id"),
+        "the turn's metadata reaches codex's model request: {req}"
+    );
+    let turn = wire.sent("turn/start").pop().expect("a turn/start");
+    let metadata = &turn["params"]["responsesapiClientMetadata"];
+    assert_eq!(metadata["voxgate_thread_id"], "meta", "{turn}");
+    assert!(metadata["voxgate_handoff_id"].is_string(), "{turn}");
+    let codex_thread = turn["params"]["threadId"].clone();
+    // The task ends; then the conversation.
+    loop {
+        let m = c.next_message().await;
+        if m["method"] == "thread/realtime/transcript/done"
+            && m["params"]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Done."))
+        {
+            break;
+        }
+    }
+    c.request("thread/realtime/stop", json!({"threadId": "meta"}))
+        .await;
+    c.notification("thread/realtime/closed").await;
+    let unsubscribed = wire.first("thread/unsubscribe").await;
+    assert_eq!(
+        Some(unsubscribed["params"]["threadId"].clone()),
+        Some(codex_thread)
+    );
+}

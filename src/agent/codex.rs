@@ -4,7 +4,10 @@
 //! thread to a codex thread (resumed when it exists there, else started), runs `turn/start` with
 //! the delegation text, forwards each completed `agentMessage` item, steers with `turn/steer`,
 //! cancels with `turn/interrupt`, and ends on `turn/completed`. Approval requests are answered
-//! by policy (decline by default) and reported to the model as a message.
+//! by policy (decline by default) and reported to the model as a message. Each `turn/start`
+//! names its realtime thread and delegation in `responsesapiClientMetadata`; when the realtime
+//! conversation ends, its codex thread is unsubscribed (codex unloads it; a later conversation
+//! resumes it).
 
 use super::{AgentCore, AgentTask, AgentUpdate, TaskHandle, TaskIo};
 use crate::config::{ApprovalPolicy, CodexAgentConfig};
@@ -85,6 +88,31 @@ impl AgentCore for CodexAgent {
         let (handle, io) = TaskHandle::pair(task.handoff_id.clone());
         tokio::spawn(run(self.shared.clone(), task, io));
         handle
+    }
+
+    /// Unsubscribe from the conversation's codex thread (codex unloads a thread nobody is
+    /// subscribed to). The realtime → codex mapping stays: a later conversation on the thread
+    /// resumes the same codex thread, with its history.
+    fn conversation_ended(&self, thread_id: &str) {
+        let Some(codex_thread) = lock(&self.shared.threads).get(thread_id).cloned() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let conn = shared.conn.lock().await.clone();
+            let Some(conn) = conn.filter(|c| c.alive.load(Ordering::Acquire)) else {
+                return;
+            };
+            if !lock(&conn.loaded).remove(&codex_thread) {
+                return;
+            }
+            if let Err(m) = conn
+                .request("thread/unsubscribe", json!({"threadId": codex_thread}))
+                .await
+            {
+                tracing::debug!(message = %m, "codex thread/unsubscribe failed");
+            }
+        });
     }
 }
 
@@ -408,7 +436,10 @@ async fn run_turn(
     let started = conn
         .request(
             "turn/start",
-            json!({"threadId": thread, "input": text_input(&task.text)}),
+            json!({"threadId": thread, "input": text_input(&task.text),
+                // Carried into codex's Responses requests (`x-codex-turn-metadata`).
+                "responsesapiClientMetadata": {"origin": "voxgate",
+                    "voxgate_thread_id": task.thread_id, "voxgate_handoff_id": task.handoff_id}}),
         )
         .await;
     let turn_id = match started

@@ -99,6 +99,10 @@ impl Drop for TaskHandle {
 pub trait AgentCore: Send + Sync + 'static {
     /// Start `task`; the backend spawns its own work and reports through the returned handle.
     fn start(&self, task: AgentTask) -> TaskHandle;
+
+    /// The realtime conversation on `thread_id` ended and no task of it runs any more: a backend
+    /// that holds something for the thread between tasks lets go of it now.
+    fn conversation_ended(&self, _thread_id: &str) {}
 }
 
 /// The `<input>` text of a delegation, unescaped (for backends that want the plain request).

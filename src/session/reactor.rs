@@ -199,6 +199,8 @@ struct Reactor {
     ended: &'static str,
     /// The core asked for a new model socket.
     reconnect: bool,
+    /// A task outlived the conversation: the agent is told the conversation ended when it does.
+    released: bool,
 }
 
 /// What woke the reactor.
@@ -241,6 +243,7 @@ impl Reactor {
             _permit: io.permit,
             ended: "requested",
             reconnect: false,
+            released: false,
         }
     }
 
@@ -347,6 +350,9 @@ impl Reactor {
                 Wake::Timeout => self.core.handle_input(now, Input::Timeout),
                 Wake::Attached(attached) => self.core.handle_input(now, Input::Attached(attached)),
             }
+        }
+        if !self.released {
+            self.agent.conversation_ended(&self.thread_id);
         }
         self.close_sockets().await;
     }
@@ -507,14 +513,19 @@ impl Reactor {
                     if let Some(t) = self.task.take() {
                         let (record, subscribers) = (self.record.clone(), self.subscribers.clone());
                         let limit = self.core.task_timeout();
-                        let thread_id = self.thread_id.clone();
-                        tokio::spawn(super::late::finish_released_task(
-                            t,
-                            limit,
-                            record,
-                            subscribers,
-                            thread_id,
-                        ));
+                        let (thread_id, agent) = (self.thread_id.clone(), self.agent.clone());
+                        tokio::spawn(async move {
+                            super::late::finish_released_task(
+                                t,
+                                limit,
+                                record,
+                                subscribers,
+                                thread_id.clone(),
+                            )
+                            .await;
+                            agent.conversation_ended(&thread_id);
+                        });
+                        self.released = true;
                     }
                 }
                 Output::PingModel => {
