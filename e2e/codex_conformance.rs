@@ -231,6 +231,13 @@ async fn script(wire: Wire) -> Vec<Value> {
     s.until(&|v| v["method"] == "thread/realtime/closed").await;
     s.call("thread/resume", json!({"threadId": t})).await;
     s.call("thread/unsubscribe", json!({"threadId": t})).await;
+    // A thread nothing ran on, left by its only subscriber: `thread/closed`.
+    let fresh = s.call("thread/start", json!({})).await;
+    let fresh = fresh["result"]["thread"]["id"].clone();
+    s.until(&|v| v["method"] == "thread/started").await;
+    s.call("thread/unsubscribe", json!({"threadId": fresh}))
+        .await;
+    s.until(&|v| v["method"] == "thread/closed").await;
     s.log
 }
 

@@ -572,6 +572,24 @@ async fn thread_start_resume_and_unsubscribe_as_codex_answers_them() {
         ),
         "notLoaded"
     );
+    // A thread nothing ran on, left by its only subscriber, is gone: `thread/closed`.
+    let fresh = other.request("thread/start", json!({})).await;
+    let fresh = fresh["result"]["thread"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    other.notification("thread/started").await;
+    assert_eq!(
+        status(
+            other
+                .request("thread/unsubscribe", json!({"threadId": fresh}))
+                .await
+        ),
+        "unsubscribed"
+    );
+    let closed = other.notification("thread/closed").await;
+    assert_eq!(closed, json!({"threadId": fresh}));
+    assert!(!h.app.sessions.knows("anonymous", &fresh));
 }
 
 /// `appendSpeech`: text the model says now — told as a backend message with a response asked

@@ -264,12 +264,13 @@ impl RpcConnection {
                 ))
             }
             ClientRequest::ThreadUnsubscribe(params) => {
-                let status = self.app.sessions.unsubscribe(
+                let (status, unloaded) = self.app.sessions.unsubscribe(
                     &self.principal.key_id,
                     &params.thread_id,
                     self.id,
                 );
-                Ok((json!({"status": status.as_str()}), None))
+                let closed = unloaded.then(|| After::ThreadClosed(params.thread_id));
+                Ok((json!({"status": status.as_str()}), closed))
             }
             ClientRequest::ReadTranscript(params) => {
                 match self
@@ -329,6 +330,11 @@ impl RpcConnection {
     /// Work that must follow the `{}` reply (fire-and-forget semantics).
     async fn after_reply(&self, after: After) {
         match after {
+            After::ThreadClosed(thread_id) => {
+                let n = json!({"method": "thread/closed", "params": {"threadId": thread_id},
+                    "emittedAtMs": p::now_ms()});
+                self.send(n.to_string()).await;
+            }
             After::Refused { thread_id, message } => {
                 tracing::info!(%message, "refusing a start");
                 self.app.sessions.notify(
@@ -436,6 +442,9 @@ enum After {
     Start(Box<p::StartParams>),
     /// `thread/started` for the thread just created, to the connection that created it.
     ThreadStarted(Value),
+    /// `thread/closed`: the thread this connection left is gone (nothing ran on it, nobody
+    /// else is on it).
+    ThreadClosed(String),
     /// A start voxgate will not carry out: the `error` that says why.
     Refused {
         thread_id: String,

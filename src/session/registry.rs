@@ -243,23 +243,25 @@ impl Sessions {
     }
 
     /// Take connection `conn_id` off `owner`'s thread (`thread/unsubscribe`). A conversation
-    /// held by its subscribers detaches when this was the last one, as on a disconnect.
-    pub fn unsubscribe(&self, owner: &str, thread_id: &str, conn_id: u64) -> Unsubscribed {
+    /// held by its subscribers detaches when this was the last one, as on a disconnect. Also
+    /// says whether the thread is gone now (nobody on it, nothing running, no record to keep).
+    pub fn unsubscribe(&self, owner: &str, thread_id: &str, conn_id: u64) -> (Unsubscribed, bool) {
         let mut threads = self.lock();
         let k = key(owner, thread_id);
         let Some(entry) = threads.get(&k) else {
-            return Unsubscribed::NotLoaded;
+            return (Unsubscribed::NotLoaded, false);
         };
         let (removed, none_left) = entry.subscribers.remove(conn_id);
-        if none_left && entry.session.is_none() && entry.ended_at.is_none() {
-            // A thread that never ran and has nobody left is gone.
+        let unloaded = none_left && entry.session.is_none() && entry.ended_at.is_none();
+        if unloaded {
             threads.remove(&k);
         }
-        if removed {
+        let status = if removed {
             Unsubscribed::Unsubscribed
         } else {
             Unsubscribed::NotSubscribed
-        }
+        };
+        (status, unloaded && removed)
     }
 
     /// Forget a connection everywhere (it disconnected). A JSON-RPC conversation whose last
