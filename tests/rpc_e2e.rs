@@ -696,3 +696,64 @@ async fn unsupported_start_options_are_refused_by_name_and_startup_context_can_b
         "{instructions}"
     );
 }
+
+/// Notifications go to a thread's subscribers only: another connection of the same key that
+/// never touched the thread hears nothing; and one subscriber leaving leaves the others (and
+/// the conversation) untouched.
+#[tokio::test]
+async fn only_subscribers_hear_a_thread_and_one_leaving_leaves_the_others_untouched() {
+    let h = harness().await;
+    let mut a = RpcClient::ready(h.addr).await;
+    let mut bystander = RpcClient::ready(h.addr).await;
+    a.start(start_params("t1")).await;
+    a.notification("thread/realtime/started").await;
+    let mut b = RpcClient::ready(h.addr).await;
+    let r = b.request("thread/resume", json!({"threadId": "t1"})).await;
+    assert!(r.get("result").is_some(), "{r}");
+    a.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "one"}),
+    )
+    .await;
+    assert_eq!(
+        b.notification("thread/realtime/transcript/done").await["text"],
+        "You said: one"
+    );
+    a.notification("thread/realtime/transcript/done").await;
+    bystander.barrier().await;
+    bystander.assert_nothing_else();
+    // B goes away; A and the conversation go on.
+    drop(b);
+    a.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "two"}),
+    )
+    .await;
+    loop {
+        let done = a.notification("thread/realtime/transcript/done").await;
+        if done["text"] == "You said: two" {
+            break;
+        }
+    }
+    assert!(h.app.sessions.is_running("anonymous", "t1"));
+}
+
+/// The `model` start param names the model the upstream session is opened with.
+#[tokio::test]
+async fn the_model_start_param_reaches_the_upstream() {
+    let h = harness().await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "m", "outputModality": "audio", "model": "gpt-test-model"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+    let voxgate::simulator::SimRecord::Connected { path_and_query, .. } =
+        frames.next_connected().await
+    else {
+        unreachable!()
+    };
+    assert!(
+        path_and_query.contains("model=gpt-test-model"),
+        "{path_and_query}"
+    );
+}

@@ -721,3 +721,27 @@ fn a_clients_audio_append_goes_up_byte_for_byte_whatever_its_key_order() {
 
 mod errors;
 mod reconnect;
+
+#[test]
+fn a_cancelled_response_is_told_to_the_client_as_a_response_cancelled_item() {
+    let mut e = engine(ModelVersion::V2);
+    model(
+        &mut e,
+        ModelEvent::ResponseCreated {
+            response_id: Some("r1".into()),
+        },
+    );
+    let outs = model(
+        &mut e,
+        ModelEvent::ResponseCancelled {
+            response_id: Some("r1".into()),
+        },
+    );
+    assert!(
+        outs.contains(&Output::ToClient(Notification::ItemAdded(
+            json!({"type": "response.cancelled", "response_id": "r1"})
+        ))),
+        "{outs:?}"
+    );
+    assert!(e.at_turn_boundary(), "the response is over");
+}

@@ -84,4 +84,72 @@ mod tests {
             assert_eq!(parse_traceparent(bad), None, "{bad}");
         }
     }
+
+    /// The spans opened while `f` runs, with their recorded fields.
+    fn spans_during(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>)> {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt;
+        #[derive(Clone, Default)]
+        struct Capture(Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>);
+        struct Fields(Vec<(String, String)>);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push((f.name().to_owned(), format!("{v:?}")));
+            }
+        }
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+            fn on_new_span(
+                &self,
+                attrs: &tracing::span::Attributes<'_>,
+                _: &tracing::span::Id,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                let mut fields = Fields(Vec::new());
+                attrs.record(&mut fields);
+                let name = attrs.metadata().name().to_owned();
+                self.0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((name, fields.0));
+            }
+        }
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        tracing::subscriber::with_default(subscriber, f);
+        let spans = capture
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        spans
+    }
+
+    #[test]
+    fn a_requests_trace_field_becomes_its_spans_parent() {
+        let trace = TraceContext {
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            tracestate: None,
+        };
+        let spans = spans_during(|| {
+            let _span = request_span("thread/realtime/start", Some(&trace));
+        });
+        let (name, fields) = &spans[0];
+        assert_eq!(name, "rpc.request");
+        let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(field("method").as_deref(), Some("thread/realtime/start"));
+        assert_eq!(
+            field("trace_id").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(field("parent_span_id").as_deref(), Some("00f067aa0ba902b7"));
+        // A malformed one is no parent.
+        let bad = TraceContext {
+            traceparent: "nonsense".into(),
+            tracestate: None,
+        };
+        let spans = spans_during(|| {
+            let _span = request_span("x", Some(&bad));
+        });
+        assert!(spans[0].1.iter().all(|(n, _)| n != "trace_id"), "{spans:?}");
+    }
 }

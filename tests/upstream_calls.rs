@@ -1,0 +1,127 @@
+//! Passthrough call creation against a real HTTP server standing in for the model service's
+//! calls endpoint: 5xx and 429 are retried with backoff (three attempts in all), other errors
+//! are not, and a success without a usable `Location` is a clear error. Over JSON-RPC a failed
+//! create is an `error` and no `closed` (no call ever existed).
+
+mod common;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use common::*;
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+
+/// A calls endpoint that answers each POST with the next scripted (status, Location) and counts.
+async fn scripted(replies: Vec<(u16, Option<&'static str>)>) -> (String, Arc<Mutex<usize>>) {
+    let seen = Arc::new(Mutex::new(0usize));
+    let script = Arc::new(Mutex::new(replies.into_iter()));
+    let counter = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/realtime/calls",
+        axum::routing::post(move || {
+            let (script, counter) = (script.clone(), counter.clone());
+            async move {
+                *counter.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                let next = script.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let (status, location) = next.unwrap_or((500, None));
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let body = if status.is_success() {
+                    "v=0 (answer)".to_owned()
+                } else {
+                    json!({"error": {"message": "scripted trouble"}}).to_string()
+                };
+                let mut resp = (status, body).into_response();
+                if let Some(l) = location {
+                    resp.headers_mut()
+                        .insert("location", l.parse().expect("header"));
+                }
+                resp
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, seen)
+}
+
+async fn create(base: &str) -> Result<(String, String), voxgate::upstream::call::CallCreateError> {
+    voxgate::upstream::call::create_call(
+        &reqwest::Client::new(),
+        base,
+        Some("sk-test"),
+        &relay_offer(),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn overload_and_server_errors_are_retried_until_the_call_is_created() {
+    let (base, seen) = scripted(vec![
+        (503, None),
+        (429, None),
+        (201, Some("/v1/realtime/calls/rtc_scripted1")),
+    ])
+    .await;
+    let (answer, call_id) = create(&base).await.expect("created on the third attempt");
+    assert_eq!(
+        (answer.as_str(), call_id.as_str()),
+        ("v=0 (answer)", "rtc_scripted1")
+    );
+    assert_eq!(*seen.lock().expect("count"), 3);
+}
+
+#[tokio::test]
+async fn retries_end_after_three_attempts_and_client_errors_are_not_retried() {
+    let (base, seen) = scripted(vec![(500, None), (500, None), (500, None), (500, None)]).await;
+    let err = create(&base).await.expect_err("fails");
+    assert_eq!(err.status, Some(500));
+    assert!(err.message.contains("scripted trouble"), "{err}");
+    assert_eq!(*seen.lock().expect("count"), 3);
+
+    let (base, seen) = scripted(vec![(400, None)]).await;
+    let err = create(&base).await.expect_err("fails");
+    assert_eq!(err.status, Some(400));
+    assert_eq!(*seen.lock().expect("count"), 1, "a 400 is not retried");
+}
+
+#[tokio::test]
+async fn a_created_call_without_a_usable_location_is_a_clear_error() {
+    let (base, _) = scripted(vec![(201, None)]).await;
+    let err = create(&base).await.expect_err("no Location");
+    assert_eq!(err.message, "realtime call response missing Location");
+    let (base, _) = scripted(vec![(201, Some("/v1/realtime/calls/not-an-id"))]).await;
+    let err = create(&base).await.expect_err("no call id");
+    assert!(err.message.contains("does not contain a call id"), "{err}");
+}
+
+#[tokio::test]
+async fn a_failed_call_create_over_json_rpc_is_an_error_and_no_closed() {
+    let h = harness().await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(
+        json!({"threadId": "pt", "outputModality": "audio", "prompt": "sim:fail500",
+        "webrtcMode": "passthrough", "transport": {"type": "webrtc", "sdp": relay_offer()}}),
+    )
+    .await;
+    let (seen, err) = c.methods_until("thread/realtime/error").await;
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("HTTP 500")),
+        "{err}"
+    );
+    assert!(
+        !seen.contains(&"thread/realtime/sdp".to_owned()),
+        "{seen:?}"
+    );
+    c.barrier().await;
+    c.assert_nothing_else();
+    assert!(!h.app.sessions.is_running("anonymous", "pt"));
+}
