@@ -85,12 +85,15 @@ mod tests {
         }
     }
 
+    /// A span's name and its recorded fields.
+    type SpanSeen = (String, Vec<(String, String)>);
+
     /// The spans opened while `f` runs, with their recorded fields.
-    fn spans_during(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>)> {
+    fn spans_during(f: impl FnOnce()) -> Vec<SpanSeen> {
         use std::sync::{Arc, Mutex};
         use tracing_subscriber::layer::SubscriberExt;
         #[derive(Clone, Default)]
-        struct Capture(Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>);
+        struct Capture(Arc<Mutex<Vec<SpanSeen>>>);
         struct Fields(Vec<(String, String)>);
         impl tracing::field::Visit for Fields {
             fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
@@ -116,12 +119,11 @@ mod tests {
         let capture = Capture::default();
         let subscriber = tracing_subscriber::registry().with(capture.clone());
         tracing::subscriber::with_default(subscriber, f);
-        let spans = capture
+        capture
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        spans
+            .clone()
     }
 
     #[test]
