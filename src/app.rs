@@ -348,7 +348,7 @@ impl AppState {
         };
         // A sideband join retries with backoff (the call may still be settling upstream).
         let connect_attempts = if face == Face::WebrtcPassthrough {
-            5
+            self.cfg.upstream.sideband_join_attempts.max(1)
         } else {
             1
         };
@@ -420,6 +420,7 @@ impl AppState {
                 version,
                 connect_timeout: Duration::from_millis(self.cfg.upstream.connect_timeout_ms),
                 connect_attempts,
+                connect_backoff: Duration::from_millis(self.cfg.upstream.sideband_join_backoff_ms),
             },
             agent: prep.agent,
             client: socket,

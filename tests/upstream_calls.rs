@@ -125,3 +125,39 @@ async fn a_failed_call_create_over_json_rpc_is_an_error_and_no_closed() {
     c.assert_nothing_else();
     assert!(!h.app.sessions.is_running("anonymous", "pt"));
 }
+
+/// The sideband join of a passthrough call is retried as configured
+/// (`[upstream] sideband_join_attempts`), then the call fails: `error`, then `closed{error}`.
+#[tokio::test]
+async fn a_refused_sideband_join_is_tried_as_often_as_configured() {
+    let h = harness_with(
+        |sim| sim.reject_sideband = true,
+        |cfg| {
+            cfg.upstream.sideband_join_attempts = 2;
+            cfg.upstream.sideband_join_backoff_ms = 10;
+        },
+    )
+    .await;
+    let mut records = h.sim.records();
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(
+        json!({"threadId": "sb", "outputModality": "audio", "webrtcMode": "passthrough",
+        "transport": {"type": "webrtc", "sdp": relay_offer()}}),
+    )
+    .await;
+    c.notification("thread/realtime/sdp").await;
+    c.notification("thread/realtime/error").await;
+    assert_eq!(
+        c.notification("thread/realtime/closed").await["reason"],
+        "error"
+    );
+    let mut joins = 0;
+    while let Ok(r) = records.try_recv() {
+        if let voxgate::simulator::SimRecord::Connected { path_and_query, .. } = r
+            && path_and_query.contains("call_id=")
+        {
+            joins += 1;
+        }
+    }
+    assert_eq!(joins, 2);
+}

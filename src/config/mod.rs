@@ -181,6 +181,11 @@ pub struct UpstreamConfig {
     /// A model session this old is rolled over at the next turn boundary: its successor is
     /// opened and told the conversation so far (OpenAI caps sessions at 60 minutes); 0: never.
     pub max_session_secs: u64,
+    /// Joining a passthrough call's sideband is tried this many times (the call may still be
+    /// settling upstream)...
+    pub sideband_join_attempts: u32,
+    /// ...waiting this long before the second attempt, doubling after (at most 5 s).
+    pub sideband_join_backoff_ms: u64,
 }
 
 impl Default for UpstreamConfig {
@@ -202,6 +207,8 @@ impl Default for UpstreamConfig {
             replay_items: 40,
             replay_chars: 8000,
             max_session_secs: 3300,
+            sideband_join_attempts: 5,
+            sideband_join_backoff_ms: 200,
         }
     }
 }

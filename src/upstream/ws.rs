@@ -25,8 +25,10 @@ pub struct UpstreamRequest {
     pub session_id: String,
     pub version: ModelVersion,
     pub connect_timeout: Duration,
-    /// Connection attempts before giving up (exponential backoff from 200 ms between them).
+    /// Connection attempts before giving up...
     pub connect_attempts: u32,
+    /// ...with this wait before the second, doubling after (at most 5 s).
+    pub connect_backoff: Duration,
 }
 
 impl std::fmt::Debug for UpstreamRequest {
@@ -42,7 +44,7 @@ impl std::fmt::Debug for UpstreamRequest {
 
 /// `connect`, retried with exponential backoff up to `req.connect_attempts` times.
 pub async fn connect_with_retries(req: &UpstreamRequest) -> Result<ModelSocket, String> {
-    let mut delay = Duration::from_millis(200);
+    let mut delay = req.connect_backoff;
     let mut attempt = 1;
     loop {
         match connect(req).await {
