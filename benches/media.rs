@@ -35,6 +35,7 @@ fn engine() -> Engine {
         delegation: true,
         errors_end_session: true,
         replay: Default::default(),
+        input_gate: None,
     });
     e.handle_input(Input::Connected);
     while e.poll_output().is_some() {}

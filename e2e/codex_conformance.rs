@@ -58,20 +58,21 @@ impl Wire {
         }
     }
 
-    async fn recv(&mut self) -> Value {
+    /// The next message, or None when none came in time.
+    async fn recv(&mut self) -> Option<Value> {
         match self {
-            Wire::Ws(c) => c.next_message().await,
+            Wire::Ws(c) => tokio::time::timeout(WAIT * 2, c.next_message()).await.ok(),
             Wire::Stdio(w) => {
                 let line = tokio::time::timeout(WAIT * 2, w.lines.next_line())
                     .await
-                    .expect("a line in time")
+                    .ok()?
                     .expect("read")
                     .expect("stdout open");
                 let mut v: Value = serde_json::from_str(&line).expect("json line");
                 if let Some(o) = v.as_object_mut() {
                     o.remove("emittedAtMs");
                 }
-                v
+                Some(v)
             }
         }
     }
@@ -109,7 +110,16 @@ impl Session {
     /// Read messages (logging each) until one matches.
     async fn until(&mut self, pred: &dyn Fn(&Value) -> bool) -> Value {
         loop {
-            let v = self.wire.recv().await;
+            let Some(v) = self.wire.recv().await else {
+                let tail: Vec<String> = self
+                    .log
+                    .iter()
+                    .rev()
+                    .take(12)
+                    .map(|e| e["message"].to_string().chars().take(200).collect())
+                    .collect();
+                panic!("nothing more came; the last messages, newest first: {tail:#?}");
+            };
             if let Some(method) = v["method"].as_str() {
                 self.log
                     .push(json!({"kind": "notification", "method": method, "message": v}));

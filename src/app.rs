@@ -124,6 +124,8 @@ struct Prepared {
     settings: SessionSettings,
     api_key: Option<String>,
     agent: Arc<dyn AgentCore>,
+    /// Playback-aware input gating for a relay call.
+    input_gate: Option<crate::engine::input_gate::GateConfig>,
 }
 
 pub struct AppState {
@@ -293,6 +295,10 @@ impl AppState {
             settings,
             api_key,
             agent,
+            input_gate: self
+                .cfg
+                .session
+                .gate(p.input_gating.unwrap_or(self.cfg.session.input_gating)),
         })
     }
 
@@ -382,6 +388,7 @@ impl AppState {
                         },
                         chars: self.cfg.upstream.replay_chars,
                     },
+                    input_gate: prep.input_gate,
                 },
                 task_timeout: Duration::from_secs(self.cfg.agent.task_timeout_secs),
                 max_duration: prep.permit.as_ref().and_then(|p| p.max_duration),
@@ -465,6 +472,7 @@ impl AppState {
             webrtc_mode: None,
             include_startup_context: None,
             voice_session_id: None,
+            input_gating: None,
         };
         let prepared = self
             .prepare(&p)

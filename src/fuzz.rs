@@ -119,6 +119,7 @@ pub fn openai_face(data: &[u8]) {
             delegation,
             errors_end_session: face == Face::Rpc,
             replay: Default::default(),
+            input_gate: None,
         },
         task_timeout: Duration::from_secs(5),
         max_duration: Some(Duration::from_secs(600)),

@@ -138,6 +138,7 @@ fn run_scenario(version: ModelVersion, rel: &str) {
         delegation: true,
         errors_end_session: true,
         replay: Default::default(),
+        input_gate: None,
     });
     // `VOXGATE_BLESS_FIXTURES=1`: rewrite the scenario's expected outputs from what the engine
     // does now (review the diff: it is the contract).

@@ -238,6 +238,34 @@ pub struct SessionConfig {
     /// A JSON-RPC conversation whose last client left runs on this long, keeping what the client
     /// missed, for a client of the same key to reattach; then it ends. 0: it ends at once.
     pub detach_grace_secs: u64,
+    /// `playback`: while the model's audio plays to a WebRTC relay caller, the caller's audio is
+    /// held back from the model unless it is a barge-in (for phone/SIP lines and speakerphones
+    /// without echo cancellation); `off` (default): everything goes to the model.
+    pub input_gating: InputGating,
+    /// RMS (PCM16 units) caller audio needs to count as speech while gated...
+    pub gate_threshold_rms: u32,
+    /// ...for this long in a row to be a barge-in that opens the gate.
+    pub gate_barge_in_ms: u64,
+}
+
+/// Whether caller audio is gated while the model plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InputGating {
+    #[default]
+    Off,
+    Playback,
+}
+
+impl SessionConfig {
+    /// The gate a session gets when `gating` is asked for (by config or its start).
+    pub fn gate(&self, gating: InputGating) -> Option<crate::engine::input_gate::GateConfig> {
+        (gating == InputGating::Playback).then(|| crate::engine::input_gate::GateConfig {
+            threshold_rms: self.gate_threshold_rms,
+            barge_in_us: self.gate_barge_in_ms * 1000,
+            ..Default::default()
+        })
+    }
 }
 
 impl Default for SessionConfig {
@@ -249,6 +277,9 @@ impl Default for SessionConfig {
             mode: SessionMode::default(),
             acks: AckConfig::default(),
             detach_grace_secs: 30,
+            input_gating: InputGating::Off,
+            gate_threshold_rms: 1500,
+            gate_barge_in_ms: 200,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! [`Output`]s drained with [`Engine::poll_output`]. No tokio, no sockets, no clock.
 
 pub mod delegation;
+pub mod input_gate;
 pub mod memory;
 pub mod playout;
 pub mod plumbing;
@@ -84,6 +85,8 @@ pub struct EngineConfig {
     pub errors_end_session: bool,
     /// How much of the conversation a new model session is told (after a reconnect).
     pub replay: ReplayBudget,
+    /// Playback-aware input gating (a relay caller without echo cancellation); None: off.
+    pub input_gate: Option<input_gate::GateConfig>,
 }
 
 /// Commands from the client face.
@@ -220,6 +223,7 @@ pub struct Engine {
     reply_owed: bool,
     transcript: TranscriptLog,
     timeline: timeline::Timeline,
+    gate: input_gate::InputGate,
     responses: ResponseQueue,
     playout: PlayoutTracker,
     handoff: HandoffState,
@@ -230,6 +234,7 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Self {
         let turns_get_replies = session_switch::turns_get_replies(&cfg.session_update);
         let timeline = timeline::Timeline::new(&cfg.realtime_session_id);
+        let gate = input_gate::InputGate::new(cfg.input_gate.filter(|_| cfg.local_playout));
         Self {
             cfg,
             connected: false,
@@ -243,6 +248,7 @@ impl Engine {
             reply_owed: false,
             transcript: TranscriptLog::default(),
             timeline,
+            gate,
             responses: ResponseQueue::default(),
             playout: PlayoutTracker::default(),
             handoff: HandoffState::default(),
@@ -282,7 +288,10 @@ impl Engine {
             Input::AudioPlayed { item_id, played_ms } => {
                 self.playout.on_played(&item_id, played_ms)
             }
-            Input::PlaybackFinished => self.playout.clear(),
+            Input::PlaybackFinished => {
+                self.playout.clear();
+                self.gate.playback_ended();
+            }
             Input::UpstreamClosed | Input::Abandoned => self.close(CloseReason::TransportClosed),
             Input::UpstreamFailed(message) => self.fail(message),
             Input::ModelLost(reason) => self.on_model_lost("failed", &reason),
@@ -434,7 +443,9 @@ impl Engine {
     fn on_client(&mut self, cmd: ClientCommand) {
         match cmd {
             ClientCommand::AppendAudio(chunk) => {
-                self.send_to_model(ModelFrame::AudioAppend { audio: chunk.data });
+                for chunk in self.gate.admit(chunk) {
+                    self.send_to_model(ModelFrame::AudioAppend { audio: chunk.data });
+                }
             }
             ClientCommand::AppendSpeech(text) => self.say_backend(text),
             ClientCommand::AppendText { text, role } => {
@@ -492,6 +503,9 @@ impl Engine {
                 if self.cfg.version == ModelVersion::V2 {
                     self.playout.on_audio(&chunk);
                 }
+                if self.cfg.local_playout {
+                    self.gate.playback_started();
+                }
                 self.notify(Notification::OutputAudioDelta(chunk));
             }
             ModelEvent::InputTranscriptDelta { delta } => {
@@ -521,6 +535,7 @@ impl Engine {
                     ModelVersion::V1 => None,
                 };
                 if let Some(t) = truncation {
+                    self.gate.playback_ended();
                     self.out.push_back(Output::ClearAudio);
                     self.send_to_model(ModelFrame::Truncate {
                         item_id: t.item_id,
@@ -559,6 +574,7 @@ impl Engine {
             }
             ModelEvent::ResponseCancelled { response_id } => {
                 self.playout.clear();
+                self.gate.playback_ended();
                 self.notify(Notification::ItemAdded(
                     json!({"type": "response.cancelled", "response_id": response_id}),
                 ));

@@ -26,6 +26,7 @@ fn engine_with(version: ModelVersion, errors_end_session: bool) -> Engine {
         delegation: true,
         errors_end_session,
         replay: Default::default(),
+        input_gate: None,
     });
     e.handle_input(Input::Connected);
     drain(&mut e);
@@ -550,6 +551,7 @@ fn input_before_connect_is_sent_right_after_session_update() {
         delegation: true,
         errors_end_session: true,
         replay: Default::default(),
+        input_gate: None,
     });
     e.handle_input(Input::Client(ClientCommand::AppendText {
         text: "early".into(),
@@ -629,6 +631,7 @@ fn with_delegation_off_calls_are_left_to_the_client() {
         delegation: false,
         errors_end_session: true,
         replay: Default::default(),
+        input_gate: None,
     });
     e.handle_input(Input::Connected);
     drain(&mut e);

@@ -94,6 +94,7 @@ fn with_local_playout_a_finished_response_can_still_be_truncated_at_the_played_p
         delegation: true,
         errors_end_session: true,
         replay: Default::default(),
+        input_gate: None,
     });
     e.handle_input(Input::Connected);
     drain(&mut e);

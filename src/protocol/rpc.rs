@@ -245,6 +245,10 @@ pub struct StartParams {
     /// codex: the client's id for the voice session (logged with the conversation).
     #[serde(default)]
     pub voice_session_id: Option<String>,
+    /// voxgate extension: `playback` gates a WebRTC caller's audio while the model plays
+    /// (`[session] input_gating`).
+    #[serde(default)]
+    pub input_gating: Option<crate::config::InputGating>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

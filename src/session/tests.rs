@@ -46,6 +46,7 @@ fn config(face: Face) -> CoreConfig {
             delegation: true,
             errors_end_session: true,
             replay: Default::default(),
+            input_gate: None,
         },
         task_timeout: Duration::from_secs(3),
         max_duration: None,
@@ -74,6 +75,8 @@ struct Caller {
     /// While set, the caller sends a 20 ms frame at this instant and every 20 ms after.
     next_send: Option<Instant>,
     rtp_time: u64,
+    /// How loud the caller's frames are (a sine's peak, PCM16 units).
+    amplitude: f64,
     heard: Vec<Instant>,
     texts: Vec<String>,
     /// The other side closed the peer (DTLS close_notify).
@@ -114,6 +117,10 @@ fn relay_call() -> Call {
 }
 
 fn relay_call_with(timeouts: MediaTimeouts) -> Call {
+    relay_call_configured(timeouts, |_| {})
+}
+
+fn relay_call_configured(timeouts: MediaTimeouts, tweak: impl FnOnce(&mut CoreConfig)) -> Call {
     let start = Instant::now();
     crate::media::call::install_crypto();
     let mut rtc = RtcConfig::new().build(start);
@@ -145,11 +152,14 @@ fn relay_call_with(timeouts: MediaTimeouts) -> Call {
         next_timeout: start,
         next_send: None,
         rtp_time: 0,
+        amplitude: 8000.0,
         heard: Vec::new(),
         texts: Vec::new(),
         closed_by_peer: false,
     };
-    let core = SessionCore::new(config(Face::WebrtcRelay), ClientSide::relay(media), start);
+    let mut cfg = config(Face::WebrtcRelay);
+    tweak(&mut cfg);
+    let core = SessionCore::new(cfg, ClientSide::relay(media), start);
     Call::new(start, Some(caller), core)
 }
 
@@ -363,7 +373,7 @@ impl Call {
 impl Caller {
     fn send_frame(&mut self, at: Instant) {
         let pcm: Vec<i16> = (0..480)
-            .map(|i| ((i as f64 * 0.2).sin() * 8000.0) as i16)
+            .map(|i| ((i as f64 * 0.2).sin() * self.amplitude) as i16)
             .collect();
         let packet = self.codec.encode(&pcm).expect("encode");
         self.rtp_time += 960;
@@ -520,3 +530,4 @@ fn a_lost_model_is_told_to_the_caller_with_its_error() {
 }
 
 mod deadlines;
+mod gating;
