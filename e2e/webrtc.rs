@@ -603,3 +603,40 @@ fn rollover_gap_figure(c: &Value) -> String {
         gaps.last().copied().unwrap_or(f64::NAN)
     )
 }
+
+/// Passthrough on the default offline set-up (the embedded simulator as the model service, no
+/// API key anywhere): the caller's offer is forwarded, the caller hears the reply, and the call's
+/// delegation is answered over the sideband.
+#[tokio::test]
+async fn passthrough_works_on_the_default_offline_setup() {
+    if !python_module("aiortc", "WebRTC") {
+        return;
+    }
+    let mut cfg = voxgate::config::Config::default();
+    cfg.agent.embedded.delay_ms = 20;
+    let app = voxgate::app::AppState::build(cfg)
+        .await
+        .expect("app builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let _ = voxgate::http::serve(listener, app, std::future::pending()).await;
+    });
+    let s = run_client(
+        &format!("http://{addr}"),
+        &[
+            "--webrtc-mode",
+            "passthrough",
+            "--delegate",
+            "delegate: check the weather",
+        ],
+    )
+    .await;
+    server.abort();
+    assert_eq!(s["post_status"], 201, "{s}");
+    assert_eq!(s["spoken_reply"], true, "{s}");
+    assert_eq!(s["delegated_reply"], true, "{s}");
+    assert_eq!(s["delete_status"], 200, "{s}");
+}

@@ -60,7 +60,10 @@ enum Launch {
         answer: String,
     },
     /// A WebRTC caller connected to the model's own calls endpoint (voxgate rides the sideband).
-    Passthrough { answer: String },
+    Passthrough {
+        answer: String,
+        call: crate::upstream::call::UpstreamCall,
+    },
     /// An OpenAI-protocol websocket client and the session it configured.
     OpenAi {
         socket: Box<axum::extract::ws::WebSocket>,
@@ -81,6 +84,7 @@ struct ClientPlan {
     answer: Option<String>,
     session_update: serde_json::Value,
     delegation: bool,
+    upstream_call: Option<crate::upstream::call::UpstreamCall>,
 }
 
 /// voxgate's acknowledgement sentences: the configured wording, the defaults elsewhere.
@@ -111,6 +115,9 @@ pub enum Origin {
     /// `POST /v1/realtime/calls`: the caller's media holds it.
     HttpCall,
 }
+
+/// The bearer voxgate presents to its embedded simulator.
+const EMBEDDED_SIMULATOR_KEY: &str = "sk-voxgate-embedded-simulator";
 
 struct Prepared {
     /// The principal (API key id) the session belongs to.
@@ -255,7 +262,9 @@ impl AppState {
             )
         })?;
         let api_key = match self.cfg.upstream.kind {
-            UpstreamKind::Simulator => None,
+            // The embedded simulator wants a bearer as the service does (its calls endpoint
+            // refuses a call without one); any value will do, and it never leaves the process.
+            UpstreamKind::Simulator => Some(EMBEDDED_SIMULATOR_KEY.to_owned()),
             UpstreamKind::Openai => Some(
                 self.cfg
                     .upstream
@@ -315,6 +324,7 @@ impl AppState {
             answer: None,
             session_update: session_config::session_update(&prep.settings),
             delegation: true,
+            upstream_call: None,
         };
         let ClientPlan {
             face,
@@ -324,6 +334,7 @@ impl AppState {
             answer,
             session_update,
             delegation,
+            upstream_call,
         } = match client {
             Launch::Rpc => standard(Face::Rpc),
             Launch::Relay {
@@ -336,8 +347,9 @@ impl AppState {
                 answer: Some(answer),
                 ..standard(Face::WebrtcRelay)
             },
-            Launch::Passthrough { answer } => ClientPlan {
+            Launch::Passthrough { answer, call } => ClientPlan {
                 answer: Some(answer),
+                upstream_call: Some(call),
                 ..standard(Face::WebrtcPassthrough)
             },
             Launch::OpenAi {
@@ -433,6 +445,7 @@ impl AppState {
             client: socket,
             media,
             permit: prep.permit,
+            upstream_call,
         };
         let kind = match face {
             Face::WebrtcRelay | Face::WebrtcPassthrough => SessionKind::Call,
@@ -610,6 +623,7 @@ impl AppState {
                 if adopt_call_id {
                     p.thread_id = call_id.clone();
                 }
+                let upstream_key = prep.api_key.clone();
                 let url = url::realtime_ws_url(
                     &self.upstream_base,
                     version,
@@ -624,6 +638,12 @@ impl AppState {
                     url,
                     Launch::Passthrough {
                         answer: answer.clone(),
+                        call: crate::upstream::call::UpstreamCall {
+                            http: self.http.clone(),
+                            base_url: self.upstream_base.clone(),
+                            api_key: upstream_key,
+                            call_id: call_id.clone(),
+                        },
                     },
                 );
                 WebrtcStart {

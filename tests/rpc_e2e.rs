@@ -757,3 +757,46 @@ async fn the_model_start_param_reaches_the_upstream() {
         "{path_and_query}"
     );
 }
+
+/// appendSpeech right after a spoken turn's reply is answered, every time (its response.create
+/// may have to wait for that reply's response to end).
+#[tokio::test]
+async fn append_speech_right_after_a_spoken_reply_is_answered_every_time() {
+    let h = harness().await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(start_params("t1")).await;
+    c.notification("thread/realtime/started").await;
+    for round in 0..10 {
+        for (ms, loud) in [(300u64, true), (300, true), (700, false)] {
+            c.request(
+                "thread/realtime/appendAudio",
+                json!({"threadId": "t1", "audio": {"data": b64(&pcm(ms, loud)), "sampleRate": 24000, "numChannels": 1}}),
+            )
+            .await;
+        }
+        loop {
+            let d = c.notification("thread/realtime/transcript/done").await;
+            if d["role"] == "assistant" {
+                break;
+            }
+        }
+        c.request(
+            "thread/realtime/appendSpeech",
+            json!({"threadId": "t1", "text": format!("hold {round}")}),
+        )
+        .await;
+        loop {
+            let d = c.notification("thread/realtime/transcript/done").await;
+            if d["role"] == "assistant" {
+                assert!(
+                    d["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains(&format!("hold {round}")),
+                    "round {round}: {d}"
+                );
+                break;
+            }
+        }
+    }
+}

@@ -161,3 +161,46 @@ async fn a_refused_sideband_join_is_tried_as_often_as_configured() {
     }
     assert_eq!(joins, 2);
 }
+
+/// Hanging up a passthrough call hangs it up upstream too (the caller's media goes to the
+/// service directly: it must end there), as it does when the conversation ends any other way.
+#[tokio::test]
+async fn a_passthrough_hang_up_is_forwarded_to_the_upstream_call() {
+    let h = harness().await;
+    let mut records = h.sim.records();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/realtime/calls?mode=passthrough",
+            h.addr
+        ))
+        .header("content-type", "application/sdp")
+        .body(relay_offer())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 201);
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Location")
+        .to_owned();
+    let call_id = location.rsplit('/').next().expect("id").to_owned();
+    let hung = reqwest::Client::new()
+        .delete(format!("http://{}{location}", h.addr))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(hung.status().as_u16(), 200);
+    let upstream = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(voxgate::simulator::SimRecord::CallHungUp { call_id }) = records.recv().await
+            {
+                return call_id;
+            }
+        }
+    })
+    .await
+    .expect("the upstream call was hung up");
+    assert_eq!(upstream, call_id);
+}

@@ -1,7 +1,7 @@
 //! JSON-RPC over stdio (`voxgate rpc --stdio`): newline-delimited JSON on stdin/stdout, logs on
 //! stderr. Same connection logic as the websocket face. A line that is not UTF-8 (like one that
-//! is not JSON) is logged and dropped unanswered, as codex does, and the connection goes on; at end of input every session is stopped and its `closed`
-//! written before the process exits.
+//! is not JSON) is logged and dropped unanswered, as codex does, and the connection goes on; at
+//! end of input every session is stopped and its `closed` written before the process exits.
 
 use super::RpcConnection;
 use crate::app::AppState;

@@ -55,6 +55,9 @@ pub struct SessionIo {
     pub media: Option<(MediaRoute, mpsc::Receiver<Datagram>)>,
     /// The caller's key slot, held for the session's life.
     pub permit: Option<crate::auth::SessionPermit>,
+    /// A passthrough call: hung up upstream when the session ends, so the caller's media (which
+    /// goes to the service directly) ends with it.
+    pub upstream_call: Option<crate::upstream::call::UpstreamCall>,
 }
 
 /// The registry's side of a session: its command queue and stop signal.
@@ -195,6 +198,7 @@ struct Reactor {
     observers: Vec<mpsc::Sender<Arc<str>>>,
     task: Option<TaskHandle>,
     _permit: Option<crate::auth::SessionPermit>,
+    upstream_call: Option<crate::upstream::call::UpstreamCall>,
     /// Why the session ended (the core's `Close`), told to an OpenAI-protocol client.
     ended: &'static str,
     /// The core asked for a new model socket.
@@ -241,6 +245,7 @@ impl Reactor {
             observers: Vec::new(),
             task: None,
             _permit: io.permit,
+            upstream_call: io.upstream_call,
             ended: "requested",
             reconnect: false,
             released: false,
@@ -353,6 +358,9 @@ impl Reactor {
         }
         if !self.released {
             self.agent.conversation_ended(&self.thread_id);
+        }
+        if let Some(call) = self.upstream_call.take() {
+            tokio::spawn(async move { call.hang_up().await });
         }
         self.close_sockets().await;
     }

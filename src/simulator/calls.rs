@@ -92,12 +92,32 @@ pub(crate) async fn create(
         Duration::from_secs(15),
         Duration::from_secs(30),
     ));
+    let hangup = std::sync::Arc::new(tokio::sync::Notify::new());
+    state
+        .hangups
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(call_id.clone(), hangup.clone());
     let task_state = state.clone();
     let id = call_id.clone();
     tokio::spawn(async move {
-        run_call(&task_state, n, offer.session, cmd_tx, evt_rx, attach_rx).await;
+        run_call(
+            &task_state,
+            n,
+            offer.session,
+            cmd_tx,
+            evt_rx,
+            attach_rx,
+            hangup,
+        )
+        .await;
         task_state
             .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+        task_state
+            .hangups
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&id);
@@ -111,6 +131,40 @@ pub(crate) async fn create(
         answer,
     )
         .into_response()
+}
+
+/// `POST /v1/realtime/calls/{id}/hangup`, as the service has it: the call ends (the caller's
+/// peer is closed, the sideband ends).
+pub(crate) async fn hangup(
+    State(state): State<Arc<SimState>>,
+    axum::extract::Path(call_id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "missing_api_key",
+            "Missing bearer authentication in header",
+            None,
+        );
+    }
+    let found = state
+        .hangups
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&call_id)
+        .cloned();
+    let Some(hangup) = found else {
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "call_not_found",
+            format!("no call `{call_id}`"),
+            None,
+        );
+    };
+    hangup.notify_one();
+    let _ = state.records.send(SimRecord::CallHungUp { call_id });
+    StatusCode::OK.into_response()
 }
 
 /// Serve a sideband socket: hand its two directions to the call's task.
@@ -164,6 +218,7 @@ async fn run_call(
     peer_tx: mpsc::Sender<PeerCommand>,
     mut peer_rx: mpsc::Receiver<PeerEvent>,
     mut attach: mpsc::UnboundedReceiver<Sideband>,
+    hangup: std::sync::Arc<tokio::sync::Notify>,
 ) {
     let mut sim = SimConversation::new(ModelVersion::V2, state.cfg.clone(), conn);
     let now = std::time::Instant::now;
@@ -208,6 +263,10 @@ async fn run_call(
                 Some(_) => {}
             },
             Some(s) = attach.recv() => side = Some(s),
+            () = hangup.notified() => {
+                let _ = peer_tx.try_send(PeerCommand::Close);
+                return;
+            }
             Some(t) = next_inbound(&mut side) => sim.handle_client_text(&t, now()),
             _ = sleep_until_opt(due) => sim.handle_timeout(now()),
         }

@@ -39,6 +39,10 @@ pub enum SimRecord {
         session: Option<serde_json::Value>,
         call_id: Option<String>,
     },
+    /// `POST /v1/realtime/calls/{id}/hangup` ended a live call.
+    CallHungUp {
+        call_id: String,
+    },
     Disconnected {
         conn: u64,
     },
@@ -50,6 +54,9 @@ pub(crate) struct SimState {
     pub(crate) records: broadcast::Sender<SimRecord>,
     /// Model connections still to refuse (503) after a `drop:` (`refuse_after_drop`).
     pub(crate) refusing: std::sync::atomic::AtomicU32,
+    /// Live WebRTC calls: call id → how to hang it up.
+    pub(crate) hangups:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
     /// Live WebRTC calls: call id → where to hand a sideband socket.
     pub(crate) calls: std::sync::Mutex<
         std::collections::HashMap<
@@ -78,6 +85,7 @@ impl Simulator {
             records: records.clone(),
             refusing: std::sync::atomic::AtomicU32::new(0),
             calls: std::sync::Mutex::new(std::collections::HashMap::new()),
+            hangups: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let app = router(state);
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -117,6 +125,10 @@ fn router(state: Arc<SimState>) -> Router {
         .route(
             "/v1/realtime/calls",
             axum::routing::post(super::calls::create),
+        )
+        .route(
+            "/v1/realtime/calls/{call_id}/hangup",
+            axum::routing::post(super::calls::hangup),
         )
         .fallback(upgrade)
         .with_state(state)

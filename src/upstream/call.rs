@@ -1,6 +1,7 @@
 //! Upstream WebRTC calls (protocol.md §2.4, passthrough mode): forward the caller's offer to the
 //! model service's calls endpoint (multipart with the session, or raw SDP), retry 5xx/429 with
-//! backoff, and extract the call id from the `Location` header for the sideband join.
+//! backoff, and extract the call id from the `Location` header for the sideband join; hang the
+//! call up upstream when voxgate's side of it ends.
 
 use serde_json::Value;
 use std::time::Duration;
@@ -140,6 +141,44 @@ pub async fn create_call(
             message,
         })?;
         return Ok((body, call_id));
+    }
+}
+
+/// A passthrough call to end upstream when voxgate's side of it ends.
+#[derive(Clone)]
+pub struct UpstreamCall {
+    pub http: reqwest::Client,
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub call_id: String,
+}
+
+/// How long a hang-up may take before it is given up (the call then ends by the service's own
+/// timeouts).
+const HANG_UP_WITHIN: Duration = Duration::from_secs(5);
+
+impl UpstreamCall {
+    /// `POST {base}/realtime/calls/{id}/hangup`, best effort: a call the service already ended
+    /// answers 404, which is fine.
+    pub async fn hang_up(&self) {
+        let url = format!("{}/{}/hangup", calls_url(&self.base_url), self.call_id);
+        let mut req = self.http.post(url).timeout(HANG_UP_WITHIN);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(call_id = %self.call_id, "upstream call hung up");
+            }
+            Ok(r) => {
+                tracing::debug!(call_id = %self.call_id, status = r.status().as_u16(),
+                    "upstream call hang-up answered");
+            }
+            Err(e) => {
+                tracing::warn!(call_id = %self.call_id, error = %e.without_url(),
+                    "upstream call hang-up failed");
+            }
+        }
     }
 }
 
