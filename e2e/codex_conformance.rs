@@ -111,6 +111,22 @@ impl Session {
     async fn until(&mut self, pred: &dyn Fn(&Value) -> bool) -> Value {
         loop {
             let Some(v) = self.wire.recv().await else {
+                // Is the connection stuck, or only the conversation? Ask it something.
+                let probe =
+                    json!({"id": 999_999, "method": "thread/realtime/listVoices", "params": {}});
+                self.wire.send(&probe).await;
+                let mut answered = false;
+                for _ in 0..50 {
+                    match self.wire.recv().await {
+                        Some(v) if v["id"] == 999_999 => {
+                            answered = true;
+                            break;
+                        }
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+                eprintln!("after the stall the connection answered a request: {answered}");
                 let tail: Vec<String> = self
                     .log
                     .iter()
@@ -305,6 +321,7 @@ async fn every_message_of_a_stdio_session_fits_codexs_schema() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voxgate"))
         .args(["rpc", "--stdio"])
         .env("RUST_LOG", "warn")
+        .env("VOXGATE_DEBUG_FRAMES", "1")
         .env_remove("OPENAI_API_KEY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -10,7 +10,7 @@ use crate::media::call::{CallMedia, MediaTimeouts};
 use crate::media::shards::MediaShards;
 use crate::protocol::ModelVersion;
 use crate::protocol::rpc::{StartParams, Transport};
-use crate::protocol::session_config::{self, OutputModality, SessionSettings};
+use crate::protocol::session_config::{self, OutputModality, SessionMode, SessionSettings};
 use crate::session::core::{ClientSide, CoreConfig, SessionCore};
 use crate::session::outbox::OutboxLimits;
 use crate::session::reactor::SessionIo;
@@ -245,8 +245,13 @@ impl AppState {
     /// Validate a start and work out everything a session needs, without starting it.
     fn prepare(&self, p: &StartParams) -> Result<Prepared, String> {
         let version = p.version.unwrap_or(self.cfg.upstream.version);
-        if p.output_modality == OutputModality::Text && version == ModelVersion::V1 {
+        if p.output_modality == OutputModality::Text && version != ModelVersion::V2 {
             return Err("text realtime output modality requires realtime v2".into());
+        }
+        if version == ModelVersion::V3
+            && p.mode.unwrap_or(self.cfg.session.mode) == SessionMode::Transcription
+        {
+            return Err("transcription sessions require realtime v2".into());
         }
         let voice = session_config::resolve_voice(
             version,
@@ -282,21 +287,23 @@ impl AppState {
                 .as_deref()
                 .filter(|_| p.include_startup_context != Some(false)),
         );
+        let model = p.model.clone().unwrap_or_else(|| match version {
+            ModelVersion::V3 => self.cfg.upstream.live_model.clone(),
+            ModelVersion::V1 | ModelVersion::V2 => self.cfg.upstream.model.clone(),
+        });
         let settings = SessionSettings {
             version,
             mode: p.mode.unwrap_or(self.cfg.session.mode),
             output_modality: p.output_modality,
             instructions,
             voice,
+            model: model.clone(),
         };
         Ok(Prepared {
             owner: String::new(),
             held_by_subscribers: false,
             permit: None,
-            model: p
-                .model
-                .clone()
-                .unwrap_or_else(|| self.cfg.upstream.model.clone()),
+            model,
             session_id: p
                 .realtime_session_id
                 .clone()

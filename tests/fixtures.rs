@@ -45,6 +45,11 @@ fn v2_inbound_rows_parse_to_normalized_events_or_skip() {
 }
 
 #[test]
+fn v3_inbound_rows_parse_to_normalized_events_or_skip() {
+    check_inbound(ModelVersion::V3, "v3/inbound.jsonl");
+}
+
+#[test]
 fn v1_inbound_rows_parse_to_normalized_events_or_skip() {
     check_inbound(ModelVersion::V1, "v1/inbound.jsonl");
 }
@@ -61,6 +66,11 @@ fn check_outbound(version: ModelVersion, rel: &str) {
 #[test]
 fn v2_outbound_frames_are_byte_exact() {
     check_outbound(ModelVersion::V2, "v2/outbound.jsonl");
+}
+
+#[test]
+fn v3_outbound_frames_are_byte_exact() {
+    check_outbound(ModelVersion::V3, "v3/outbound.jsonl");
 }
 
 #[test]
@@ -132,7 +142,14 @@ fn run_scenario(version: ModelVersion, rel: &str) {
     let mut engine = Engine::new(EngineConfig {
         version,
         realtime_session_id: "sess-t".into(),
-        session_update: json!({"type": "session.update", "session": {"type": "realtime", "instructions": "x"}}),
+        session_update: match version {
+            ModelVersion::V3 => {
+                json!({"type": "session.start", "session": {"model": "gpt-live-1", "instructions": "x"}})
+            }
+            _ => {
+                json!({"type": "session.update", "session": {"type": "realtime", "instructions": "x"}})
+            }
+        },
         acks: test_acks(),
         local_playout: false,
         delegation: true,
@@ -171,6 +188,10 @@ fn run_scenario(version: ModelVersion, rel: &str) {
                 role: serde_json::from_value::<TextRole>(step["role"].clone()).unwrap_or_default(),
             })),
             "stop" => Some(Input::Client(ClientCommand::Stop)),
+            "speech" => Some(Input::Client(ClientCommand::AppendSpeech(
+                val.as_str().expect("speech").into(),
+            ))),
+            "model_quiet" => Some(Input::ModelQuiet),
             "upstream_closed" => Some(Input::UpstreamClosed),
             "agent_message" => Some(Input::Agent(AgentEvent::Message {
                 handoff_id: val["handoff_id"].as_str().expect("id").into(),
@@ -237,6 +258,11 @@ fn v2_scenario_delegation_steering_and_response_queue() {
         ModelVersion::V2,
         "v2/scenario_delegation_steering_queue.jsonl",
     );
+}
+
+#[test]
+fn v3_scenario_turns_end_without_done_events_and_delegations_answer_as_commentary() {
+    run_scenario(ModelVersion::V3, "v3/scenario_delegation_turns.jsonl");
 }
 
 #[test]

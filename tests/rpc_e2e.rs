@@ -48,6 +48,7 @@ async fn start_v2_connects_with_headers_sends_session_update_then_started() {
         output_modality: OutputModality::Text,
         instructions: "Be brief.".into(),
         voice: "cedar".into(),
+        model: "gpt-realtime-1.5".into(),
     });
     let first: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
     assert_eq!(first, expected);
@@ -429,19 +430,21 @@ async fn every_subscribed_connection_gets_the_thread_notifications() {
 }
 
 #[tokio::test]
-async fn list_voices_returns_both_palettes() {
+async fn list_voices_answers_exactly_what_codex_0169_answers() {
     let h = harness().await;
     let mut c = RpcClient::ready(h.addr).await;
     let r = c.request("thread/realtime/listVoices", json!({})).await;
-    assert_eq!(r["result"]["voices"]["defaultV1"], "cove");
-    assert_eq!(r["result"]["voices"]["defaultV2"], "marin");
+    // Read off `codex app-server` 0.169.0 (e2e/node_modules) for the same request.
     assert_eq!(
-        r["result"]["voices"]["v1"].as_array().map(Vec::len),
-        Some(9)
-    );
-    assert_eq!(
-        r["result"]["voices"]["v2"].as_array().map(Vec::len),
-        Some(10)
+        r["result"],
+        json!({"voices": {
+            "v1": ["juniper", "maple", "spruce", "ember", "vale", "breeze", "arbor", "sol", "cove"],
+            "v2": ["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"],
+            "v3": ["juniper", "maple", "spruce", "ember", "vale", "breeze", "arbor", "sol", "cove",
+                "aube", "bubbie", "haetsal", "hanul", "himari", "leher", "miko", "neer", "porto",
+                "rindo", "rio", "rivage", "selva", "sonna", "tinta", "viola"],
+            "defaultV1": "cove", "defaultV2": "marin"
+        }})
     );
 }
 

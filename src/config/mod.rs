@@ -160,6 +160,8 @@ pub struct UpstreamConfig {
     pub api_key: Option<String>,
     pub api_key_env: String,
     pub model: String,
+    /// The model of v3 (GPT-Live) sessions, named in `session.start`.
+    pub live_model: String,
     pub version: ModelVersion,
     pub voice: Option<String>,
     /// Extra query pairs appended to the websocket URL, e.g. "foo=1&bar=2".
@@ -196,6 +198,7 @@ impl Default for UpstreamConfig {
             api_key: None,
             api_key_env: "OPENAI_API_KEY".into(),
             model: session_config::DEFAULT_MODEL.into(),
+            live_model: session_config::DEFAULT_LIVE_MODEL.into(),
             version: ModelVersion::V2,
             voice: None,
             extra_query: String::new(),

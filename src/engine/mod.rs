@@ -5,6 +5,7 @@
 
 pub mod delegation;
 pub mod input_gate;
+pub mod live_turns;
 pub mod memory;
 pub mod playout;
 pub mod plumbing;
@@ -175,6 +176,9 @@ pub enum Input {
     Abandoned,
     /// Upstream send/read failure or protocol violation (e.g. a binary frame).
     UpstreamFailed(String),
+    /// v3: the model has said nothing for a moment (the session core's deadline): its turn is
+    /// over.
+    ModelQuiet,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -227,6 +231,8 @@ pub struct Engine {
     responses: ResponseQueue,
     playout: PlayoutTracker,
     handoff: HandoffState,
+    /// v3: the open turn of each side (GPT-Live never says a turn is done).
+    live: live_turns::LiveTurns,
     out: VecDeque<Output>,
 }
 
@@ -252,6 +258,7 @@ impl Engine {
             responses: ResponseQueue::default(),
             playout: PlayoutTracker::default(),
             handoff: HandoffState::default(),
+            live: live_turns::LiveTurns::default(),
             out: VecDeque::new(),
         }
     }
@@ -298,6 +305,7 @@ impl Engine {
             Input::RollOver => {
                 self.on_model_lost("ended", "rollover before the model's session limit")
             }
+            Input::ModelQuiet => self.end_live_turn(TranscriptRole::Assistant),
         }
     }
 
@@ -357,9 +365,47 @@ impl Engine {
         self.notify(Notification::TranscriptDone { role, text });
     }
 
+    /// v3 transcript text of `role`: the other side's open turn ends first, and the first text
+    /// of a turn starts a new transcript part.
+    fn live_delta(&mut self, role: TranscriptRole, delta: String) {
+        let starting = !self.live.is_open(role);
+        if let Some((ended, text)) = self.live.delta(role, &delta) {
+            self.finish_live_turn(ended, text);
+        }
+        if starting {
+            self.new_transcript_part(role);
+        }
+        if role == TranscriptRole::Assistant {
+            self.awaiting_reply = false;
+        }
+        self.transcript_delta(role, delta);
+    }
+
+    /// v3: `role`'s open turn is over (if one is open): its `transcript/done`.
+    fn end_live_turn(&mut self, role: TranscriptRole) {
+        if let Some(text) = self.live.end(role) {
+            self.finish_live_turn(role, text);
+        }
+    }
+
+    fn finish_live_turn(&mut self, role: TranscriptRole, text: String) {
+        let memory_role = match role {
+            TranscriptRole::User => TextRole::User,
+            TranscriptRole::Assistant => TextRole::Assistant,
+        };
+        self.memory.record(memory_role, &text);
+        self.transcript_done(role, text);
+    }
+
     /// Have the model say `text` now: a backend message (as codex's `appendSpeech` sends it)
-    /// and a response asked for (v2; v1 answers backend messages by itself).
+    /// and a response asked for (v2; v1 answers backend messages by itself); on v3, commentary.
     fn say_backend(&mut self, text: String) {
+        if self.cfg.version == ModelVersion::V3 {
+            return self.send_to_model(ModelFrame::Commentary {
+                delegation_id: None,
+                text,
+            });
+        }
         self.send_to_model(ModelFrame::Text {
             role: TextRole::User,
             text: format!("{BACKEND_PREFIX}{text}"),
@@ -420,6 +466,8 @@ impl Engine {
     }
 
     fn close(&mut self, reason: CloseReason) {
+        self.end_live_turn(TranscriptRole::User);
+        self.end_live_turn(TranscriptRole::Assistant);
         if self.handoff.task.take().is_some() {
             self.out.push_back(Output::ToAgent(AgentCommand::Release));
         }
@@ -458,6 +506,12 @@ impl Engine {
                 } else {
                     text
                 };
+                if self.cfg.version == ModelVersion::V3 && role == TextRole::User {
+                    // GPT-Live's delegations carry no request of their own: what the person
+                    // typed is part of what a delegation hands over.
+                    self.transcript.force_new(TranscriptRole::User);
+                    self.transcript.push_done(TranscriptRole::User, &text);
+                }
                 self.send_to_model(ModelFrame::Text { role, text });
             }
             ClientCommand::RawEvent(raw) => self.on_client_event(raw),
@@ -508,6 +562,15 @@ impl Engine {
                 }
                 self.notify(Notification::OutputAudioDelta(chunk));
             }
+            ModelEvent::InputTranscriptDelta { delta } if self.cfg.version == ModelVersion::V3 => {
+                if self.live.is_open(TranscriptRole::Assistant) && self.cfg.local_playout {
+                    // Full duplex: the person talks over the model, which stops by itself;
+                    // what is queued for playout is dropped with it.
+                    self.out.push_back(Output::ClearAudio);
+                    self.gate.playback_ended();
+                }
+                self.live_delta(TranscriptRole::User, delta);
+            }
             ModelEvent::InputTranscriptDelta { delta } => {
                 self.transcript_delta(TranscriptRole::User, delta);
             }
@@ -519,6 +582,9 @@ impl Engine {
                 }
                 self.memory.record(TextRole::User, &text);
                 self.transcript_done(TranscriptRole::User, text);
+            }
+            ModelEvent::OutputTranscriptDelta { delta } if self.cfg.version == ModelVersion::V3 => {
+                self.live_delta(TranscriptRole::Assistant, delta);
             }
             ModelEvent::OutputTranscriptDelta { delta } => {
                 self.transcript_delta(TranscriptRole::Assistant, delta);
@@ -532,7 +598,7 @@ impl Engine {
                 self.new_transcript_part(TranscriptRole::User);
                 let truncation = match self.cfg.version {
                     ModelVersion::V2 => self.playout.on_speech_started(item_id.as_deref()),
-                    ModelVersion::V1 => None,
+                    ModelVersion::V1 | ModelVersion::V3 => None,
                 };
                 if let Some(t) = truncation {
                     self.gate.playback_ended();
@@ -586,6 +652,29 @@ impl Engine {
                 }
                 self.response_finished();
             }
+            ModelEvent::Quiet { .. } => {}
+            ModelEvent::SessionClosed { reason } => {
+                // The socket closes next; whether that ends the conversation or a new model
+                // session takes over is the session core's call (as for a v2 socket).
+                tracing::info!(reason = %reason, "the GPT-Live session was closed by the service");
+            }
+            ModelEvent::DelegationCreated { .. } if !self.cfg.delegation => {}
+            ModelEvent::DelegationCreated {
+                delegation_id,
+                offset_ms,
+            } => {
+                self.end_live_turn(TranscriptRole::User);
+                let request = self
+                    .transcript
+                    .entries()
+                    .iter()
+                    .rev()
+                    .find(|e| e.role == TranscriptRole::User)
+                    .map(|e| e.text.clone())
+                    .unwrap_or_default();
+                tracing::debug!(offset_ms, "GPT-Live delegated work");
+                self.on_handoff(delegation_id.clone(), delegation_id, request);
+            }
             ModelEvent::Error { message } => {
                 if message.starts_with(ACTIVE_RESPONSE_RACE_PREFIX) {
                     self.responses.on_race_error();
@@ -630,7 +719,7 @@ impl Engine {
             return;
         };
         match self.cfg.version {
-            ModelVersion::V2 => {
+            ModelVersion::V2 | ModelVersion::V3 => {
                 if self.handoff.task.is_some() {
                     self.out
                         .push_back(Output::ToAgent(AgentCommand::Steer { text }));
@@ -674,6 +763,11 @@ impl Engine {
                     output_text: format!("{AGENT_FINAL_MESSAGE_PREFIX}{output}"),
                 });
             }
+            // GPT-Live: the delegation's answer, for the model to tell the person.
+            ModelVersion::V3 => self.send_to_model(ModelFrame::Commentary {
+                delegation_id: Some(call_id),
+                text: output,
+            }),
         }
     }
 
@@ -691,6 +785,15 @@ impl Engine {
                             self.send_to_model(ModelFrame::Text {
                                 role: TextRole::User,
                                 text: format!("{BACKEND_PREFIX}{text}"),
+                            });
+                        }
+                    }
+                    // GPT-Live: progress is silent context for the delegation.
+                    ModelVersion::V3 => {
+                        if self.handoff.active.as_deref() == Some(handoff_id.as_str()) {
+                            self.send_to_model(ModelFrame::Thinking {
+                                delegation_id: handoff_id,
+                                text,
                             });
                         }
                     }
@@ -718,7 +821,9 @@ impl Engine {
                 let sent = std::mem::take(&mut self.handoff.messages_sent);
                 let output = match outcome {
                     TaskOutcome::Completed if sent > 0 => match self.cfg.version {
-                        ModelVersion::V2 => Some(self.cfg.acks.completed.clone()),
+                        ModelVersion::V2 | ModelVersion::V3 => {
+                            Some(self.cfg.acks.completed.clone())
+                        }
                         // v1: every message was already appended; nothing more owed.
                         ModelVersion::V1 => None,
                     },

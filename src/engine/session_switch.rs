@@ -57,7 +57,11 @@ impl Engine {
     /// Nobody is speaking: no response is active and the user is not mid-turn. A model session
     /// can be swapped here without anyone hearing it.
     pub fn at_turn_boundary(&self) -> bool {
-        self.connected && !self.responses.is_active() && !self.user_speaking
+        self.connected
+            && !self.responses.is_active()
+            && !self.user_speaking
+            && !self.live.is_open(TranscriptRole::User)
+            && !self.live.is_open(TranscriptRole::Assistant)
     }
     /// Answer a call with a final output and let the model speak (v2), or append it (v1).
     /// Resolve the delegated task's call: in the model session it was made in, or, if that one
@@ -66,13 +70,7 @@ impl Engine {
         if self.handoff.session == self.model_session {
             return self.resolve_call(call_id, output);
         }
-        self.send_to_model(ModelFrame::Text {
-            role: TextRole::User,
-            text: format!("{BACKEND_PREFIX}{output}"),
-        });
-        if self.cfg.version == ModelVersion::V2 {
-            self.request_response();
-        }
+        self.say_backend(output);
     }
 }
 

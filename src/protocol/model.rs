@@ -12,6 +12,8 @@ pub enum ModelVersion {
     V1,
     /// The GA realtime protocol.
     V2,
+    /// GPT-Live (`gpt-live-1`): full duplex, delegation instead of tools.
+    V3,
 }
 
 impl ModelVersion {
@@ -19,6 +21,7 @@ impl ModelVersion {
         match self {
             ModelVersion::V1 => "v1",
             ModelVersion::V2 => "v2",
+            ModelVersion::V3 => "v3",
         }
     }
 
@@ -27,6 +30,7 @@ impl ModelVersion {
         match self {
             ModelVersion::V1 => super::model_v1::parse(text),
             ModelVersion::V2 => super::model_v2::parse(text),
+            ModelVersion::V3 => super::model_v3::parse(text),
         }
     }
 
@@ -35,6 +39,7 @@ impl ModelVersion {
         match self {
             ModelVersion::V1 => super::model_v1::build(frame),
             ModelVersion::V2 => super::model_v2::build(frame),
+            ModelVersion::V3 => super::model_v3::build(frame),
         }
     }
 }
@@ -200,6 +205,20 @@ pub enum ModelEvent {
     Error {
         message: String,
     },
+    /// v3: the model hands work to the application (client-mode delegation); `offset_ms` is
+    /// where on the session timeline it did.
+    DelegationCreated {
+        delegation_id: String,
+        offset_ms: u64,
+    },
+    /// v3: the service ended the session (`close_requested`, `expired`, `connection_lost`, …).
+    SessionClosed {
+        reason: String,
+    },
+    /// An acknowledgement or usage report that changes nothing voxgate tracks.
+    Quiet {
+        name: String,
+    },
 }
 
 /// Role of a text item sent to the model.
@@ -263,6 +282,19 @@ pub enum ModelFrame {
     Raw {
         text: String,
     },
+    /// v3: guidance the model says to the person (`session.commentary.append`); with a
+    /// delegation id, what that delegation found.
+    Commentary {
+        delegation_id: Option<String>,
+        text: String,
+    },
+    /// v3: silent background context for a delegation (`session.thinking.append`).
+    Thinking {
+        delegation_id: String,
+        text: String,
+    },
+    /// v3: end the model session (`session.close`).
+    Close,
 }
 
 const APPEND_TYPE: &str = "\"input_audio_buffer.append\"";

@@ -161,7 +161,10 @@ pub fn build(frame: &ModelFrame) -> Option<String> {
         }),
         ModelFrame::FunctionOutput { .. }
         | ModelFrame::ResponseCreate
-        | ModelFrame::Truncate { .. } => return None,
+        | ModelFrame::Truncate { .. }
+        | ModelFrame::Commentary { .. }
+        | ModelFrame::Thinking { .. }
+        | ModelFrame::Close => return None,
     };
     Some(value.to_string())
 }

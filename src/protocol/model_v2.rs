@@ -148,7 +148,10 @@ pub fn build(frame: &ModelFrame) -> Option<String> {
             "content_index": 0,
             "audio_end_ms": audio_end_ms
         }),
-        ModelFrame::HandoffAppend { .. } => return None,
+        ModelFrame::HandoffAppend { .. }
+        | ModelFrame::Commentary { .. }
+        | ModelFrame::Thinking { .. }
+        | ModelFrame::Close => return None,
     };
     Some(value.to_string())
 }

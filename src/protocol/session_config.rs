@@ -11,7 +11,16 @@ pub const V1_VOICES: &[&str] = &[
 pub const V2_VOICES: &[&str] = &[
     "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
 ];
+/// GPT-Live's palette, as codex 0.169 lists it for v3 (the v1 voices and the new ones).
+pub const V3_VOICES: &[&str] = &[
+    "juniper", "maple", "spruce", "ember", "vale", "breeze", "arbor", "sol", "cove", "aube",
+    "bubbie", "haetsal", "hanul", "himari", "leher", "miko", "neer", "porto", "rindo", "rio",
+    "rivage", "selva", "sonna", "tinta", "viola",
+];
 pub const DEFAULT_V1_VOICE: &str = "cove";
+/// What codex 0.169 asks GPT-Live for when no voice is given.
+pub const DEFAULT_V3_VOICE: &str = "cove";
+pub const DEFAULT_LIVE_MODEL: &str = "gpt-live-1";
 pub const DEFAULT_V2_VOICE: &str = "marin";
 pub const DEFAULT_MODEL: &str = "gpt-realtime-1.5";
 pub const TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
@@ -32,6 +41,7 @@ pub fn voices(version: ModelVersion) -> &'static [&'static str] {
     match version {
         ModelVersion::V1 => V1_VOICES,
         ModelVersion::V2 => V2_VOICES,
+        ModelVersion::V3 => V3_VOICES,
     }
 }
 
@@ -39,6 +49,7 @@ pub fn default_voice(version: ModelVersion) -> &'static str {
     match version {
         ModelVersion::V1 => DEFAULT_V1_VOICE,
         ModelVersion::V2 => DEFAULT_V2_VOICE,
+        ModelVersion::V3 => DEFAULT_V3_VOICE,
     }
 }
 
@@ -135,6 +146,9 @@ pub struct SessionSettings {
     pub output_modality: OutputModality,
     pub instructions: String,
     pub voice: String,
+    /// The model, named in the session itself on v3 (`session.start`); v1/v2 name it in the URL.
+    #[serde(default)]
+    pub model: String,
 }
 
 fn pcm_format() -> Value {
@@ -144,6 +158,14 @@ fn pcm_format() -> Value {
 /// The `session` object of the first `session.update` (also the `session` part of a call offer).
 pub fn session_object(s: &SessionSettings) -> Value {
     match (s.version, s.mode) {
+        // GPT-Live's configuration is strict (unknown fields are refused): only what it knows.
+        // Delegation in client mode: the model hands work to voxgate, which runs its agent core.
+        (ModelVersion::V3, _) => json!({
+            "model": s.model,
+            "instructions": s.instructions,
+            "audio": {"output": {"voice": s.voice}},
+            "delegation": {"type": "client"}
+        }),
         (ModelVersion::V1, _) => json!({
             "type": "quicksilver",
             "instructions": s.instructions,
@@ -205,9 +227,14 @@ pub fn delegation_tools() -> Value {
     ])
 }
 
-/// The full first frame: `{"type":"session.update","session":{…}}`.
+/// The full first frame: `{"type":"session.update","session":{…}}` (v3:
+/// `{"type":"session.start","session":{…}}`).
 pub fn session_update(s: &SessionSettings) -> Value {
-    json!({"type": "session.update", "session": session_object(s)})
+    let ty = match s.version {
+        ModelVersion::V3 => "session.start",
+        ModelVersion::V1 | ModelVersion::V2 => "session.update",
+    };
+    json!({"type": ty, "session": session_object(s)})
 }
 
 #[cfg(test)]

@@ -474,6 +474,7 @@ fn list_voices() -> Value {
     json!({"voices": {
         "v1": session_config::voices(ModelVersion::V1),
         "v2": session_config::voices(ModelVersion::V2),
+        "v3": session_config::voices(ModelVersion::V3),
         "defaultV1": session_config::DEFAULT_V1_VOICE,
         "defaultV2": session_config::DEFAULT_V2_VOICE,
     }})

@@ -3,20 +3,16 @@
 //! start) and refused with a `thread/realtime/error` naming the option — never silently ignored.
 //! Options left at their default (absent, `null`, `false`, empty) ask for nothing and pass.
 //! Implemented elsewhere: `includeStartupContext` (false: no startup context), `model`,
-//! `prompt`, `voice`, `realtimeSessionId`, `transport` websocket/webrtc, `version` v1/v2;
+//! `prompt`, `voice`, `realtimeSessionId`, `transport` websocket/webrtc, `version` v1/v2/v3;
 //! `voiceSessionId` is logged with the conversation.
 
 use serde_json::Value;
 
+const V3_ONLY: &str = "voxgate's v3 (GPT-Live) delegation answers in its own way and offers no \
+                       such option yet";
+
 /// Why voxgate will not start this conversation, if it will not.
 pub fn refusal(params: &Value) -> Option<String> {
-    if params["version"] == "v3" {
-        return Some(
-            "realtime v3 (GPT-Live) is not supported by this voxgate yet: start with version \
-             v1 or v2"
-                .into(),
-        );
-    }
     if params["transport"]["type"] == "existingCall" {
         return Some(
             "transport existingCall is not supported by this voxgate yet: post the call's offer \
@@ -43,14 +39,11 @@ pub fn refusal(params: &Value) -> Option<String> {
             "codexResponseItemPrefix",
             "voxgate's agent cores answer through the delegation call",
         ),
-        ("codexResponseHandoffMode", "it applies to realtime v3 only"),
-        (
-            "codexResponseHandoffChannelPrefixes",
-            "it applies to realtime v3 only",
-        ),
-        ("delegationAckFiller", "it applies to realtime v3 only"),
-        ("backendReasoningStatus", "it applies to realtime v3 only"),
-        ("initialItems", "it applies to realtime v3 only"),
+        ("codexResponseHandoffMode", V3_ONLY),
+        ("codexResponseHandoffChannelPrefixes", V3_ONLY),
+        ("delegationAckFiller", V3_ONLY),
+        ("backendReasoningStatus", V3_ONLY),
+        ("initialItems", V3_ONLY),
         (
             "realtimeStartInstructions",
             "voxgate's agent cores take no per-session instructions",
@@ -96,7 +89,7 @@ mod tests {
         }
         let mut v3 = base.clone();
         v3["version"] = json!("v3");
-        assert!(refusal(&v3).is_some_and(|w| w.contains("v3")));
+        assert_eq!(refusal(&v3), None, "GPT-Live is spoken");
         let mut call = base;
         call["transport"] = json!({"type": "existingCall", "callId": "rtc_1"});
         assert!(refusal(&call).is_some_and(|w| w.contains("existingCall")));

@@ -1,11 +1,12 @@
 //! `SimConversation`: the embedded realtime model's server side for one websocket, sans-IO.
-//! It speaks v1 or v2, answers `session.update`, runs an energy VAD over input audio, answers
+//! It speaks v1, v2 or v3 (GPT-Live: the v2 behaviour through the `live` dialect), answers `session.update`, runs an energy VAD over input audio, answers
 //! user text and spoken turns with a tone plus transcript, calls `background_agent` /
 //! `remain_silent` on `delegate:` / `silent:` triggers, enforces one active response with the
 //! real error text, validates truncation against audio it actually sent, and can echo input audio.
 //! Time is passed in; the socket task in `server.rs` does the I/O.
 
 use super::audio;
+use super::live::{ClientAction, LiveDialect};
 use crate::config::SimulatorConfig;
 use crate::protocol::ModelVersion;
 use base64::Engine as _;
@@ -63,7 +64,9 @@ enum Plan {
 }
 
 pub struct SimConversation {
+    /// The behaviour's version: v2 for a GPT-Live socket, whose wire `live` translates.
     version: ModelVersion,
+    live: Option<LiveDialect>,
     cfg: SimulatorConfig,
     ids: u64,
     session_id: String,
@@ -91,8 +94,14 @@ pub struct SimConversation {
 
 impl SimConversation {
     pub fn new(version: ModelVersion, cfg: SimulatorConfig, conn_no: u64) -> Self {
+        let live = (version == ModelVersion::V3).then(LiveDialect::default);
+        let version = match version {
+            ModelVersion::V3 => ModelVersion::V2,
+            v => v,
+        };
         Self {
             version,
+            live,
             cfg,
             ids: 0,
             session_id: format!("sess_sim{conn_no}"),
@@ -127,8 +136,15 @@ impl SimConversation {
         format!("{prefix}_sim{}", self.ids)
     }
 
-    /// Queue a server event; like the real service, every event carries an `event_id`.
+    /// Queue a server event; like the real service, every event carries an `event_id`. On a
+    /// GPT-Live socket the event is first translated (or dropped: GPT-Live has no equivalent).
     fn emit(&mut self, mut v: Value) {
+        if let Some(live) = &mut self.live {
+            match live.server_event(&v) {
+                Some(translated) => v = translated,
+                None => return,
+            }
+        }
         if let Some(obj) = v.as_object_mut()
             && !obj.contains_key("event_id")
         {
@@ -168,6 +184,60 @@ impl SimConversation {
                 "invalid_json",
                 "The event is not a valid JSON object.".into(),
             );
+            return;
+        };
+        let ty = ev
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        if let Some(live) = &mut self.live {
+            match live.client_event(&ty, &ev) {
+                // The v2 logic runs on the translated event; its answers are translated back on
+                // the way out (`emit`).
+                ClientAction::V2(v2) => return self.handle_v2_event(&v2.to_string(), now),
+                ClientAction::Note(note) => {
+                    self.backend_notes.push(note);
+                    self.emit(json!({"type": "session.thinking.appended"}));
+                }
+                ClientAction::Say { text, delegation } => {
+                    self.emit(json!({"type": "session.commentary.appended"}));
+                    let notes = std::mem::take(&mut self.backend_notes);
+                    let said = match notes.last() {
+                        Some(note) if delegation => format!("Here is what I found. {note}"),
+                        _ => text,
+                    };
+                    self.request(Plan::Speak(said), now);
+                }
+                ClientAction::Ack(v) => self.emit_raw(v),
+                ClientAction::Close => {
+                    self.emit_raw(
+                        json!({"type": "session.closed", "reason": "close_requested",
+                        "usage": {"seconds": self.input_ms / 1000}}),
+                    );
+                    self.out.push_back(SimOutput::Close);
+                }
+                ClientAction::Error { code, message } => {
+                    self.emit_raw(
+                        json!({"type": "error", "error": {"type": "invalid_request_error",
+                        "code": code, "message": message}}),
+                    );
+                }
+            }
+            return;
+        }
+        self.handle_v2_event(text, now);
+    }
+
+    /// A GPT-Live event that has no v2 counterpart, sent as it is (with an `event_id`).
+    fn emit_raw(&mut self, v: Value) {
+        let live = self.live.take();
+        self.emit(v);
+        self.live = live;
+    }
+
+    fn handle_v2_event(&mut self, text: &str, now: Instant) {
+        let Ok(Value::Object(ev)) = serde_json::from_str::<Value>(text) else {
             return;
         };
         let ty = ev
@@ -240,6 +310,9 @@ impl SimConversation {
         let pcm = pcm.to_vec();
         let ms = audio::duration_ms(pcm.len());
         self.input_ms += ms;
+        if let Some(live) = &mut self.live {
+            live.heard_ms(ms);
+        }
         if self.cfg.echo {
             let item_id = "item_echo".to_owned();
             self.send_audio_now(&item_id, Some("resp_echo"), &pcm);
@@ -253,7 +326,7 @@ impl SimConversation {
                 let item = self.id("item");
                 self.input_item = Some(item.clone());
                 match self.version {
-                    ModelVersion::V2 => self.emit(json!({
+                    ModelVersion::V2 | ModelVersion::V3 => self.emit(json!({
                         "type": "input_audio_buffer.speech_started",
                         "audio_start_ms": self.input_ms,
                         "item_id": item
@@ -286,7 +359,7 @@ impl SimConversation {
         }}));
         for word in split_words(&transcript) {
             match self.version {
-                ModelVersion::V2 => self.emit(json!({
+                ModelVersion::V2 | ModelVersion::V3 => self.emit(json!({
                     "type": "conversation.item.input_audio_transcription.delta",
                     "item_id": item_id, "content_index": 0, "delta": word
                 })),
@@ -310,7 +383,7 @@ impl SimConversation {
         let text = text.strip_prefix("[USER] ").unwrap_or(text).trim();
         if let Some(rest) = find_trigger(text, TRIGGER_DELEGATE) {
             return Some(match self.version {
-                ModelVersion::V2 => Plan::Call {
+                ModelVersion::V2 | ModelVersion::V3 => Plan::Call {
                     name: "background_agent".into(),
                     arguments: json!({"prompt": rest}).to_string(),
                 },
@@ -653,9 +726,12 @@ impl SimConversation {
 
     fn send_audio_now(&mut self, item_id: &str, response_id: Option<&str>, pcm: &[u8]) {
         *self.sent_samples.entry(item_id.to_owned()).or_default() += (pcm.len() / 2) as u64;
+        if let Some(live) = &mut self.live {
+            live.add_output_ms(audio::duration_ms(pcm.len()));
+        }
         let delta = B64.encode(pcm);
         let frame = match self.version {
-            ModelVersion::V2 => {
+            ModelVersion::V2 | ModelVersion::V3 => {
                 json!({"type": "response.output_audio.delta", "response_id": response_id,
                 "item_id": item_id, "output_index": 0, "content_index": 0, "delta": delta})
             }

@@ -1,5 +1,5 @@
 //! Socket side of the simulator: an axum server accepting `GET …/realtime` websocket upgrades
-//! (v1 when `intent=quicksilver` is in the query), one [`SimConversation`] per socket, and a
+//! (v1 when `intent=quicksilver` is in the query) and `GET …/live/sessions` (v3, GPT-Live), one [`SimConversation`] per socket, and a
 //! broadcast record of connections and received frames for tests and debugging.
 
 use super::conversation::{SimConversation, SimOutput};
@@ -141,10 +141,14 @@ async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> axum::response::Response {
-    let Some(ws) = ws.ok().filter(|_| uri.path().ends_with("/realtime")) else {
+    let live = uri.path().ends_with("/live/sessions");
+    let Some(ws) = ws
+        .ok()
+        .filter(|_| live || uri.path().ends_with("/realtime"))
+    else {
         return (
             axum::http::StatusCode::NOT_FOUND,
-            "simulator serves websocket GET /v1/realtime",
+            "simulator serves websocket GET /v1/realtime and /v1/live/sessions",
         )
             .into_response();
     };
@@ -164,7 +168,9 @@ async fn upgrade(
         .split('&')
         .find_map(|p| p.strip_prefix("call_id="))
         .map(str::to_owned);
-    let version = if query.split('&').any(|p| p == "intent=quicksilver") {
+    let version = if live {
+        ModelVersion::V3
+    } else if query.split('&').any(|p| p == "intent=quicksilver") {
         ModelVersion::V1
     } else {
         ModelVersion::V2
@@ -271,9 +277,14 @@ async fn run(mut socket: WebSocket, state: Arc<SimState>, version: ModelVersion,
                     None => std::future::pending().await,
                 }
             } => {
-                let expired = serde_json::json!({"type": "error", "event_id": "event_sim_expired",
-                    "error": {"type": "invalid_request_error", "code": "session_expired",
-                    "message": "Your session hit the maximum duration.", "param": null}});
+                let expired = if version == ModelVersion::V3 {
+                    serde_json::json!({"type": "session.closed", "event_id": "event_sim_expired",
+                        "reason": "expired"})
+                } else {
+                    serde_json::json!({"type": "error", "event_id": "event_sim_expired",
+                        "error": {"type": "invalid_request_error", "code": "session_expired",
+                        "message": "Your session hit the maximum duration.", "param": null}})
+                };
                 let _ = socket.send(Message::text(expired.to_string())).await;
                 break 'conn;
             }

@@ -47,6 +47,16 @@ pub fn realtime_ws_url(
     if authority.is_empty() {
         return Err(format!("`{base}` has no host"));
     }
+    if version == ModelVersion::V3 {
+        return Ok(live_url(
+            ws_scheme,
+            authority,
+            path,
+            existing_query,
+            call_id,
+            extra_query,
+        ));
+    }
     let path = if path.is_empty() || path == "/" {
         "/v1/realtime".to_owned()
     } else if path.ends_with("/v1") {
@@ -84,6 +94,41 @@ pub fn realtime_ws_url(
         url.push_str(&query.join("&"));
     }
     Ok(url)
+}
+
+/// GPT-Live (v3): `{base}/live/sessions` (the model is named in `session.start`, not the URL);
+/// a sideband attaches at `{base}/live/sessions/{id}/attach`.
+fn live_url(
+    ws_scheme: &str,
+    authority: &str,
+    path: &str,
+    existing_query: Option<&str>,
+    call_id: Option<&str>,
+    extra_query: &str,
+) -> String {
+    let base = path.trim_end_matches('/');
+    let base = base
+        .strip_suffix("/live/sessions")
+        .or_else(|| base.strip_suffix("/realtime"))
+        .unwrap_or(base);
+    let base = if base.is_empty() { "/v1" } else { base };
+    let mut url = format!("{ws_scheme}://{authority}{base}/live/sessions");
+    if let Some(id) = call_id {
+        url.push('/');
+        url.push_str(&encode_query_value(id));
+        url.push_str("/attach");
+    }
+    let query: Vec<&str> = existing_query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .chain(extra_query.split('&'))
+        .filter(|p| !p.is_empty())
+        .collect();
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query.join("&"));
+    }
+    url
 }
 
 #[cfg(test)]
@@ -137,6 +182,28 @@ mod tests {
         assert_eq!(
             realtime_ws_url("https://h/v1", V1, None, Some("rtc_x"), "").expect("valid"),
             "wss://h/v1/realtime?intent=quicksilver&call_id=rtc_x"
+        );
+    }
+
+    #[test]
+    fn v3_speaks_to_live_sessions_and_attaches_a_sideband_by_id() {
+        use ModelVersion::V3;
+        for base in [
+            "https://h/v1",
+            "https://h/v1/",
+            "https://h",
+            "https://h/v1/realtime",
+        ] {
+            assert_eq!(
+                realtime_ws_url(base, V3, Some("gpt-live-1"), None, "").expect("valid"),
+                "wss://h/v1/live/sessions",
+                "{base}"
+            );
+        }
+        assert_eq!(
+            realtime_ws_url("http://127.0.0.1:9/v1?a=1", V3, None, Some("sess_1"), "x=2")
+                .expect("valid"),
+            "ws://127.0.0.1:9/v1/live/sessions/sess_1/attach?a=1&x=2"
         );
     }
 

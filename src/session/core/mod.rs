@@ -29,6 +29,7 @@ use crate::engine::{
 };
 use crate::media::call::{MediaEvent, Transmit};
 use crate::metrics;
+use crate::protocol::ModelVersion;
 use crate::protocol::rpc::{CloseReason, Notification};
 use crate::protocol::{AudioChunk, ModelEvent, ModelFrame};
 use base64::Engine as _;
@@ -178,7 +179,13 @@ pub struct SessionCore {
     closed: bool,
     /// The session ended because its OpenAI-protocol client stopped reading.
     client_stalled: bool,
+    /// v3: when the model's turn counts as over if it says nothing more.
+    live_quiet_at: Option<Instant>,
 }
+
+/// v3 (GPT-Live never says a turn is done): the model's turn is over once it has sent neither
+/// audio nor transcript for this long.
+pub const LIVE_TURN_QUIET: Duration = Duration::from_millis(800);
 
 impl SessionCore {
     pub fn new(cfg: CoreConfig, client: ClientSide, now: Instant) -> Self {
@@ -224,6 +231,7 @@ impl SessionCore {
             pinged: false,
             closed: false,
             client_stalled: false,
+            live_quiet_at: None,
         }
     }
 
@@ -283,6 +291,7 @@ impl SessionCore {
             self.detachment.as_ref().and_then(Detachment::deadline),
             self.reconnector.deadline(),
             self.rollover_due_at(),
+            self.live_quiet_at,
             match &self.client {
                 ClientSide::Relay(call) => call.media.poll_timeout(),
                 _ => None,
@@ -354,6 +363,9 @@ impl SessionCore {
 
     fn on_timeout(&mut self) {
         let now = self.now;
+        if self.live_quiet_at.take_if(|at| now >= *at).is_some() {
+            self.engine.handle_input(EngineInput::ModelQuiet);
+        }
         self.check_model_idle();
         if self.reconnector.due(now) {
             self.out.push_back(Output::ConnectModel);
@@ -435,6 +447,14 @@ impl SessionCore {
         }
         let parsed = self.engine.version().parse(text);
         let is_audio = matches!(parsed, Ok(ModelEvent::AudioOut(_)));
+        if self.engine.version() == ModelVersion::V3
+            && matches!(
+                parsed,
+                Ok(ModelEvent::AudioOut(_) | ModelEvent::OutputTranscriptDelta { .. })
+            )
+        {
+            self.live_quiet_at = Some(self.now + LIVE_TURN_QUIET);
+        }
         let hidden = self.quiet_session_events && self.successor_announcement(text);
         match &mut self.client {
             _ if hidden => {}
