@@ -320,8 +320,7 @@ async fn every_message_of_a_stdio_session_fits_codexs_schema() {
     let Some(bin) = codex_bin() else { return };
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_voxgate"))
         .args(["rpc", "--stdio"])
-        .env("RUST_LOG", "warn")
-        .env("VOXGATE_DEBUG_FRAMES", "1")
+        .env("RUST_LOG", "warn,voxgate::session=trace")
         .env_remove("OPENAI_API_KEY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -183,6 +183,15 @@ pub struct SessionCore {
     live_quiet_at: Option<Instant>,
 }
 
+/// A model frame for a trace log: its first 200 characters, escaped (it may hold what a person
+/// said or typed, so it is bounded and never logged above trace).
+fn log_excerpt(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .flat_map(char::escape_debug)
+        .collect()
+}
+
 /// v3 (GPT-Live never says a turn is done): the model's turn is over once it has sent neither
 /// audio nor transcript for this long.
 pub const LIVE_TURN_QUIET: Duration = Duration::from_millis(800);
@@ -447,6 +456,9 @@ impl SessionCore {
         }
         let parsed = self.engine.version().parse(text);
         let is_audio = matches!(parsed, Ok(ModelEvent::AudioOut(_)));
+        if !is_audio {
+            tracing::trace!(frame = %log_excerpt(text), "from the model");
+        }
         if self.engine.version() == ModelVersion::V3
             && matches!(
                 parsed,
@@ -557,6 +569,9 @@ impl SessionCore {
                 let Some(text) = self.engine.version().build(&frame) else {
                     return;
                 };
+                if class == FrameClass::Control {
+                    tracing::trace!(frame = %log_excerpt(&text), "to the model");
+                }
                 if self.model_out.push(now, text, class) {
                     if class == FrameClass::Audio {
                         self.stats.audio_to_model += 1;
