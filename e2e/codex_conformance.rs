@@ -244,6 +244,21 @@ async fn script(wire: Wire) -> Vec<Value> {
     s.reply_done(&t).await;
     s.call("thread/realtime/stop", json!({"threadId": t})).await;
     s.until(&|v| v["method"] == "thread/realtime/closed").await;
+    // GPT-Live (v3): the same timeline, turns ended by voxgate.
+    s.call(
+        "thread/realtime/start",
+        json!({"threadId": t, "outputModality": "audio", "version": "v3", "voice": "viola"}),
+    )
+    .await;
+    s.until(&|v| v["method"] == "thread/realtime/started").await;
+    s.call(
+        "thread/realtime/appendText",
+        json!({"threadId": t, "text": "hello v3"}),
+    )
+    .await;
+    s.reply_done(&t).await;
+    s.call("thread/realtime/stop", json!({"threadId": t})).await;
+    s.until(&|v| v["method"] == "thread/realtime/closed").await;
     // WebRTC: the answer arrives as `sdp`.
     s.call(
         "thread/realtime/start",

@@ -47,9 +47,28 @@ pub struct WebrtcStart {
 }
 
 /// How a session's client is reached.
+/// A call id from a client, before it goes into an upstream URL: the service's ids are short
+/// and plain (`rtc_…`), and anything else is refused by name.
+fn check_call_id(call_id: &str) -> Result<(), String> {
+    let plain = call_id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if call_id.is_empty() || call_id.len() > 128 || !plain {
+        let shown: String = call_id.chars().take(64).collect();
+        return Err(format!(
+            "transport existingCall needs the call id the model service gave (letters, digits, \
+             `_` and `-`, at most 128): got {shown:?}"
+        ));
+    }
+    Ok(())
+}
+
 enum Launch {
     /// JSON-RPC subscribers of the thread.
     Rpc,
+    /// JSON-RPC subscribers of a call negotiated with the model service elsewhere (codex's
+    /// `existingCall`): the model socket is the call's sideband.
+    RpcOnCall,
     /// A WebRTC caller voxgate terminates: its media, its route on the shared port, the answer.
     Relay {
         media: Box<CallMedia>,
@@ -323,6 +342,9 @@ impl AppState {
         let prep_held_by_subscribers = prep.held_by_subscribers;
         let owner = prep.owner.clone();
         let version = prep.settings.version;
+        // The model socket joins a call's sideband: the call's model session outlives a lost
+        // sideband, and the call may still be settling upstream.
+        let sideband = matches!(client, Launch::Passthrough { .. } | Launch::RpcOnCall);
         let standard = |face| ClientPlan {
             face,
             side: ClientSide::Notifications,
@@ -343,7 +365,7 @@ impl AppState {
             delegation,
             upstream_call,
         } = match client {
-            Launch::Rpc => standard(Face::Rpc),
+            Launch::Rpc | Launch::RpcOnCall => standard(Face::Rpc),
             Launch::Relay {
                 media,
                 route,
@@ -372,7 +394,7 @@ impl AppState {
             },
         };
         // A sideband join retries with backoff (the call may still be settling upstream).
-        let connect_attempts = if face == Face::WebrtcPassthrough {
+        let connect_attempts = if sideband {
             self.cfg.upstream.sideband_join_attempts.max(1)
         } else {
             1
@@ -400,7 +422,7 @@ impl AppState {
                     // A passthrough call's model session outlives a lost sideband: rejoining it
                     // must not tell it its own conversation again.
                     replay: crate::engine::memory::ReplayBudget {
-                        items: if face == Face::WebrtcPassthrough {
+                        items: if sideband {
                             0
                         } else {
                             self.cfg.upstream.replay_items
@@ -554,6 +576,18 @@ impl AppState {
         prep.permit = permit;
         prep.owner = owner.to_owned();
         prep.held_by_subscribers = true;
+        if let Some(Transport::ExistingCall { call_id }) = &p.transport {
+            check_call_id(call_id)?;
+            let url = url::realtime_ws_url(
+                &self.upstream_base,
+                prep.settings.version,
+                None,
+                Some(call_id),
+                &self.cfg.upstream.extra_query,
+            )?;
+            self.launch(&p.thread_id, prep, url, Launch::RpcOnCall);
+            return Ok(());
+        }
         let url = self.model_url(&prep)?;
         self.launch(&p.thread_id, prep, url, Launch::Rpc);
         Ok(())

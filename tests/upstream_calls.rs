@@ -204,3 +204,74 @@ async fn a_passthrough_hang_up_is_forwarded_to_the_upstream_call() {
     .expect("the upstream call was hung up");
     assert_eq!(upstream, call_id);
 }
+
+#[tokio::test]
+async fn an_existing_call_is_joined_over_its_sideband_and_its_conversation_runs() {
+    let h = harness().await;
+    let mut frames = SimFrames::new(&h.sim);
+    // A call negotiated with the service by someone else (a browser with a client secret).
+    let (_answer, call_id) = create(&h.sim.base_url()).await.expect("call created");
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "t1", "outputModality": "audio",
+        "transport": {"type": "existingCall", "callId": call_id}}))
+        .await;
+    let path = loop {
+        if let voxgate::simulator::SimRecord::Connected { path_and_query, .. } =
+            frames.next_connected().await
+        {
+            break path_and_query;
+        }
+    };
+    assert_eq!(path, format!("/v1/realtime?call_id={call_id}"));
+    c.notification("thread/realtime/started").await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t1", "text": "hello call"}),
+    )
+    .await;
+    loop {
+        let done = c.notification("thread/realtime/transcript/done").await;
+        if done["role"] == "assistant" {
+            assert_eq!(done["text"], "You said: hello call");
+            break;
+        }
+    }
+    c.request("thread/realtime/stop", json!({"threadId": "t1"}))
+        .await;
+    assert_eq!(
+        c.notification("thread/realtime/closed").await["reason"],
+        "requested"
+    );
+}
+
+#[tokio::test]
+async fn an_existing_call_the_service_does_not_know_is_an_error_naming_it() {
+    let h = harness_with(
+        |_| {},
+        |cfg| {
+            cfg.upstream.sideband_join_attempts = 2;
+            cfg.upstream.sideband_join_backoff_ms = 10;
+        },
+    )
+    .await;
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "t1", "outputModality": "audio",
+        "transport": {"type": "existingCall", "callId": "rtc_nobody"}}))
+        .await;
+    let err = c.notification("thread/realtime/error").await;
+    assert!(
+        err["message"].as_str().is_some_and(|m| m.contains("404")),
+        "{err}"
+    );
+    // An id that cannot be a call id never reaches the service.
+    c.start(json!({"threadId": "t2", "outputModality": "audio",
+        "transport": {"type": "existingCall", "callId": "rtc_1?x=1&y"}}))
+        .await;
+    let err = c.notification("thread/realtime/error").await;
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("existingCall needs the call id")),
+        "{err}"
+    );
+}

@@ -202,6 +202,12 @@ pub enum Transport {
     Webrtc {
         sdp: String,
     },
+    /// Join a call already negotiated with the model service (codex's `existingCall`): voxgate
+    /// rides the call's sideband, the caller's media goes to the service directly.
+    #[serde(rename = "existingCall", rename_all = "camelCase")]
+    ExistingCall {
+        call_id: String,
+    },
 }
 
 fn tri_state_prompt<'de, D: Deserializer<'de>>(d: D) -> Result<PromptParam, D::Error> {

@@ -3,7 +3,7 @@
 //! start) and refused with a `thread/realtime/error` naming the option — never silently ignored.
 //! Options left at their default (absent, `null`, `false`, empty) ask for nothing and pass.
 //! Implemented elsewhere: `includeStartupContext` (false: no startup context), `model`,
-//! `prompt`, `voice`, `realtimeSessionId`, `transport` websocket/webrtc, `version` v1/v2/v3;
+//! `prompt`, `voice`, `realtimeSessionId`, `transport` websocket/webrtc/existingCall, `version` v1/v2/v3;
 //! `voiceSessionId` is logged with the conversation.
 
 use serde_json::Value;
@@ -13,13 +13,6 @@ const V3_ONLY: &str = "voxgate's v3 (GPT-Live) delegation answers in its own way
 
 /// Why voxgate will not start this conversation, if it will not.
 pub fn refusal(params: &Value) -> Option<String> {
-    if params["transport"]["type"] == "existingCall" {
-        return Some(
-            "transport existingCall is not supported by this voxgate yet: post the call's offer \
-             to /v1/realtime/calls, or start with transport webrtc"
-                .into(),
-        );
-    }
     let set = |name: &str| match &params[name] {
         Value::Null | Value::Bool(false) => false,
         Value::Array(a) => !a.is_empty(),
@@ -92,6 +85,6 @@ mod tests {
         assert_eq!(refusal(&v3), None, "GPT-Live is spoken");
         let mut call = base;
         call["transport"] = json!({"type": "existingCall", "callId": "rtc_1"});
-        assert!(refusal(&call).is_some_and(|w| w.contains("existingCall")));
+        assert_eq!(refusal(&call), None, "voxgate joins the call's sideband");
     }
 }
