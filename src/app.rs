@@ -81,7 +81,7 @@ enum Launch {
     /// A WebRTC caller connected to the model's own calls endpoint (voxgate rides the sideband).
     Passthrough {
         answer: String,
-        call: crate::upstream::call::UpstreamCall,
+        call: Option<crate::upstream::call::UpstreamCall>,
     },
     /// An OpenAI-protocol websocket client and the session it configured.
     OpenAi {
@@ -345,13 +345,23 @@ impl AppState {
         // The model socket joins a call's sideband: the call's model session outlives a lost
         // sideband, and the call may still be settling upstream.
         let sideband = matches!(client, Launch::Passthrough { .. } | Launch::RpcOnCall);
+        // A GPT-Live sideband joins a session that has started: it updates it (no model).
+        let first_frame = if sideband && version == ModelVersion::V3 {
+            let mut session = session_config::session_object(&prep.settings);
+            if let Some(o) = session.as_object_mut() {
+                o.remove("model");
+            }
+            serde_json::json!({"type": "session.update", "session": session})
+        } else {
+            session_config::session_update(&prep.settings)
+        };
         let standard = |face| ClientPlan {
             face,
             side: ClientSide::Notifications,
             socket: None,
             media: None,
             answer: None,
-            session_update: session_config::session_update(&prep.settings),
+            session_update: first_frame.clone(),
             delegation: true,
             upstream_call: None,
         };
@@ -378,7 +388,7 @@ impl AppState {
             },
             Launch::Passthrough { answer, call } => ClientPlan {
                 answer: Some(answer),
-                upstream_call: Some(call),
+                upstream_call: call,
                 ..standard(Face::WebrtcPassthrough)
             },
             Launch::OpenAi {
@@ -652,15 +662,26 @@ impl AppState {
             WebrtcMode::Passthrough => {
                 let mut session = session_config::session_object(&prep.settings);
                 session["model"] = prep.model.as_str().into();
-                let (answer, call_id) = crate::upstream::call::create_call(
-                    &self.http,
-                    &self.upstream_base,
-                    prep.api_key.as_deref(),
-                    offer,
-                    Some(&session),
-                )
-                .await
-                .map_err(CallError::Upstream)?;
+                let created = if version == ModelVersion::V3 {
+                    crate::upstream::call::create_live_session(
+                        &self.http,
+                        &self.upstream_base,
+                        prep.api_key.as_deref(),
+                        offer,
+                        &session,
+                    )
+                    .await
+                } else {
+                    crate::upstream::call::create_call(
+                        &self.http,
+                        &self.upstream_base,
+                        prep.api_key.as_deref(),
+                        offer,
+                        Some(&session),
+                    )
+                    .await
+                };
+                let (answer, call_id) = created.map_err(CallError::Upstream)?;
                 if adopt_call_id {
                     p.thread_id = call_id.clone();
                 }
@@ -679,12 +700,15 @@ impl AppState {
                     url,
                     Launch::Passthrough {
                         answer: answer.clone(),
-                        call: crate::upstream::call::UpstreamCall {
-                            http: self.http.clone(),
-                            base_url: self.upstream_base.clone(),
-                            api_key: upstream_key,
-                            call_id: call_id.clone(),
-                        },
+                        // GPT-Live's session ends with the sideband's `session.close`.
+                        call: (version != ModelVersion::V3).then(|| {
+                            crate::upstream::call::UpstreamCall {
+                                http: self.http.clone(),
+                                base_url: self.upstream_base.clone(),
+                                api_key: upstream_key,
+                                call_id: call_id.clone(),
+                            }
+                        }),
                     },
                 );
                 WebrtcStart {

@@ -170,3 +170,74 @@ async fn a_v3_start_with_a_v2_only_option_is_refused_with_a_reason() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_v3_passthrough_call_is_created_as_a_live_session_and_closed_over_its_sideband() {
+    let h = harness_with(
+        |_| {},
+        |cfg| {
+            cfg.webrtc.mode = voxgate::config::WebrtcMode::Passthrough;
+            cfg.upstream.version = voxgate::protocol::ModelVersion::V3;
+        },
+    )
+    .await;
+    let mut frames = SimFrames::new(&h.sim);
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("http://{}/v1/realtime/calls", h.addr))
+        .header("content-type", "application/sdp")
+        .body(relay_offer())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 201);
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned)
+        .expect("location");
+    assert!(
+        resp.text().await.expect("answer").starts_with("v=0"),
+        "the service's answer"
+    );
+    // The offer went to GPT-Live's sessions endpoint with the session config, as JSON.
+    let (session, live_id) = loop {
+        if let SimRecord::CallOffer {
+            session, call_id, ..
+        } = frames.next().await
+        {
+            break (session.expect("session"), call_id.expect("id"));
+        }
+    };
+    assert_eq!(session["model"], "gpt-live-1");
+    assert_eq!(session["delegation"], json!({"type": "client"}));
+    assert!(location.ends_with(&live_id), "{location} names {live_id}");
+    // voxgate attaches to the session's sideband and updates it (it has started: no model).
+    let SimRecord::Connected { path_and_query, .. } = frames.next_connected().await else {
+        unreachable!()
+    };
+    assert_eq!(
+        path_and_query,
+        format!("/v1/live/sessions/{live_id}/attach")
+    );
+    let update: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
+    assert_eq!(update["type"], "session.update");
+    assert_eq!(update["session"].get("model"), None);
+    assert_eq!(update["session"]["audio"]["output"]["voice"], "cove");
+    // Hanging up through voxgate ends the GPT-Live session: `session.close` on the sideband.
+    let resp = http
+        .delete(format!("http://{}{location}", h.addr))
+        .send()
+        .await
+        .expect("delete");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(
+        frames
+            .frames_until_type("session.close")
+            .await
+            .last()
+            .map(String::as_str),
+        Some(r#"{"type":"session.close"}"#)
+    );
+}

@@ -468,6 +468,10 @@ impl Engine {
     fn close(&mut self, reason: CloseReason) {
         self.end_live_turn(TranscriptRole::User);
         self.end_live_turn(TranscriptRole::Assistant);
+        if self.cfg.version == ModelVersion::V3 && self.connected {
+            // GPT-Live ends a session (and a WebRTC call's media) when asked to.
+            self.out.push_back(Output::ToModel(ModelFrame::Close));
+        }
         if self.handoff.task.take().is_some() {
             self.out.push_back(Output::ToAgent(AgentCommand::Release));
         }

@@ -584,7 +584,7 @@ impl Reactor {
     /// The conversation is over: deliver what the client is still owed (briefly), then close.
     async fn close_sockets(mut self) {
         let stalled = self.core.client_stalled();
-        let (_, client_out) = self.core.outboxes();
+        let (model_out, client_out) = self.core.outboxes();
         if let Some((mut writer, _)) = self.client.take() {
             let farewell = if stalled {
                 axum::extract::ws::CloseFrame {
@@ -603,9 +603,13 @@ impl Reactor {
             .await;
         }
         if let Some((mut writer, _)) = self.model.take() {
-            let _ =
-                tokio::time::timeout(CLOSE_GRACE, futures_util::SinkExt::close(&mut writer.sink))
-                    .await;
+            // What the conversation still owes the model (GPT-Live's `session.close`) goes
+            // first, briefly.
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                let _ = writer.flush(model_out, model_frame, model_ping).await;
+                let _ = futures_util::SinkExt::close(&mut writer.sink).await;
+            })
+            .await;
         }
     }
 }

@@ -58,25 +58,52 @@ pub(crate) async fn create(
             None,
         );
     }
+    let session = offer.session.clone();
+    let (answer, call_id) = match open_call(&state, &offer.sdp, offer.session, ModelVersion::V2) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let _ = state.records.send(SimRecord::CallOffer {
+        parts: offer.parts.clone(),
+        session,
+        call_id: Some(call_id.clone()),
+    });
+    (
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_owned()),
+            (header::LOCATION, format!("/v1/realtime/calls/{call_id}")),
+        ],
+        answer,
+    )
+        .into_response()
+}
+
+/// Accept an offer and run the call: its peer, its conversation (`version`), its sideband
+/// attachments and hang-up. Returns (answer SDP, call id).
+fn open_call(
+    state: &Arc<SimState>,
+    sdp: &str,
+    session: Option<Value>,
+    version: ModelVersion,
+) -> Result<(String, String), Box<Response>> {
     let (answer, setup) =
-        match peer::accept_offer(&offer.sdp, std::net::IpAddr::from([127, 0, 0, 1]), None) {
+        match peer::accept_offer(sdp, std::net::IpAddr::from([127, 0, 0, 1]), None) {
             Ok(v) => v,
             Err(e) => {
-                return api_error(
+                return Err(Box::new(api_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_offer",
                     e.to_string(),
                     Some("sdp"),
-                );
+                )));
             }
         };
     let n = state.next_conn.fetch_add(1, Ordering::Relaxed);
-    let call_id = format!("rtc_sim{n:08}");
-    let _ = state.records.send(SimRecord::CallOffer {
-        parts: offer.parts.clone(),
-        session: offer.session.clone(),
-        call_id: Some(call_id.clone()),
-    });
+    let call_id = match version {
+        ModelVersion::V3 => format!("live_sim{n:08}"),
+        _ => format!("rtc_sim{n:08}"),
+    };
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (evt_tx, evt_rx) = mpsc::channel(1024);
     let (attach_tx, attach_rx) = mpsc::unbounded_channel();
@@ -104,7 +131,8 @@ pub(crate) async fn create(
         run_call(
             &task_state,
             n,
-            offer.session,
+            version,
+            session,
             cmd_tx,
             evt_rx,
             attach_rx,
@@ -122,15 +150,54 @@ pub(crate) async fn create(
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&id);
     });
-    (
-        StatusCode::CREATED,
-        [
-            (header::CONTENT_TYPE, "application/sdp".to_owned()),
-            (header::LOCATION, format!("/v1/realtime/calls/{call_id}")),
-        ],
-        answer,
-    )
-        .into_response()
+    Ok((answer, call_id))
+}
+
+/// `POST /v1/live/sessions` (GPT-Live WebRTC): JSON `{"session", "transport": {"type": "webrtc",
+/// "sdp"}}`, answered `{"session": {"id"}, "transport": {"type": "webrtc", "sdp"}}`.
+pub(crate) async fn create_live(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "missing_api_key",
+            "Missing bearer authentication in header",
+            None,
+        );
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "The request body is not JSON.",
+            None,
+        );
+    };
+    let Some(sdp) = req["transport"]["sdp"].as_str().filter(|s| !s.is_empty()) else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "missing_required_parameter",
+            "Missing required parameter: 'transport.sdp'.",
+            Some("transport.sdp"),
+        );
+    };
+    let session = req.get("session").cloned();
+    match open_call(&state, sdp, session.clone(), ModelVersion::V3) {
+        Ok((answer, id)) => {
+            let _ = state.records.send(SimRecord::CallOffer {
+                parts: vec![("body".into(), "application/json".into())],
+                session,
+                call_id: Some(id.clone()),
+            });
+            axum::Json(json!({"session": {"id": id},
+                "transport": {"type": "webrtc", "sdp": answer}}))
+            .into_response()
+        }
+        Err(r) => *r,
+    }
 }
 
 /// `POST /v1/realtime/calls/{id}/hangup`, as the service has it: the call ends (the caller's
@@ -211,29 +278,34 @@ pub(crate) async fn sideband(
     let _ = records.send(SimRecord::Disconnected { conn });
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_call(
     state: &SimState,
     conn: u64,
+    version: ModelVersion,
     session: Option<Value>,
     peer_tx: mpsc::Sender<PeerCommand>,
     mut peer_rx: mpsc::Receiver<PeerEvent>,
     mut attach: mpsc::UnboundedReceiver<Sideband>,
     hangup: std::sync::Arc<tokio::sync::Notify>,
 ) {
-    let mut sim = SimConversation::new(ModelVersion::V2, state.cfg.clone(), conn);
+    let mut sim = SimConversation::new(version, state.cfg.clone(), conn);
     let now = std::time::Instant::now;
+    let first = match version {
+        ModelVersion::V3 => "session.start",
+        _ => "session.update",
+    };
     if let Some(s) = session {
-        sim.handle_client_text(
-            &json!({"type": "session.update", "session": s}).to_string(),
-            now(),
-        );
+        sim.handle_client_text(&json!({"type": first, "session": s}).to_string(), now());
     }
     let mut side: Option<Sideband> = None;
     loop {
         while let Some(out) = sim.poll_output() {
             match out {
                 SimOutput::Text(t) => {
-                    if t.contains("\"response.output_audio.delta\"") {
+                    if t.contains("\"response.output_audio.delta\"")
+                        || t.contains("\"session.output_audio.delta\"")
+                    {
                         if let Some((item, pcm)) = audio_of(&t) {
                             let _ = peer_tx.try_send(PeerCommand::Audio { item, pcm });
                         }

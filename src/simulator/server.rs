@@ -130,6 +130,10 @@ fn router(state: Arc<SimState>) -> Router {
             "/v1/realtime/calls/{call_id}/hangup",
             axum::routing::post(super::calls::hangup),
         )
+        .route(
+            "/v1/live/sessions",
+            axum::routing::post(super::calls::create_live).get(upgrade),
+        )
         .fallback(upgrade)
         .with_state(state)
 }
@@ -142,9 +146,15 @@ async fn upgrade(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> axum::response::Response {
     let live = uri.path().ends_with("/live/sessions");
+    // GPT-Live's sideband: `…/live/sessions/{id}/attach`.
+    let live_attach = uri
+        .path()
+        .strip_suffix("/attach")
+        .and_then(|p| p.rsplit_once("/live/sessions/"))
+        .map(|(_, id)| id.to_owned());
     let Some(ws) = ws
         .ok()
-        .filter(|_| live || uri.path().ends_with("/realtime"))
+        .filter(|_| live || live_attach.is_some() || uri.path().ends_with("/realtime"))
     else {
         return (
             axum::http::StatusCode::NOT_FOUND,
@@ -167,7 +177,8 @@ async fn upgrade(
     let call_id = query
         .split('&')
         .find_map(|p| p.strip_prefix("call_id="))
-        .map(str::to_owned);
+        .map(str::to_owned)
+        .or(live_attach);
     let version = if live {
         ModelVersion::V3
     } else if query.split('&').any(|p| p == "intent=quicksilver") {

@@ -1,7 +1,8 @@
 //! Upstream WebRTC calls (protocol.md §2.4, passthrough mode): forward the caller's offer to the
-//! model service's calls endpoint (multipart with the session, or raw SDP), retry 5xx/429 with
-//! backoff, and extract the call id from the `Location` header for the sideband join; hang the
-//! call up upstream when voxgate's side of it ends.
+//! model service's calls endpoint (multipart with the session, or raw SDP; GPT-Live: JSON to
+//! `/live/sessions`), retry 5xx/429 with backoff, and extract the call id (the `Location` header;
+//! GPT-Live: `session.id`) for the sideband join; hang the call up upstream when voxgate's side of
+//! it ends.
 
 use serde_json::Value;
 use std::time::Duration;
@@ -57,48 +58,23 @@ fn error_message(status: u16, body: &str) -> String {
     format!("the realtime service refused the call (HTTP {status}): {upstream}")
 }
 
-/// Create the call upstream; returns (answer SDP, call id).
-pub async fn create_call(
-    http: &reqwest::Client,
-    base_url: &str,
-    api_key: Option<&str>,
-    offer: &str,
-    session: Option<&Value>,
-) -> Result<(String, String), CallCreateError> {
-    let url = calls_url(base_url);
+/// An upstream answer: status, `Location`, body.
+struct Answered {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+/// Send a create request, retrying connection failures, 5xx and 429 (three attempts in all,
+/// 250 ms then 500 ms apart); any other answer is returned as it came.
+async fn send_with_retries(
+    make: impl Fn() -> Result<reqwest::RequestBuilder, CallCreateError>,
+) -> Result<Answered, CallCreateError> {
     let mut delay = Duration::from_millis(250);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut req = http.post(&url);
-        if let Some(key) = api_key {
-            req = req.bearer_auth(key);
-        }
-        req = match session {
-            Some(s) => {
-                let sdp = reqwest::multipart::Part::text(offer.to_owned())
-                    .mime_str("application/sdp")
-                    .map_err(|e| CallCreateError {
-                        status: None,
-                        message: e.to_string(),
-                    })?;
-                let session = reqwest::multipart::Part::text(s.to_string())
-                    .mime_str("application/json")
-                    .map_err(|e| CallCreateError {
-                        status: None,
-                        message: e.to_string(),
-                    })?;
-                req.multipart(
-                    reqwest::multipart::Form::new()
-                        .part("sdp", sdp)
-                        .part("session", session),
-                )
-            }
-            None => req
-                .header("content-type", "application/sdp")
-                .body(offer.to_owned()),
-        };
-        let resp = match req.send().await {
+        let resp = match make()?.send().await {
             Ok(r) => r,
             Err(e) if attempt < 3 => {
                 tracing::warn!(error = %e.without_url(), attempt, "realtime call create failed; retrying");
@@ -132,15 +108,104 @@ pub async fn create_call(
                 message: error_message(status, &body),
             });
         }
-        let location = location.ok_or(CallCreateError {
-            status: Some(status),
-            message: "realtime call response missing Location".into(),
-        })?;
-        let call_id = call_id_from_location(&location).map_err(|message| CallCreateError {
-            status: Some(status),
-            message,
-        })?;
-        return Ok((body, call_id));
+        return Ok(Answered {
+            status,
+            location,
+            body,
+        });
+    }
+}
+
+fn part(text: String, mime: &str) -> Result<reqwest::multipart::Part, CallCreateError> {
+    reqwest::multipart::Part::text(text)
+        .mime_str(mime)
+        .map_err(|e| CallCreateError {
+            status: None,
+            message: e.to_string(),
+        })
+}
+
+/// Create the call upstream; returns (answer SDP, call id).
+pub async fn create_call(
+    http: &reqwest::Client,
+    base_url: &str,
+    api_key: Option<&str>,
+    offer: &str,
+    session: Option<&Value>,
+) -> Result<(String, String), CallCreateError> {
+    let url = calls_url(base_url);
+    let answered = send_with_retries(|| {
+        let mut req = http.post(&url);
+        if let Some(key) = api_key {
+            req = req.bearer_auth(key);
+        }
+        Ok(match session {
+            Some(s) => req.multipart(
+                reqwest::multipart::Form::new()
+                    .part("sdp", part(offer.to_owned(), "application/sdp")?)
+                    .part("session", part(s.to_string(), "application/json")?),
+            ),
+            None => req
+                .header("content-type", "application/sdp")
+                .body(offer.to_owned()),
+        })
+    })
+    .await?;
+    let status = Some(answered.status);
+    let location = answered.location.ok_or(CallCreateError {
+        status,
+        message: "realtime call response missing Location".into(),
+    })?;
+    let call_id =
+        call_id_from_location(&location).map_err(|message| CallCreateError { status, message })?;
+    Ok((answered.body, call_id))
+}
+
+/// `{base}/live/sessions` for a base like `https://api.openai.com/v1`.
+pub fn live_sessions_url(base_url: &str) -> String {
+    let base = base_url.trim_end_matches('/');
+    let base = base.strip_suffix("/realtime").unwrap_or(base);
+    format!("{base}/live/sessions")
+}
+
+/// Create a GPT-Live (v3) WebRTC session upstream: `POST {base}/live/sessions` with
+/// `{"session": …, "transport": {"type": "webrtc", "sdp": offer}}`; returns (answer SDP,
+/// session id) from `{"session": {"id"}, "transport": {"sdp"}}`.
+pub async fn create_live_session(
+    http: &reqwest::Client,
+    base_url: &str,
+    api_key: Option<&str>,
+    offer: &str,
+    session: &Value,
+) -> Result<(String, String), CallCreateError> {
+    let url = live_sessions_url(base_url);
+    let body =
+        serde_json::json!({"session": session, "transport": {"type": "webrtc", "sdp": offer}});
+    let answered = send_with_retries(|| {
+        let mut req = http.post(&url).json(&body);
+        if let Some(key) = api_key {
+            req = req.bearer_auth(key);
+        }
+        Ok(req)
+    })
+    .await?;
+    let status = Some(answered.status);
+    let created: Value = serde_json::from_str(&answered.body).map_err(|_| CallCreateError {
+        status,
+        message: "the GPT-Live session response is not JSON".into(),
+    })?;
+    let id = created["session"]["id"]
+        .as_str()
+        .filter(|id| !id.is_empty());
+    let sdp = created["transport"]["sdp"]
+        .as_str()
+        .filter(|s| !s.is_empty());
+    match (id, sdp) {
+        (Some(id), Some(sdp)) => Ok((sdp.to_owned(), id.to_owned())),
+        _ => Err(CallCreateError {
+            status,
+            message: "the GPT-Live session response lacks session.id or transport.sdp".into(),
+        }),
     }
 }
 

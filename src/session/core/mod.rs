@@ -181,6 +181,8 @@ pub struct SessionCore {
     client_stalled: bool,
     /// v3: when the model's turn counts as over if it says nothing more.
     live_quiet_at: Option<Instant>,
+    /// The frame that ends the model session (GPT-Live's `session.close`), sent last.
+    farewell_to_model: Option<String>,
 }
 
 /// A model frame for a trace log: its first 200 characters, escaped (it may hold what a person
@@ -241,6 +243,7 @@ impl SessionCore {
             closed: false,
             client_stalled: false,
             live_quiet_at: None,
+            farewell_to_model: None,
         }
     }
 
@@ -569,6 +572,11 @@ impl SessionCore {
                 let Some(text) = self.engine.version().build(&frame) else {
                     return;
                 };
+                if frame == ModelFrame::Close {
+                    // Sent as the last frame, after whatever else is dropped at the end.
+                    self.farewell_to_model = Some(text);
+                    return;
+                }
                 if class == FrameClass::Control {
                     tracing::trace!(frame = %log_excerpt(&text), "to the model");
                 }
@@ -699,6 +707,9 @@ impl SessionCore {
             self.out.push_back(Output::Agent(AgentCommand::Release));
         }
         self.model_out.clear();
+        if let Some(farewell) = self.farewell_to_model.take() {
+            self.model_out.push(self.now, farewell, FrameClass::Control);
+        }
         self.closed = true;
         self.out.push_back(Output::Close(why));
     }
