@@ -144,6 +144,10 @@ async fn say(c: &mut RpcClient, thread: &str, text: &str) {
     .await;
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn delegation_becomes_a_codex_turn_and_its_message_returns_as_backend() {
     let Some(bin) = require_codex() else { return };
@@ -177,6 +181,10 @@ async fn delegation_becomes_a_codex_turn_and_its_message_returns_as_backend() {
     assert_eq!(frames.next_frame().await, r#"{"type":"response.create"}"#);
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn second_delegation_while_the_turn_runs_arrives_as_a_steer() {
     let Some(bin) = require_codex() else { return };
@@ -241,6 +249,10 @@ async fn second_delegation_while_the_turn_runs_arrives_as_a_steer() {
     );
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn killing_the_app_server_mid_task_fails_the_task_and_the_session_keeps_running() {
     let Some(bin) = require_codex() else { return };
@@ -278,6 +290,10 @@ async fn killing_the_app_server_mid_task_fails_the_task_and_the_session_keeps_ru
     );
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn approval_requests_are_declined_and_reported_to_the_model() {
     let Some(bin) = require_codex() else { return };
@@ -330,6 +346,10 @@ async fn approval_requests_are_declined_and_reported_to_the_model() {
     assert!(!marker.exists(), "the declined command must not have run");
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn stop_interrupts_the_turn_and_the_codex_thread_stays_usable() {
     let Some(bin) = require_codex() else { return };
@@ -366,6 +386,10 @@ async fn stop_interrupts_the_turn_and_the_codex_thread_stays_usable() {
     );
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn codex_task_timeout_resolves_the_call() {
     let Some(bin) = require_codex() else { return };
@@ -472,6 +496,10 @@ impl WireTap {
 /// Each delegation's `turn/start` names its realtime thread and handoff (codex carries it into
 /// its Responses request), and when the conversation ends voxgate unsubscribes from its codex
 /// thread (seen on the wire between voxgate and codex).
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn turns_carry_voxgate_metadata_and_an_ended_conversation_unsubscribes_its_codex_thread() {
     let Some(bin) = require_codex() else { return };

@@ -201,6 +201,10 @@ fn timeline_shape(notifications: &[Value]) -> Vec<String> {
 
 /// codex runs a v2 session through voxgate; then the same conversation on voxgate's own JSON-RPC
 /// face must give its client what codex gave its own: the same timeline, in the same order.
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn codex_runs_a_v2_realtime_session_through_voxgate_and_voxgate_emits_codexs_timeline() {
     let Some(codex) = run_codex_realtime("v2").await else {
@@ -243,6 +247,10 @@ async fn codex_runs_a_v2_realtime_session_through_voxgate_and_voxgate_emits_code
     assert_eq!(got, want, "voxgate's timeline differs from codex's");
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn codex_runs_a_v1_realtime_session_through_voxgate() {
     run_codex_realtime("v1").await;
@@ -299,6 +307,10 @@ fn codex_schema_required(bin: &std::path::Path, definition: &str) -> Vec<String>
     panic!("no {definition} in codex's schema");
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn initialize_answers_what_codex_requires_and_takes_null_opt_outs() {
     let Some(bin) = codex_bin() else { return };

@@ -322,6 +322,10 @@ fn check(bin: &std::path::Path, name: &str, log: &[Value]) {
     );
 }
 
+#[cfg_attr(
+    not(all(voxgate_e2e_codex, voxgate_e2e_jsonschema)),
+    ignore = "needs codex (npm ci --prefix e2e) and jsonschema (pip)"
+)]
 #[tokio::test]
 async fn every_message_of_a_websocket_session_fits_codexs_schema() {
     let Some(bin) = codex_bin() else { return };
@@ -330,6 +334,10 @@ async fn every_message_of_a_websocket_session_fits_codexs_schema() {
     check(&bin, "websocket", &log);
 }
 
+#[cfg_attr(
+    not(all(voxgate_e2e_codex, voxgate_e2e_jsonschema)),
+    ignore = "needs codex (npm ci --prefix e2e) and jsonschema (pip)"
+)]
 #[tokio::test]
 async fn every_message_of_a_stdio_session_fits_codexs_schema() {
     let Some(bin) = codex_bin() else { return };

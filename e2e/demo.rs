@@ -25,6 +25,10 @@ fn tools() -> Option<PathBuf> {
     None
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_chromium),
+    ignore = "needs Debian chromium and npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn demo_page_call_shows_transcript_and_delegated_work_in_chromium() {
     if tools().is_none() {
@@ -79,6 +83,10 @@ async fn demo_page_call_shows_transcript_and_delegated_work_in_chromium() {
 /// A browser caller restarts ICE on its live call (`pc.restartIce()`, the new offer sent with
 /// `PATCH /v1/realtime/calls/{id}`): the answer carries new credentials, Chromium moves to the
 /// restarted pair, and the call goes on — the same data channel, the next reply heard.
+#[cfg_attr(
+    not(voxgate_e2e_chromium),
+    ignore = "needs Debian chromium and npm ci --prefix e2e"
+)]
 #[tokio::test]
 async fn a_browser_caller_restarts_ice_on_its_live_call_and_keeps_talking() {
     if tools().is_none() {

@@ -279,6 +279,10 @@ async fn a_second_signal_exits_at_once() {
     assert_eq!(status.code(), Some(130));
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn a_webrtc_caller_is_told_at_once_when_the_drain_ends_its_call() {
     if !python_module("aiortc", "WebRTC") {

@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
+#[cfg_attr(
+    not(voxgate_e2e_openai_py),
+    ignore = "needs the openai Python SDK: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn openai_python_sdk_runs_a_session_through_voxgate() {
     if !python_module("openai", "OpenAI SDK") {

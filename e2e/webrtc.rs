@@ -34,6 +34,10 @@ async fn run_client(base: &str, extra: &[&str]) -> Value {
     client_summary(&out)
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn aiortc_caller_speaks_and_hears_the_model_over_opus() {
     if !python_module("aiortc", "WebRTC") {
@@ -80,6 +84,10 @@ async fn aiortc_caller_speaks_and_hears_the_model_over_opus() {
     assert_eq!(s["delete_status"], 200);
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn delegation_runs_server_side_and_the_caller_never_sees_the_plumbing() {
     if !python_module("aiortc", "WebRTC") {
@@ -124,6 +132,10 @@ async fn delegation_runs_server_side_and_the_caller_never_sees_the_plumbing() {
     }
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn barge_in_flushes_playout_and_truncates_at_the_played_position() {
     if !python_module("aiortc", "WebRTC") {
@@ -163,6 +175,10 @@ async fn barge_in_flushes_playout_and_truncates_at_the_played_position() {
     );
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn rpc_start_with_webrtc_transport_announces_started_then_sdp() {
     if !python_module("aiortc", "WebRTC") {
@@ -201,6 +217,10 @@ async fn rpc_start_with_webrtc_transport_announces_started_then_sdp() {
     );
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn passthrough_forwards_the_offer_and_delegates_over_the_sideband() {
     if !python_module("aiortc", "WebRTC") {
@@ -280,6 +300,10 @@ async fn passthrough_forwards_the_offer_and_delegates_over_the_sideband() {
     assert_eq!(first["type"], "session.update");
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn rpc_start_in_passthrough_gets_started_sdp_and_sideband_transcripts() {
     if !python_module("aiortc", "WebRTC") {
@@ -309,6 +333,10 @@ async fn rpc_start_in_passthrough_gets_started_sdp_and_sideband_transcripts() {
     assert_eq!(s["closed_reason"], "requested");
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn a_caller_that_never_connects_ends_the_session_with_a_clear_reason() {
     if !python_module("aiortc", "WebRTC") {
@@ -323,6 +351,10 @@ async fn a_caller_that_never_connects_ends_the_session_with_a_clear_reason() {
     assert_eq!(s["closed_reason"], "error");
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn stop_during_a_slow_sideband_join_cancels_it_cleanly() {
     if !python_module("aiortc", "WebRTC") {
@@ -351,6 +383,10 @@ async fn stop_during_a_slow_sideband_join_cancels_it_cleanly() {
     }
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn a_failed_sideband_join_is_an_error_then_closed_error() {
     if !python_module("aiortc", "WebRTC") {
@@ -369,6 +405,10 @@ async fn a_failed_sideband_join_is_an_error_then_closed_error() {
     assert_eq!(s["closed_reason"], "error");
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn a_sideband_observes_a_relay_call_and_can_update_its_session() {
     use futures_util::{SinkExt, StreamExt};
@@ -463,6 +503,10 @@ async fn a_sideband_observes_a_relay_call_and_can_update_its_session() {
     );
 }
 
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn a_caller_is_told_at_once_when_its_call_is_hung_up_or_the_model_goes_away() {
     if !python_module("aiortc", "WebRTC") {
@@ -486,6 +530,10 @@ async fn a_caller_is_told_at_once_when_its_call_is_hung_up_or_the_model_goes_awa
 /// `voxgate.session.resumed`; no switch falls inside a turn; every reply plays without a dropout
 /// (no gap over 100 ms between frames at the caller), including the replies that were playing
 /// while the model session behind them changed; each new model session is told the conversation.
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn rollover_during_a_spoken_conversation_keeps_the_callers_audio_continuous() {
     if !python_module("aiortc", "WebRTC") {
@@ -607,6 +655,10 @@ fn rollover_gap_figure(c: &Value) -> String {
 /// Passthrough on the default offline set-up (the embedded simulator as the model service, no
 /// API key anywhere): the caller's offer is forwarded, the caller hears the reply, and the call's
 /// delegation is answered over the sideband.
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
 #[tokio::test]
 async fn passthrough_works_on_the_default_offline_setup() {
     if !python_module("aiortc", "WebRTC") {
