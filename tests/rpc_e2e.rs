@@ -647,13 +647,13 @@ async fn unsupported_start_options_are_refused_by_name_and_startup_context_can_b
     let mut c = RpcClient::ready(h.addr).await;
     for (params, named) in [
         (
-            json!({"threadId": "t", "outputModality": "audio", "version": "v3"}),
-            "v3",
+            json!({"threadId": "t", "outputModality": "audio", "version": "v3",
+                "delegationAckFiller": true}),
+            "`delegationAckFiller`",
         ),
         (
-            json!({"threadId": "t", "outputModality": "audio",
-                "transport": {"type": "existingCall", "callId": "rtc_x"}}),
-            "existingCall",
+            json!({"threadId": "t", "outputModality": "audio", "codexResponsesAsItems": true}),
+            "`codexResponsesAsItems`",
         ),
         (
             json!({"threadId": "t", "outputModality": "audio", "clientManagedHandoffs": true}),
