@@ -38,19 +38,20 @@ fn python_module(module: &str) -> bool {
     }
 }
 
-/// Whether `path` exists; watches it, or its nearest existing parent while it is missing.
-fn file(path: &Path) -> bool {
+/// Whether `path` exists; watches it, or while it is missing its nearest existing ancestor
+/// within `within` (never above it: cargo scans a watched directory recursively).
+fn file(path: &Path, within: &Path) -> bool {
     if path.exists() {
         watch(path);
         return true;
     }
-    let mut dir = path.parent();
-    while let Some(d) = dir {
-        if d.exists() {
-            watch(d);
-            break;
-        }
-        dir = d.parent();
+    if let Some(dir) = path
+        .ancestors()
+        .skip(1)
+        .take_while(|d| d.starts_with(within))
+        .find(|d| d.is_dir())
+    {
+        watch(dir);
     }
     false
 }
@@ -72,11 +73,17 @@ fn main() {
         ("voxgate_e2e_aiortc", python_module("aiortc")),
         ("voxgate_e2e_openai_py", python_module("openai")),
         ("voxgate_e2e_jsonschema", python_module("jsonschema")),
-        ("voxgate_e2e_codex", file(&node_modules) && file(&codex)),
+        (
+            "voxgate_e2e_codex",
+            file(&node_modules, &root) && file(&codex, &root.join("e2e")),
+        ),
         (
             "voxgate_e2e_chromium",
-            file(Path::new("/usr/bin/chromium"))
-                && file(&root.join("e2e/node_modules/playwright-core/package.json")),
+            file(Path::new("/usr/bin/chromium"), Path::new("/usr/bin"))
+                && file(
+                    &root.join("e2e/node_modules/playwright-core/package.json"),
+                    &root.join("e2e"),
+                ),
         ),
     ];
     for (cfg, present) in probes {
