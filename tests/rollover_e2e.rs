@@ -1,6 +1,7 @@
 //! Rollover over real sockets: the simulator ends model sessions at 2.5 s as the service does at
 //! its limit (`session_expired`), voxgate retires them after 1 s — only at a turn boundary — and
-//! opens the next, told the conversation so far. Across turn after turn the JSON-RPC client never
+//! switches to the next — opened in the background half a session earlier — told the
+//! conversation so far. Across turn after turn the JSON-RPC client never
 //! sees `closed` or an error; it sees each switch on codex's timeline as realtimeSessionClosed
 //! {ended} + realtimeSessionStarted items between turns, never inside a reply.
 
@@ -72,12 +73,26 @@ async fn model_sessions_roll_over_between_turns_and_the_conversation_never_notic
     assert!(rollovers >= 2, "{rollovers} rollovers");
     assert!(!switching, "the last switch completed");
 
-    // Each successor was told the conversation so far as history.
+    // Each successor was opened before its predecessor closed (make-before-break: the switch
+    // costs no handshake), and was told the conversation so far as history.
     let mut connections = 0;
     let mut history = Vec::new();
+    let mut open = std::collections::BTreeSet::new();
     while connections < 2 || history.is_empty() {
         match frames.next().await {
-            voxgate::simulator::SimRecord::Connected { .. } => connections += 1,
+            voxgate::simulator::SimRecord::Connected { conn, .. } => {
+                connections += 1;
+                open.insert(conn);
+                if connections >= 2 {
+                    assert!(
+                        open.len() >= 2,
+                        "the successor {conn} opened only after its predecessor closed"
+                    );
+                }
+            }
+            voxgate::simulator::SimRecord::Disconnected { conn } => {
+                open.remove(&conn);
+            }
             voxgate::simulator::SimRecord::Frame { text, .. } if connections >= 2 => {
                 let f: Value = serde_json::from_str(&text).expect("json");
                 if f["previous_item_id"].is_string() {

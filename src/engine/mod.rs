@@ -222,6 +222,8 @@ pub struct Engine {
     turns_get_replies: bool,
     /// A user turn was transcribed and its reply has not started yet.
     awaiting_reply: bool,
+    /// A typed user turn was told to the model and its reply has not started yet.
+    typed_turn_open: bool,
     /// The lost model session owed the person a reply (one was playing or due): the successor
     /// is asked for it.
     reply_owed: bool,
@@ -251,6 +253,7 @@ impl Engine {
             user_speaking: false,
             turns_get_replies,
             awaiting_reply: false,
+            typed_turn_open: false,
             reply_owed: false,
             transcript: TranscriptLog::default(),
             timeline,
@@ -510,6 +513,15 @@ impl Engine {
                 } else {
                     text
                 };
+                if self.cfg.version == ModelVersion::V2
+                    && role == TextRole::User
+                    && self.turns_get_replies
+                    && !text.is_empty()
+                {
+                    // A typed turn is open until its reply starts: no model session switch in
+                    // between (the reply would come from the session being retired).
+                    self.typed_turn_open = true;
+                }
                 if self.cfg.version == ModelVersion::V3 && role == TextRole::User {
                     // GPT-Live's delegations carry no request of their own: what the person
                     // typed is part of what a delegation hands over.
@@ -591,9 +603,11 @@ impl Engine {
                 self.live_delta(TranscriptRole::Assistant, delta);
             }
             ModelEvent::OutputTranscriptDelta { delta } => {
+                self.typed_turn_open = false;
                 self.transcript_delta(TranscriptRole::Assistant, delta);
             }
             ModelEvent::OutputTranscriptDone { text } => {
+                self.typed_turn_open = false;
                 self.memory.record(TextRole::Assistant, &text);
                 self.transcript_done(TranscriptRole::Assistant, text);
             }
@@ -639,6 +653,7 @@ impl Engine {
             ModelEvent::ResponseCreated { .. } => {
                 self.user_speaking = false;
                 self.awaiting_reply = false;
+                self.typed_turn_open = false;
                 self.new_transcript_part(TranscriptRole::Assistant);
                 self.responses.on_created();
             }

@@ -32,8 +32,9 @@ impl Engine {
             return;
         }
         self.connected = false;
+        let typed = std::mem::take(&mut self.typed_turn_open);
         self.reply_owed = outcome == "failed"
-            && (self.responses.is_active() || std::mem::take(&mut self.awaiting_reply));
+            && (self.responses.is_active() || std::mem::take(&mut self.awaiting_reply) || typed);
         self.user_speaking = false;
         self.responses.on_model_lost();
         self.playout.clear();
@@ -60,6 +61,7 @@ impl Engine {
         self.connected
             && !self.responses.is_active()
             && !self.user_speaking
+            && !self.typed_turn_open
             && !self.live.is_open(TranscriptRole::User)
             && !self.live.is_open(TranscriptRole::Assistant)
     }

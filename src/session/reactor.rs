@@ -203,6 +203,12 @@ struct Reactor {
     ended: &'static str,
     /// The core asked for a new model socket.
     reconnect: bool,
+    /// The next model session's socket, being opened in the background ahead of a rollover.
+    successor_opening: Option<tokio::sync::oneshot::Receiver<Result<ModelSocket, String>>>,
+    /// ...and once open, held unread until the switch.
+    successor: Option<ModelSocket>,
+    /// The core asked to switch to the held successor.
+    switch_to_successor: bool,
     /// A task outlived the conversation: the agent is told the conversation ended when it does.
     released: bool,
 }
@@ -210,6 +216,8 @@ struct Reactor {
 /// What woke the reactor.
 enum Wake {
     Connected(Result<Box<ModelSocket>, String>),
+    /// The successor socket opened (or failed) in the background.
+    Successor(Result<Box<ModelSocket>, String>),
     Model(Option<Result<ModelMessage, tungstenite::Error>>),
     ModelWritten(Result<(), tungstenite::Error>),
     Client(Option<Result<ClientMessage, axum::Error>>),
@@ -248,6 +256,9 @@ impl Reactor {
             upstream_call: io.upstream_call,
             ended: "requested",
             reconnect: false,
+            successor_opening: None,
+            successor: None,
+            switch_to_successor: false,
             released: false,
         }
     }
@@ -286,6 +297,19 @@ impl Reactor {
             if self.carry_out_outputs() {
                 break;
             }
+            if std::mem::take(&mut self.switch_to_successor) {
+                match self.successor.take() {
+                    Some(socket) => {
+                        let (sink, stream) = socket.split();
+                        self.model = Some((Writer::new(sink), stream));
+                        self.core
+                            .handle_input(Instant::now(), Input::ModelConnected);
+                        continue;
+                    }
+                    // Gone meanwhile: open one now (the core waits for `ModelConnected`).
+                    None => self.reconnect = true,
+                }
+            }
             if std::mem::take(&mut self.reconnect) {
                 connect.set(ws::connect_with_retries(&upstream));
                 connecting = true;
@@ -311,6 +335,18 @@ impl Reactor {
                         Err(message) => self
                             .core
                             .handle_input(now, Input::ModelConnectFailed(message)),
+                    }
+                }
+                Wake::Successor(res) => {
+                    self.successor_opening = None;
+                    match res {
+                        Ok(socket) => {
+                            self.successor = Some(*socket);
+                            self.core.handle_input(now, Input::SuccessorReady);
+                        }
+                        Err(message) => {
+                            self.core.handle_input(now, Input::SuccessorFailed(message))
+                        }
                     }
                 }
                 Wake::Model(msg) => self.on_model_message(now, msg),
@@ -383,6 +419,7 @@ impl Reactor {
             .is_some_and(|w| w.has_work(client_out));
         tokio::select! {
             res = connect.as_mut(), if connecting => Wake::Connected(res.map(Box::new)),
+            res = successor_opened(self.successor_opening.as_mut()) => Wake::Successor(res),
             msg = next_of(model_reader) => Wake::Model(msg),
             res = async {
                 match model_writer {
@@ -543,6 +580,24 @@ impl Reactor {
                 }
                 Output::DropModel => self.model = None,
                 Output::ConnectModel => self.reconnect = true,
+                Output::OpenSuccessor => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let upstream = self.upstream.clone();
+                    // Ends by itself: bounded by the connect timeout and attempts; a result
+                    // nobody waits for any more is dropped with its socket.
+                    tokio::spawn(async move {
+                        let _ = tx.send(ws::connect_with_retries(&upstream).await);
+                    });
+                    self.successor_opening = Some(rx);
+                }
+                Output::SwitchToSuccessor => {
+                    self.model = None;
+                    self.switch_to_successor = true;
+                }
+                Output::DropSuccessor => {
+                    self.successor_opening = None;
+                    self.successor = None;
+                }
                 Output::Close(why) => {
                     tracing::debug!(why, "session over");
                     self.record.close_inbox(self.generation);
@@ -657,6 +712,18 @@ async fn attached_change(rx: Option<&mut tokio::sync::watch::Receiver<bool>>) ->
 async fn recv_datagram(rx: Option<&mut mpsc::Receiver<Datagram>>) -> Option<Datagram> {
     match rx {
         Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn successor_opened(
+    rx: Option<&mut tokio::sync::oneshot::Receiver<Result<ModelSocket, String>>>,
+) -> Result<Box<ModelSocket>, String> {
+    match rx {
+        Some(rx) => match rx.await {
+            Ok(res) => res.map(Box::new),
+            Err(_) => Err("the successor connect task ended".into()),
+        },
         None => std::future::pending().await,
     }
 }

@@ -106,6 +106,8 @@ struct Call {
     /// When the core dropped the model socket, and when it asked for a new one.
     model_drops: Vec<Instant>,
     model_connects: Vec<Instant>,
+    /// The successor socket: asked for, switched to, dropped.
+    successor: Vec<(Instant, &'static str)>,
 }
 
 fn relay_call() -> Call {
@@ -189,6 +191,7 @@ impl Call {
             pings: Vec::new(),
             model_drops: Vec::new(),
             model_connects: Vec::new(),
+            successor: Vec::new(),
         };
         call.input(Input::ModelConnected);
         call
@@ -234,6 +237,9 @@ impl Call {
                     Output::DropModel => self.model_drops.push(self.now),
                     Output::Said { .. } => {}
                     Output::ConnectModel => self.model_connects.push(self.now),
+                    Output::OpenSuccessor => self.successor.push((self.now, "open")),
+                    Output::SwitchToSuccessor => self.successor.push((self.now, "switch")),
+                    Output::DropSuccessor => self.successor.push((self.now, "drop")),
                     Output::Close(why) => self.closed_at = Some((self.now, why)),
                 }
             }
@@ -531,3 +537,4 @@ fn a_lost_model_is_told_to_the_caller_with_its_error() {
 
 mod deadlines;
 mod gating;
+mod successor;

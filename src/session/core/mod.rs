@@ -97,6 +97,11 @@ pub enum Input<'a> {
     Observers(usize),
     /// Whether the thread has JSON-RPC subscribers (it lost its last one, or has one again).
     Attached(bool),
+    /// The successor model socket asked for with `OpenSuccessor` is open (held, unread, until
+    /// the switch).
+    SuccessorReady,
+    /// Opening the successor socket failed: the rollover opens one when it switches instead.
+    SuccessorFailed(String),
     /// A task an earlier conversation on the thread left running finished: its result.
     LateResult(String),
 }
@@ -121,6 +126,13 @@ pub enum Output {
     },
     /// Open a new model socket (a reconnect).
     ConnectModel,
+    /// Open the next model socket in the background (a rollover is coming) and hold it.
+    OpenSuccessor,
+    /// Make the held successor socket the model socket (the old one is dropped), then say
+    /// `ModelConnected`.
+    SwitchToSuccessor,
+    /// Forget the held successor socket (the model socket was lost meanwhile).
+    DropSuccessor,
     /// The conversation is over (its last output); the label says why, for logs.
     Close(&'static str),
 }
@@ -165,6 +177,10 @@ pub struct SessionCore {
     model_session_since: Option<Instant>,
     /// A rollover's successor socket is being opened.
     rolling_over: bool,
+    /// The switch's successor was opened at this instant (its session's age counts from then).
+    switched_since: Option<Instant>,
+    /// The successor socket opened ahead of a rollover (make-before-break).
+    successor: Successor,
     /// The OpenAI-protocol client opted into voxgate's events (`voxgate.subscribe_agent_events`).
     voxgate_events: bool,
     /// A reopened or rolled-over model session announces itself (`session.created`, then the
@@ -184,6 +200,22 @@ pub struct SessionCore {
     /// The frame that ends the model session (GPT-Live's `session.close`), sent last.
     farewell_to_model: Option<String>,
 }
+
+/// The next model session's socket, opened ahead of a rollover so the switch costs no handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Successor {
+    /// Not asked for (yet) in this model session.
+    None,
+    /// Requested at this instant (the service's clock for its session starts about then).
+    Opening(Instant),
+    Ready(Instant),
+    /// Opening it failed: the switch opens one itself (break-then-make).
+    Failed,
+}
+
+/// How long before a rollover is due its successor socket is opened (at most half the model
+/// session's allowed age).
+pub const SUCCESSOR_LEAD: Duration = Duration::from_secs(10);
 
 /// A model frame for a trace log: its first 200 characters, escaped (it may hold what a person
 /// said or typed, so it is bounded and never logged above trace).
@@ -235,6 +267,8 @@ impl SessionCore {
             model_was_connected: false,
             model_session_since: None,
             rolling_over: false,
+            successor: Successor::None,
+            switched_since: None,
             voxgate_events: false,
             quiet_session_events: false,
             last_error: None,
@@ -302,7 +336,10 @@ impl SessionCore {
             self.model_idle_deadline(),
             self.detachment.as_ref().and_then(Detachment::deadline),
             self.reconnector.deadline(),
-            self.rollover_due_at(),
+            // Once due, a rollover waits for a turn boundary, which only an input brings: the
+            // deadline is not re-armed (it would fire at once, over and over).
+            self.rollover_due_at().filter(|at| *at > self.now),
+            self.successor_due_at(),
             self.live_quiet_at,
             match &self.client {
                 ClientSide::Relay(call) => call.media.poll_timeout(),
@@ -360,7 +397,19 @@ impl SessionCore {
             Input::LateResult(text) => self
                 .engine
                 .handle_input(EngineInput::Agent(AgentEvent::LateResult { text })),
+            Input::SuccessorReady => {
+                if let Successor::Opening(asked) = self.successor {
+                    self.successor = Successor::Ready(asked);
+                }
+            }
+            Input::SuccessorFailed(message) => {
+                tracing::warn!(%message, "opening the next model session ahead of the rollover failed");
+                if let Successor::Opening(_) = self.successor {
+                    self.successor = Successor::Failed;
+                }
+            }
         }
+        self.check_successor();
         self.settle();
         if self.rollover_due_at().is_some() {
             self.check_rollover();

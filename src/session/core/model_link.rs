@@ -2,7 +2,7 @@
 //! timeout), lost and reopened (reconnect), retired at a turn boundary (rollover) — and hiding a
 //! successor model session's announcements from clients that speak the protocol themselves.
 
-use super::{Output, SessionCore};
+use super::{Output, SUCCESSOR_LEAD, SessionCore, Successor};
 use crate::engine::Input as EngineInput;
 use crate::metrics;
 use crate::session::reconnect::AttemptFailed;
@@ -14,7 +14,8 @@ impl SessionCore {
         self.heard_model();
         self.quiet_session_events = self.model_was_connected;
         self.model_was_connected = true;
-        self.model_session_since = Some(now);
+        // A successor opened ahead is as old as its socket: the service counts from then.
+        self.model_session_since = Some(self.switched_since.take().unwrap_or(now));
         if std::mem::take(&mut self.rolling_over) {
             metrics::MODEL_ROLLOVERS.inc();
             tracing::info!("model session rolled over");
@@ -52,6 +53,10 @@ impl SessionCore {
         self.out.push_back(Output::DropModel);
         self.model_session_since = None;
         self.rolling_over = false;
+        self.switched_since = None;
+        if std::mem::replace(&mut self.successor, Successor::None) != Successor::None {
+            self.out.push_back(Output::DropSuccessor);
+        }
         if self.model_was_connected && self.reconnector.lost(self.now, reason.clone()) {
             self.engine.handle_input(EngineInput::ModelLost(reason));
         } else {
@@ -84,21 +89,59 @@ impl SessionCore {
         let since = self.model_session_since?;
         Some(since + self.cfg.rollover_after?)
     }
-    /// Retire an old model session at a turn boundary: its socket is dropped and the successor
-    /// opened at once; the engine tells it the conversation so far.
+    /// When the successor socket is opened: `SUCCESSOR_LEAD` before the rollover is due (at
+    /// most half the allowed age), once per model session.
+    pub(super) fn successor_due_at(&self) -> Option<Instant> {
+        if self.successor != Successor::None || self.closed {
+            return None;
+        }
+        let after = self.cfg.rollover_after?;
+        let since = self.model_session_since?;
+        Some(since + after - SUCCESSOR_LEAD.min(after / 2))
+    }
+    /// Open the next model session's socket in the background when it is due.
+    pub(super) fn check_successor(&mut self) {
+        if self.successor_due_at().is_some_and(|at| self.now >= at) {
+            tracing::debug!("opening the next model session ahead of the rollover");
+            self.successor = Successor::Opening(self.now);
+            self.out.push_back(Output::OpenSuccessor);
+        }
+    }
+    /// Retire an old model session at a turn boundary: the successor socket opened ahead takes
+    /// its place at once (make-before-break; a successor still opening is waited for), or, if
+    /// opening it failed, the old one is dropped and the successor opened now; the engine tells
+    /// it the conversation so far.
     pub(super) fn check_rollover(&mut self) {
         let due = self.rollover_due_at().is_some_and(|at| self.now >= at);
         if !due || self.closed || !self.engine.at_turn_boundary() {
             return;
         }
-        tracing::info!("rolling the model session over at a turn boundary");
+        if let Successor::Opening(_) = self.successor {
+            // Nearly there (bounded by the connect timeout): switch when it is open, or open
+            // one at the switch if it fails. The service's own limit is minutes away.
+            return;
+        }
+        let ready = matches!(self.successor, Successor::Ready(_));
+        tracing::info!(
+            successor_ready = ready,
+            "rolling the model session over at a turn boundary"
+        );
         self.model_session_since = None;
         self.rolling_over = true;
         self.model_out.clear();
         self.model_heard = None;
         self.pinged = false;
-        self.out.push_back(Output::DropModel);
-        self.out.push_back(Output::ConnectModel);
+        let opening = std::mem::replace(&mut self.successor, Successor::None);
+        if let Successor::Ready(opened) = opening {
+            self.switched_since = Some(opened);
+            self.out.push_back(Output::SwitchToSuccessor);
+        } else {
+            if let Successor::Opening(_) = opening {
+                self.out.push_back(Output::DropSuccessor);
+            }
+            self.out.push_back(Output::DropModel);
+            self.out.push_back(Output::ConnectModel);
+        }
         self.engine.handle_input(EngineInput::RollOver);
     }
     pub(super) fn heard_model(&mut self) {
