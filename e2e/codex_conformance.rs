@@ -84,6 +84,9 @@ struct Session {
     next_id: u64,
     methods: std::collections::HashMap<u64, String>,
     log: Vec<Value>,
+    /// Notifications that came while a response was awaited: a reply may come before the
+    /// response to the request that asked for it, and the next wait must still see it.
+    early: std::collections::VecDeque<Value>,
 }
 
 impl Session {
@@ -104,50 +107,94 @@ impl Session {
             .push(json!({"kind": kind, "method": method, "message": msg}));
         self.methods.insert(id, method.to_owned());
         self.wire.send(&msg).await;
-        self.until(&|v| v["id"] == id).await
+        loop {
+            let v = self.read_one().await;
+            if v["id"] == id {
+                return v;
+            }
+            if v.get("method").is_some() {
+                self.early.push_back(v);
+            }
+        }
     }
 
-    /// Read messages (logging each) until one matches.
+    /// Wait for a message matching `pred`: first among the notifications that came early
+    /// (those before it are passed over), then from the wire.
     async fn until(&mut self, pred: &dyn Fn(&Value) -> bool) -> Value {
-        loop {
-            let Some(v) = self.wire.recv().await else {
-                // Is the connection stuck, or only the conversation? Ask it something.
-                let probe =
-                    json!({"id": 999_999, "method": "thread/realtime/listVoices", "params": {}});
-                self.wire.send(&probe).await;
-                let mut answered = false;
-                for _ in 0..50 {
-                    match self.wire.recv().await {
-                        Some(v) if v["id"] == 999_999 => {
-                            answered = true;
-                            break;
-                        }
-                        Some(_) => {}
-                        None => break,
-                    }
-                }
-                eprintln!("after the stall the connection answered a request: {answered}");
-                let tail: Vec<String> = self
-                    .log
-                    .iter()
-                    .rev()
-                    .take(12)
-                    .map(|e| e["message"].to_string().chars().take(200).collect())
-                    .collect();
-                panic!("nothing more came; the last messages, newest first: {tail:#?}");
-            };
-            if let Some(method) = v["method"].as_str() {
-                self.log
-                    .push(json!({"kind": "notification", "method": method, "message": v}));
-            } else if let Some(id) = v["id"].as_u64() {
-                let method = self.methods.get(&id).cloned().unwrap_or_default();
-                self.log
-                    .push(json!({"kind": "response", "method": method, "message": v}));
+        if let Some(i) = self.early.iter().position(pred) {
+            let found = self.early.drain(..=i).next_back();
+            if let Some(v) = found {
+                return v;
             }
+        }
+        self.early.clear();
+        loop {
+            let v = self.read_one().await;
             if pred(&v) {
                 return v;
             }
         }
+    }
+
+    /// The next message from the wire, logged (a stall fails the test, naming the last ones).
+    async fn read_one(&mut self) -> Value {
+        let Some(v) = self.wire.recv().await else {
+            // Is the connection stuck, or only the conversation? Ask it something.
+            let probe =
+                json!({"id": 999_999, "method": "thread/realtime/listVoices", "params": {}});
+            self.wire.send(&probe).await;
+            let mut answered = false;
+            for _ in 0..50 {
+                match self.wire.recv().await {
+                    Some(v) if v["id"] == 999_999 => {
+                        answered = true;
+                        break;
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            eprintln!("after the stall the connection answered a request: {answered}");
+            let tail: Vec<String> = self
+                .log
+                .iter()
+                .rev()
+                .take(12)
+                .map(|e| e["message"].to_string().chars().take(200).collect())
+                .collect();
+            panic!("nothing more came; the last messages, newest first: {tail:#?}");
+        };
+        if let Some(method) = v["method"].as_str() {
+            self.log
+                .push(json!({"kind": "notification", "method": method, "message": v}));
+        } else if let Some(id) = v["id"].as_u64() {
+            let method = self.methods.get(&id).cloned().unwrap_or_default();
+            self.log
+                .push(json!({"kind": "response", "method": method, "message": v}));
+        }
+        v
+    }
+
+    /// Start a conversation on `thread` (`extra` start params), have one typed turn answered,
+    /// stop it.
+    async fn typed_turn(&mut self, thread: &str, extra: Value, text: &str) {
+        let mut params = json!({"threadId": thread, "outputModality": "audio"});
+        if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        self.call("thread/realtime/start", params).await;
+        self.until(&|v| v["method"] == "thread/realtime/started")
+            .await;
+        self.call(
+            "thread/realtime/appendText",
+            json!({"threadId": thread, "text": text}),
+        )
+        .await;
+        self.reply_done(thread).await;
+        self.call("thread/realtime/stop", json!({"threadId": thread}))
+            .await;
+        self.until(&|v| v["method"] == "thread/realtime/closed")
+            .await;
     }
 
     async fn reply_done(&mut self, thread: &str) -> Value {
@@ -167,6 +214,7 @@ async fn script(wire: Wire) -> Vec<Value> {
         next_id: 0,
         methods: Default::default(),
         log: Vec::new(),
+        early: Default::default(),
     };
     s.call(
         "initialize",
@@ -229,36 +277,11 @@ async fn script(wire: Wire) -> Vec<Value> {
     .await;
     s.call_bad("thread/realtime/appendAudio", json!({"threadId": t}))
         .await;
-    // Replaced by a v1 conversation: the old one closes first.
-    s.call(
-        "thread/realtime/start",
-        json!({"threadId": t, "outputModality": "audio", "version": "v1"}),
-    )
-    .await;
-    s.until(&|v| v["method"] == "thread/realtime/started").await;
-    s.call(
-        "thread/realtime/appendText",
-        json!({"threadId": t, "text": "hello v1"}),
-    )
-    .await;
-    s.reply_done(&t).await;
-    s.call("thread/realtime/stop", json!({"threadId": t})).await;
-    s.until(&|v| v["method"] == "thread/realtime/closed").await;
-    // GPT-Live (v3): the same timeline, turns ended by voxgate.
-    s.call(
-        "thread/realtime/start",
-        json!({"threadId": t, "outputModality": "audio", "version": "v3", "voice": "viola"}),
-    )
-    .await;
-    s.until(&|v| v["method"] == "thread/realtime/started").await;
-    s.call(
-        "thread/realtime/appendText",
-        json!({"threadId": t, "text": "hello v3"}),
-    )
-    .await;
-    s.reply_done(&t).await;
-    s.call("thread/realtime/stop", json!({"threadId": t})).await;
-    s.until(&|v| v["method"] == "thread/realtime/closed").await;
+    // Replaced by a v1 conversation: the old one closes first. Then GPT-Live (v3): the same
+    // timeline, its turns ended by voxgate.
+    s.typed_turn(&t, json!({"version": "v1"}), "hello v1").await;
+    s.typed_turn(&t, json!({"version": "v3", "voice": "viola"}), "hello v3")
+        .await;
     // WebRTC: the answer arrives as `sdp`.
     s.call(
         "thread/realtime/start",

@@ -32,13 +32,8 @@ pub(crate) async fn create(
     headers: HeaderMap,
     req: Request,
 ) -> Response {
-    if !headers.contains_key(header::AUTHORIZATION) {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "missing_api_key",
-            "Missing bearer authentication in header",
-            None,
-        );
+    if let Err(refused) = require_bearer(&headers) {
+        return *refused;
     }
     let offer = match read_offer(&headers, req, 256 * 1024).await {
         Ok(o) => o,
@@ -77,6 +72,19 @@ pub(crate) async fn create(
         answer,
     )
         .into_response()
+}
+
+/// The service refuses a request without a bearer (any value will do here).
+fn require_bearer(headers: &HeaderMap) -> Result<(), Box<Response>> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Ok(());
+    }
+    Err(Box::new(api_error(
+        StatusCode::UNAUTHORIZED,
+        "missing_api_key",
+        "Missing bearer authentication in header",
+        None,
+    )))
 }
 
 /// Accept an offer and run the call: its peer, its conversation (`version`), its sideband
@@ -160,13 +168,8 @@ pub(crate) async fn create_live(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !headers.contains_key(header::AUTHORIZATION) {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "missing_api_key",
-            "Missing bearer authentication in header",
-            None,
-        );
+    if let Err(refused) = require_bearer(&headers) {
+        return *refused;
     }
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return api_error(
@@ -207,13 +210,8 @@ pub(crate) async fn hangup(
     axum::extract::Path(call_id): axum::extract::Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if !headers.contains_key(header::AUTHORIZATION) {
-        return api_error(
-            StatusCode::UNAUTHORIZED,
-            "missing_api_key",
-            "Missing bearer authentication in header",
-            None,
-        );
+    if let Err(refused) = require_bearer(&headers) {
+        return *refused;
     }
     let found = state
         .hangups
