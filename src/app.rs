@@ -172,6 +172,33 @@ pub struct AppState {
     http: reqwest::Client,
     /// Set when shutdown began: no new sessions, running ones may finish.
     draining: AtomicBool,
+    /// Open JSON-RPC websocket connections; set to close them (after what they owe is written)
+    /// when the server stops. Upgraded sockets outlive axum's graceful shutdown.
+    connections: tokio::sync::watch::Sender<Connections>,
+}
+
+/// The JSON-RPC websocket connections the process holds, and whether they are told to close.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Connections {
+    pub open: usize,
+    pub closing: bool,
+}
+
+/// A JSON-RPC websocket connection's place in [`AppState`]'s count (given back when dropped).
+pub struct ConnectionSlot(tokio::sync::watch::Sender<Connections>);
+
+impl ConnectionSlot {
+    /// Resolves when the process closes its connections.
+    pub async fn closing(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|c| c.closing).await;
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.send_modify(|c| c.open = c.open.saturating_sub(1));
+    }
 }
 
 impl AppState {
@@ -228,6 +255,7 @@ impl AppState {
             next_conn: AtomicU64::new(1),
             http: reqwest::Client::new(),
             draining: AtomicBool::new(false),
+            connections: tokio::sync::watch::Sender::new(Connections::default()),
         }))
     }
 
@@ -239,6 +267,21 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Count a JSON-RPC websocket connection while it lives.
+    pub fn connection_slot(&self) -> ConnectionSlot {
+        self.connections.send_modify(|c| c.open += 1);
+        ConnectionSlot(self.connections.clone())
+    }
+
+    /// The server stopped: every JSON-RPC websocket connection writes what it still owes (the
+    /// drain's `closed` notifications), says goodbye (1001) and ends; resolves when they have,
+    /// or after `within`.
+    pub async fn close_connections(&self, within: Duration) {
+        self.connections.send_modify(|c| c.closing = true);
+        let mut rx = self.connections.subscribe();
+        let _ = tokio::time::timeout(within, rx.wait_for(|c| c.open == 0)).await;
     }
 
     /// Admit a new session for `p`: refused while draining, else the key's limits decide.

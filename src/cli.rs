@@ -148,9 +148,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     println!("voxgate listening on {addr}");
     let grace = Duration::from_secs(app.cfg.server.drain_grace_secs);
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let draining = app.clone();
     let server = crate::http::serve(listener, app.clone(), async move {
         signals.recv().await;
-        drain(&app, grace, signals).await;
+        drain(&draining, grace, signals).await;
         let _ = drained_tx.send(());
     });
     // Connections still open after the drain (idle websockets) get a moment, not forever.
@@ -165,6 +166,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         res = server => res?,
         () = linger => tracing::info!("closing the connections left after the drain"),
     }
+    // Websockets outlive the server's graceful shutdown: each writes what it still owes (the
+    // drain's `closed`), closes, and only then does the process exit.
+    app.close_connections(Duration::from_secs(2)).await;
     tracing::info!("voxgate stopped");
     Ok(())
 }

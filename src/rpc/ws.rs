@@ -1,7 +1,8 @@
 //! JSON-RPC over websocket at `GET /rpc`: one text frame per message. The inbound loop and the
 //! outbound writer are separate tasks, so a full outbound queue never blocks reading. A client's
 //! close is answered with a close frame; a message over the limit closes with 1009, a client too
-//! slow for its notifications with 1008.
+//! slow for its notifications with 1008, the server stopping with 1001 — each after what is
+//! already queued for the client is written.
 
 use super::RpcConnection;
 use crate::app::AppState;
@@ -37,12 +38,19 @@ async fn serve(app: Arc<AppState>, socket: WebSocket, principal: crate::auth::Pr
     let (out_tx, mut out_rx) =
         mpsc::channel::<crate::session::Outbound>(app.cfg.server.outbound_queue);
     let (close_tx, mut close_rx) = tokio::sync::oneshot::channel::<Option<CloseFrame>>();
+    let slot = app.connection_slot();
     let writer = tokio::spawn(async move {
         loop {
             tokio::select! {
                 biased;
                 frame = &mut close_rx => {
-                    // Complete the close handshake (or say why we close).
+                    // What is queued goes first (a drain's `closed`), then the close frame that
+                    // completes the handshake (or says why we close); bounded by the caller.
+                    while let Ok(msg) = out_rx.try_recv() {
+                        if sink.send(Message::text(msg.as_ref())).await.is_err() {
+                            return;
+                        }
+                    }
                     let _ = sink.send(Message::Close(frame.unwrap_or(None))).await;
                     break;
                 }
@@ -60,6 +68,8 @@ async fn serve(app: Arc<AppState>, socket: WebSocket, principal: crate::auth::Pr
     });
     let mut conn = RpcConnection::new(app, out_tx, principal);
     let kill = conn.kill_signal();
+    let closing = slot.closing();
+    tokio::pin!(closing);
     let farewell = loop {
         tokio::select! {
             msg = stream.next() => match msg {
@@ -72,6 +82,10 @@ async fn serve(app: Arc<AppState>, socket: WebSocket, principal: crate::auth::Pr
             _ = kill.notified() => break Some(CloseFrame {
                 code: 1008,
                 reason: "too slow reading notifications".into(),
+            }),
+            () = &mut closing => break Some(CloseFrame {
+                code: 1001,
+                reason: "voxgate is shutting down".into(),
             }),
         }
     };
