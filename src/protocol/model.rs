@@ -355,6 +355,21 @@ pub(crate) struct AudioDeltaProbe<'a> {
 }
 
 impl<'a> AudioDeltaProbe<'a> {
+    /// A probed delta of 24 kHz mono PCM16 (v2, v3): its chunk, or the missing `delta`.
+    pub fn pcm24k(self, event: &str) -> Result<ModelEvent, SkipReason> {
+        let data = self.delta.ok_or(SkipReason::MissingField {
+            event: event.to_owned(),
+            field: "delta",
+        })?;
+        Ok(ModelEvent::AudioOut(AudioChunk {
+            data: data.into_owned(),
+            sample_rate: 24_000,
+            num_channels: 1,
+            samples_per_channel: None,
+            item_id: self.item_id.map(|s| s.into_owned()),
+        }))
+    }
+
     /// Probe a frame whose text mentions `type_name`; `None` means "use the general parser".
     pub fn probe(text: &'a str, type_name: &str) -> Option<Self> {
         if !text.contains(type_name) {

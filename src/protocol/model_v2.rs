@@ -8,17 +8,7 @@ pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
     // Hot path: the audio delta, without building a JSON tree.
     for name in ["response.output_audio.delta", "response.audio.delta"] {
         if let Some(p) = AudioDeltaProbe::probe(text, name) {
-            let data = p.delta.ok_or(SkipReason::MissingField {
-                event: name.to_owned(),
-                field: "delta",
-            })?;
-            return Ok(ModelEvent::AudioOut(AudioChunk {
-                data: data.into_owned(),
-                sample_rate: 24_000,
-                num_channels: 1,
-                samples_per_channel: None,
-                item_id: p.item_id.map(|s| s.into_owned()),
-            }));
+            return p.pcm24k(name);
         }
     }
     let (mut map, ty) = fields::object(text)?;

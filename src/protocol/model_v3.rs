@@ -5,9 +5,7 @@
 //! work found goes back as `session.thinking.append` (silent context) and
 //! `session.commentary.append` (for the model to say), both naming the delegation.
 
-use super::model::{
-    AudioChunk, AudioDeltaProbe, ModelEvent, ModelFrame, SkipReason, TextRole, fields,
-};
+use super::model::{AudioDeltaProbe, ModelEvent, ModelFrame, SkipReason, TextRole, fields};
 use serde_json::{Value, json};
 
 /// Server events GPT-Live sends that change nothing voxgate tracks (acknowledgements, usage).
@@ -28,17 +26,7 @@ pub fn parse(text: &str) -> Result<ModelEvent, SkipReason> {
     // Hot path: the audio delta, without building a JSON tree.
     const AUDIO: &str = "session.output_audio.delta";
     if let Some(p) = AudioDeltaProbe::probe(text, AUDIO) {
-        let data = p.delta.ok_or(SkipReason::MissingField {
-            event: AUDIO.to_owned(),
-            field: "delta",
-        })?;
-        return Ok(ModelEvent::AudioOut(AudioChunk {
-            data: data.into_owned(),
-            sample_rate: 24_000,
-            num_channels: 1,
-            samples_per_channel: None,
-            item_id: None,
-        }));
+        return p.pcm24k(AUDIO);
     }
     let (map, ty) = fields::object(text)?;
     let ev = match ty.as_str() {
