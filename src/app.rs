@@ -631,6 +631,15 @@ impl AppState {
         prep.held_by_subscribers = true;
         if let Some(Transport::ExistingCall { call_id }) = &p.transport {
             check_call_id(call_id)?;
+            // A call voxgate runs belongs to its owner: another key may not ride its sideband
+            // (told as the service tells an unknown call, revealing nothing).
+            if self.sessions.call(None, call_id).is_some()
+                && self.sessions.call(Some(owner), call_id).is_none()
+            {
+                return Err(format!(
+                    "the realtime service refused the call (HTTP 404): no call `{call_id}`"
+                ));
+            }
             let url = url::realtime_ws_url(
                 &self.upstream_base,
                 prep.settings.version,

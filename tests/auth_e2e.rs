@@ -634,3 +634,35 @@ async fn a_threads_transcript_is_readable_by_its_owner_while_it_runs_and_after_i
     assert_eq!(read["result"]["running"], false, "{read}");
     assert_eq!(read["result"]["turns"][0]["text"], "You said: hello there");
 }
+
+#[tokio::test]
+async fn another_key_cannot_ride_a_calls_sideband_with_existing_call() {
+    let h = two_tenants().await;
+    let mut records = h.sim.records();
+    let loc = post_call(h.addr, KEY).await;
+    let call_id = loc.rsplit('/').next().expect("id").to_owned();
+    let mut b = rpc_client_with(h.addr, KEY_B).await;
+    b.send(Message::text(
+        json!({"id": 1, "method": "thread/realtime/start", "params": {"threadId": "tb",
+            "outputModality": "audio", "transport": {"type": "existingCall", "callId": call_id}}})
+        .to_string(),
+    ))
+    .await
+    .expect("send");
+    let v = until(&mut b, |v| {
+        v["params"]["threadId"] == "tb"
+            && (v["method"] == "thread/realtime/started" || v["method"] == "thread/realtime/error")
+    })
+    .await;
+    assert_eq!(v["method"], "thread/realtime/error", "{v}");
+    assert!(
+        v["params"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("404") && m.contains(&call_id)),
+        "{v}"
+    );
+    assert!(
+        h.app.sessions.call(Some("team-a"), &call_id).is_some(),
+        "A's call runs on"
+    );
+}
