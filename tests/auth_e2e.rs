@@ -665,4 +665,10 @@ async fn another_key_cannot_ride_a_calls_sideband_with_existing_call() {
         h.app.sessions.call(Some("team-a"), &call_id).is_some(),
         "A's call runs on"
     );
+    // Refused before any request: nothing tried to join the call's sideband.
+    while let Ok(r) = records.try_recv() {
+        if let voxgate::simulator::SimRecord::Connected { path_and_query, .. } = r {
+            assert!(!path_and_query.contains(&call_id), "{path_and_query}");
+        }
+    }
 }
