@@ -174,31 +174,7 @@ pub struct AppState {
     draining: AtomicBool,
     /// Open JSON-RPC websocket connections; set to close them (after what they owe is written)
     /// when the server stops. Upgraded sockets outlive axum's graceful shutdown.
-    connections: tokio::sync::watch::Sender<Connections>,
-}
-
-/// The JSON-RPC websocket connections the process holds, and whether they are told to close.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Connections {
-    pub open: usize,
-    pub closing: bool,
-}
-
-/// A JSON-RPC websocket connection's place in [`AppState`]'s count (given back when dropped).
-pub struct ConnectionSlot(tokio::sync::watch::Sender<Connections>);
-
-impl ConnectionSlot {
-    /// Resolves when the process closes its connections.
-    pub async fn closing(&self) {
-        let mut rx = self.0.subscribe();
-        let _ = rx.wait_for(|c| c.closing).await;
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.send_modify(|c| c.open = c.open.saturating_sub(1));
-    }
+    connections: tokio::sync::watch::Sender<crate::rpc::connections::Connections>,
 }
 
 impl AppState {
@@ -255,7 +231,7 @@ impl AppState {
             next_conn: AtomicU64::new(1),
             http: reqwest::Client::new(),
             draining: AtomicBool::new(false),
-            connections: tokio::sync::watch::Sender::new(Connections::default()),
+            connections: tokio::sync::watch::Sender::new(Default::default()),
         }))
     }
 
@@ -270,9 +246,9 @@ impl AppState {
     }
 
     /// Count a JSON-RPC websocket connection while it lives.
-    pub fn connection_slot(&self) -> ConnectionSlot {
+    pub fn connection_slot(&self) -> crate::rpc::connections::ConnectionSlot {
         self.connections.send_modify(|c| c.open += 1);
-        ConnectionSlot(self.connections.clone())
+        crate::rpc::connections::ConnectionSlot::new(self.connections.clone())
     }
 
     /// The server stopped: every JSON-RPC websocket connection writes what it still owes (the

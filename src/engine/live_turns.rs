@@ -2,8 +2,11 @@
 //! sides of a full-duplex conversation and never says a turn is done, while voxgate's faces
 //! promise a `transcript/done` per turn. A turn of one side ends when the other side is heard,
 //! when the model delegates (the user's request is complete), when the model has been quiet for
-//! a moment (the session core's deadline), or when the conversation ends.
+//! a moment (the session core's deadline), or when the conversation ends. The engine's v3 turn
+//! handling (`live_delta`, `end_live_turn`) lives here too.
 
+use super::Engine;
+use crate::protocol::TextRole;
 use crate::protocol::rpc::TranscriptRole;
 
 #[derive(Debug, Default)]
@@ -43,6 +46,40 @@ impl LiveTurns {
             TranscriptRole::User => self.user.is_some(),
             TranscriptRole::Assistant => self.assistant.is_some(),
         }
+    }
+}
+
+impl Engine {
+    /// v3 transcript text of `role`: the other side's open turn ends first, and the first text
+    /// of a turn starts a new transcript part.
+    pub(super) fn live_delta(&mut self, role: TranscriptRole, delta: String) {
+        let starting = !self.live.is_open(role);
+        if let Some((ended, text)) = self.live.delta(role, &delta) {
+            self.finish_live_turn(ended, text);
+        }
+        if starting {
+            self.new_transcript_part(role);
+        }
+        if role == TranscriptRole::Assistant {
+            self.awaiting_reply = false;
+        }
+        self.transcript_delta(role, delta);
+    }
+
+    /// v3: `role`'s open turn is over (if one is open): its `transcript/done`.
+    pub(super) fn end_live_turn(&mut self, role: TranscriptRole) {
+        if let Some(text) = self.live.end(role) {
+            self.finish_live_turn(role, text);
+        }
+    }
+
+    fn finish_live_turn(&mut self, role: TranscriptRole, text: String) {
+        let memory_role = match role {
+            TranscriptRole::User => TextRole::User,
+            TranscriptRole::Assistant => TextRole::Assistant,
+        };
+        self.memory.record(memory_role, &text);
+        self.transcript_done(role, text);
     }
 }
 

@@ -368,38 +368,6 @@ impl Engine {
         self.notify(Notification::TranscriptDone { role, text });
     }
 
-    /// v3 transcript text of `role`: the other side's open turn ends first, and the first text
-    /// of a turn starts a new transcript part.
-    fn live_delta(&mut self, role: TranscriptRole, delta: String) {
-        let starting = !self.live.is_open(role);
-        if let Some((ended, text)) = self.live.delta(role, &delta) {
-            self.finish_live_turn(ended, text);
-        }
-        if starting {
-            self.new_transcript_part(role);
-        }
-        if role == TranscriptRole::Assistant {
-            self.awaiting_reply = false;
-        }
-        self.transcript_delta(role, delta);
-    }
-
-    /// v3: `role`'s open turn is over (if one is open): its `transcript/done`.
-    fn end_live_turn(&mut self, role: TranscriptRole) {
-        if let Some(text) = self.live.end(role) {
-            self.finish_live_turn(role, text);
-        }
-    }
-
-    fn finish_live_turn(&mut self, role: TranscriptRole, text: String) {
-        let memory_role = match role {
-            TranscriptRole::User => TextRole::User,
-            TranscriptRole::Assistant => TextRole::Assistant,
-        };
-        self.memory.record(memory_role, &text);
-        self.transcript_done(role, text);
-    }
-
     /// Have the model say `text` now: a backend message (as codex's `appendSpeech` sends it)
     /// and a response asked for (v2; v1 answers backend messages by itself); on v3, commentary.
     fn say_backend(&mut self, text: String) {

@@ -3,6 +3,7 @@
 //! `ws` and `stdio` are its two transports, each with separate inbound and outbound tasks.
 
 pub mod connection;
+pub mod connections;
 pub mod request;
 pub mod start_options;
 pub mod stdio;
