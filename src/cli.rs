@@ -134,6 +134,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     let app = AppState::build(cfg).await?;
+    app.join_cluster(addr).map_err(anyhow::Error::msg)?;
     if app.cfg.auth.mode == crate::config::AuthMode::None {
         tracing::warn!(
             %addr,
@@ -169,6 +170,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Websockets outlive the server's graceful shutdown: each writes what it still owes (the
     // drain's `closed`), closes, and only then does the process exit.
     app.close_connections(Duration::from_secs(2)).await;
+    if let Some(cluster) = app.cluster() {
+        cluster.leave().await;
+    }
     tracing::info!("voxgate stopped");
     Ok(())
 }
@@ -182,6 +186,10 @@ async fn drain(app: &AppState, grace: Duration, mut signals: ShutdownSignals) {
         std::process::exit(130);
     });
     app.begin_drain();
+    // Peers learn of the drain now, not at the next heartbeat.
+    if let Some(cluster) = app.cluster() {
+        cluster.beat(app).await;
+    }
     let running = app.sessions.running_count();
     tracing::info!(
         running,

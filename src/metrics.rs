@@ -282,3 +282,57 @@ pub static RPC_UNANSWERABLE: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["reason"],
     )
 });
+
+/// Cluster mode (`[cluster] redis_url`): whether the shared store answers.
+pub static CLUSTER_STORE_UP: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "voxgate_cluster_store_up",
+            "1 while the cluster store (Redis) answers, 0 while it does not",
+        )
+        .expect("valid metric"),
+    )
+});
+/// Live nodes in the cluster (this one included), as of the last heartbeat.
+pub static CLUSTER_NODES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "voxgate_cluster_nodes",
+            "Live nodes in the cluster as of this node's last heartbeat",
+        )
+        .expect("valid metric"),
+    )
+});
+/// Sessions running on every live node together, as of the last heartbeat.
+pub static CLUSTER_SESSIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "voxgate_cluster_sessions_active",
+            "Sessions running across the cluster as of this node's last heartbeat",
+        )
+        .expect("valid metric"),
+    )
+});
+/// Requests this node handed to the node that owns the call or thread, by kind.
+pub static CLUSTER_FORWARDED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "voxgate_cluster_forwarded_total",
+        "Requests forwarded to the node owning their call or thread",
+        &["kind"],
+    )
+});
+/// Operations sent to the cluster store, by what they were for.
+pub static CLUSTER_STORE_OPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "voxgate_cluster_store_ops_total",
+        "Round trips to the cluster store, by purpose",
+        &["op"],
+    )
+});
+/// Cluster store round trips that failed (unreachable, timed out, refused).
+pub static CLUSTER_STORE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_cluster_store_errors_total",
+        "Cluster store round trips that failed",
+    )
+});

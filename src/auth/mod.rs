@@ -28,6 +28,56 @@ impl AuthError {
     }
 }
 
+pub fn concurrency_error(max: usize) -> AuthError {
+    AuthError::new(
+        429,
+        "concurrent_session_limit",
+        format!("This key already has {max} concurrent sessions; close one first."),
+    )
+}
+
+pub fn rate_error(per_min: usize) -> AuthError {
+    AuthError::new(
+        429,
+        "session_rate_limit",
+        format!("This key may start {per_min} sessions per minute; try again shortly."),
+    )
+}
+
+pub fn secret_cap_error(max: usize) -> AuthError {
+    AuthError::new(
+        429,
+        "client_secret_limit",
+        format!("This key has {max} outstanding client secrets."),
+    )
+}
+
+pub fn invalid_secret_error() -> AuthError {
+    AuthError::new(
+        401,
+        "invalid_client_secret",
+        "The client secret is invalid or has been revoked.",
+    )
+}
+
+pub fn expired_secret_error() -> AuthError {
+    AuthError::new(
+        401,
+        "expired_client_secret",
+        "The client secret has expired.",
+    )
+}
+
+/// A fresh `ek_…` value (192 random bits).
+pub fn new_secret_value() -> String {
+    format!(
+        "ek_{:016x}{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}
+
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -108,16 +158,33 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Releases the key's concurrency slot when the session ends.
+/// Releases the key's concurrency slot when the session ends: this node's count, or (in a
+/// cluster) the lease in the shared store.
 pub struct SessionPermit {
     key_id: String,
-    usage: Arc<Mutex<HashMap<String, Usage>>>,
+    usage: Option<Arc<Mutex<HashMap<String, Usage>>>>,
+    /// Held for its `Drop`, which gives the slot back to the cluster store.
+    _lease: Option<crate::cluster::ClusterLease>,
     pub max_duration: Option<Duration>,
+}
+
+impl SessionPermit {
+    /// A permit backed by a cluster-wide lease.
+    pub fn clustered(p: &Principal, lease: crate::cluster::ClusterLease) -> Self {
+        Self {
+            key_id: p.key_id.clone(),
+            usage: None,
+            _lease: Some(lease),
+            max_duration: p.limits.max_session_secs.map(Duration::from_secs),
+        }
+    }
 }
 
 impl Drop for SessionPermit {
     fn drop(&mut self) {
-        if let Some(u) = lock(&self.usage).get_mut(&self.key_id) {
+        if let Some(usage) = &self.usage
+            && let Some(u) = lock(usage).get_mut(&self.key_id)
+        {
             u.active = u.active.saturating_sub(1);
         }
     }
@@ -219,18 +286,10 @@ impl Auth {
             let secrets = lock(&self.secrets);
             let found = secrets.iter().find(|(h, _)| same(h, &hash)).map(|(_, s)| s);
             let Some(secret) = found else {
-                return Err(AuthError::new(
-                    401,
-                    "invalid_client_secret",
-                    "The client secret is invalid or has been revoked.",
-                ));
+                return Err(invalid_secret_error());
             };
             if secret.expires <= now {
-                return Err(AuthError::new(
-                    401,
-                    "expired_client_secret",
-                    "The client secret has expired.",
-                ));
+                return Err(expired_secret_error());
             }
             let limits = self
                 .keys
@@ -275,11 +334,7 @@ impl Auth {
         if let Some(max) = p.limits.max_concurrent_sessions
             && u.active >= max
         {
-            return Err(AuthError::new(
-                429,
-                "concurrent_session_limit",
-                format!("This key already has {max} concurrent sessions; close one first."),
-            ));
+            return Err(concurrency_error(max));
         }
         if let Some(per_min) = p.limits.sessions_per_minute {
             while u
@@ -290,18 +345,15 @@ impl Auth {
                 u.recent.pop_front();
             }
             if u.recent.len() >= per_min {
-                return Err(AuthError::new(
-                    429,
-                    "session_rate_limit",
-                    format!("This key may start {per_min} sessions per minute; try again shortly."),
-                ));
+                return Err(rate_error(per_min));
             }
         }
         u.active += 1;
         u.recent.push_back(now);
         Ok(SessionPermit {
             key_id: p.key_id.clone(),
-            usage: self.usage.clone(),
+            usage: Some(self.usage.clone()),
+            _lease: None,
             max_duration: p.limits.max_session_secs.map(Duration::from_secs),
         })
     }
@@ -313,6 +365,68 @@ impl Auth {
         ttl_secs: u64,
         session: Option<Value>,
     ) -> Result<(String, u64), AuthError> {
+        self.check_mint(p, ttl_secs)?;
+        let now = Instant::now();
+        let mut secrets = lock(&self.secrets);
+        secrets.retain(|_, s| s.expires > now);
+        if secrets.values().filter(|s| s.key_id == p.key_id).count() >= self.max_secrets_per_key {
+            return Err(secret_cap_error(self.max_secrets_per_key));
+        }
+        let value = new_secret_value();
+        secrets.insert(
+            sha256(&value),
+            Secret {
+                key_id: p.key_id.clone(),
+                expires: now + Duration::from_secs(ttl_secs),
+                session,
+            },
+        );
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok((value, unix + ttl_secs))
+    }
+
+    /// Outstanding client secrets a key may hold.
+    pub fn max_secrets_per_key(&self) -> usize {
+        self.max_secrets_per_key
+    }
+
+    /// The principal for `key_id` as this node's key table has it (a caller another cluster
+    /// node authenticated, or the owner of a secret stored in the cluster).
+    pub fn principal_for(
+        &self,
+        key_id: &str,
+        admin: bool,
+        via_secret: bool,
+        bound_session: Option<Value>,
+    ) -> Result<Principal, AuthError> {
+        if self.mode == AuthMode::None {
+            return Ok(Principal {
+                key_id: key_id.to_owned(),
+                limits: KeyLimits::default(),
+                bound_session,
+                via_secret,
+                admin: false,
+            });
+        }
+        let k = self
+            .keys
+            .iter()
+            .find(|k| k.id == key_id)
+            .ok_or_else(|| AuthError::new(401, "invalid_api_key", "Incorrect API key provided."))?;
+        Ok(Principal {
+            key_id: k.id.clone(),
+            limits: k.limits.clone(),
+            bound_session,
+            via_secret,
+            admin: admin && k.admin && !via_secret,
+        })
+    }
+
+    /// Whether `p` may mint a secret with this lifetime.
+    pub fn check_mint(&self, p: &Principal, ttl_secs: u64) -> Result<(), AuthError> {
         if p.via_secret {
             return Err(AuthError::new(
                 403,
@@ -327,38 +441,7 @@ impl Auth {
                 "expires_after.seconds must be between 10 and 7200.",
             ));
         }
-        let now = Instant::now();
-        let mut secrets = lock(&self.secrets);
-        secrets.retain(|_, s| s.expires > now);
-        if secrets.values().filter(|s| s.key_id == p.key_id).count() >= self.max_secrets_per_key {
-            return Err(AuthError::new(
-                429,
-                "client_secret_limit",
-                format!(
-                    "This key has {} outstanding client secrets.",
-                    self.max_secrets_per_key
-                ),
-            ));
-        }
-        let value = format!(
-            "ek_{:016x}{:016x}{:016x}",
-            rand::random::<u64>(),
-            rand::random::<u64>(),
-            rand::random::<u64>()
-        );
-        secrets.insert(
-            sha256(&value),
-            Secret {
-                key_id: p.key_id.clone(),
-                expires: now + Duration::from_secs(ttl_secs),
-                session,
-            },
-        );
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        Ok((value, unix + ttl_secs))
+        Ok(())
     }
 
     /// Revoke a client secret (its holder can no longer start sessions).

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 
 mod agent;
 mod auth;
+mod cluster;
 
 pub use agent::*;
 pub use auth::*;
+pub use cluster::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -38,6 +40,7 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     pub openai: OpenaiFaceConfig,
     pub auth: AuthConfig,
+    pub cluster: ClusterConfig,
 }
 
 /// The OpenAI-compatible face (`GET /v1/realtime`).
@@ -458,6 +461,7 @@ impl Config {
         }
         self.validate_agent()?;
         self.validate_auth()?;
+        self.cluster.validate()?;
         if self.agent.task_timeout_secs == 0 {
             return Err(ConfigError::Invalid {
                 key: "agent.task_timeout_secs",

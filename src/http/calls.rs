@@ -205,8 +205,7 @@ pub async fn create(
     headers: HeaderMap,
     req: Request,
 ) -> Response {
-    let token = crate::auth::bearer(&headers);
-    let principal = match app.auth.authenticate(token.as_deref(), true) {
+    let principal = match app.caller(&headers, true).await {
         Ok(p) => p,
         Err(e) => return auth_error(e),
     };
@@ -231,7 +230,7 @@ pub async fn create(
             );
         }
     };
-    let permit = match app.admit(&principal) {
+    let permit = match app.admit(&principal).await {
         Ok(p) => p,
         Err(e) => return auth_error(e),
     };
@@ -291,6 +290,12 @@ pub async fn create(
         Err(CallError::Upstream(e)) => return upstream_error(&e),
     };
     tracing::info!(call_id = %started.thread_id, answer = %peer::describe_offer(&started.answer), ?mode, "call answered");
+    // Routable from every node before the caller learns the id.
+    if let Some(cluster) = app.cluster() {
+        cluster
+            .claim_call(&started.thread_id, &principal.key_id)
+            .await;
+    }
     (
         StatusCode::CREATED,
         [
@@ -305,13 +310,56 @@ pub async fn create(
         .into_response()
 }
 
-/// The caller of a request on a call or thread: an API key or a client secret it minted.
-pub fn caller(
+/// The caller of a request on a call or thread: an API key or a client secret it minted (or
+/// the caller another cluster node vouches for).
+pub async fn caller(
     app: &AppState,
     headers: &HeaderMap,
 ) -> Result<crate::auth::Principal, crate::auth::AuthError> {
-    app.auth
-        .authenticate(crate::auth::bearer(headers).as_deref(), true)
+    app.caller(headers, true).await
+}
+
+/// A request on a call this node does not run: in a cluster, the answer of the node that runs
+/// it (`None`: nobody does, as far as this node can tell — the caller answers "not found").
+/// A request another node already forwarded is never forwarded again.
+pub async fn on_owner_of_call(
+    app: &AppState,
+    headers: &HeaderMap,
+    principal: &crate::auth::Principal,
+    call_id: &str,
+    kind: &'static str,
+    method: reqwest::Method,
+    path: &str,
+) -> Option<Response> {
+    let cluster = app.cluster()?;
+    if headers.contains_key(crate::cluster::AUTH_HEADER) || !plain_id(call_id) {
+        return None;
+    }
+    match cluster.route_call(principal.scope(), call_id).await {
+        crate::cluster::Route::Remote { url, .. } => {
+            crate::cluster::forward::http(
+                cluster,
+                kind,
+                &url,
+                method,
+                path,
+                principal,
+                None,
+                axum::body::Bytes::new(),
+            )
+            .await
+        }
+        crate::cluster::Route::Local | crate::cluster::Route::Gone => None,
+    }
+}
+
+/// An id safe to put in a forwarded request's path as it is.
+pub fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 pub async fn hangup(
@@ -319,7 +367,7 @@ pub async fn hangup(
     Path(call_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let principal = match caller(&app, &headers) {
+    let principal = match caller(&app, &headers).await {
         Ok(p) => p,
         Err(e) => return auth_error(e),
     };
@@ -329,11 +377,27 @@ pub async fn hangup(
             call.stop();
             StatusCode::OK.into_response()
         }
-        None => api_error(
+        None => {
+            let path = format!("/v1/realtime/calls/{call_id}");
+            if let Some(answer) = on_owner_of_call(
+                &app,
+                &headers,
+                &principal,
+                &call_id,
+                "hangup",
+                reqwest::Method::DELETE,
+                &path,
+            )
+            .await
+            {
+                return answer;
+            }
+            api_error(
             StatusCode::NOT_FOUND,
             "call_not_found",
             "no such active call",
             None,
-        ),
+        )
+        }
     }
 }

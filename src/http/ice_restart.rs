@@ -25,7 +25,7 @@ pub async fn renegotiate(
     headers: HeaderMap,
     req: Request,
 ) -> Response {
-    let principal = match caller(&app, &headers) {
+    let principal = match caller(&app, &headers).await {
         Ok(p) => p,
         Err(e) => return auth_error(e),
     };

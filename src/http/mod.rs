@@ -43,14 +43,26 @@ pub fn router(app: Arc<AppState>) -> Router {
         .with_state(app)
 }
 
-/// Ready while accepting sessions; 503 once draining for shutdown.
+/// Ready while accepting sessions; 503 once draining for shutdown, or (in a cluster with
+/// `on_store_down = "refuse"`) while the cluster store cannot be reached.
 async fn readyz(
     axum::extract::State(app): axum::extract::State<Arc<AppState>>,
 ) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
     if app.is_draining() {
-        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-    } else {
-        (axum::http::StatusCode::OK, "ready\n")
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+    }
+    match app.cluster() {
+        Some(c) if c.store_up() => (StatusCode::OK, "ready\ncluster store: reachable\n"),
+        Some(_) if app.cfg.cluster.on_store_down == crate::config::OnStoreDown::Refuse => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster store: unreachable (new sessions refused)\n",
+        ),
+        Some(_) => (
+            StatusCode::OK,
+            "ready\ncluster store: unreachable (new sessions under this node's limits)\n",
+        ),
+        None => (StatusCode::OK, "ready\n"),
     }
 }
 
@@ -62,9 +74,7 @@ async fn metrics(
     use axum::response::IntoResponse;
     if app.auth.mode() == crate::config::AuthMode::Keys
         && !app.cfg.server.metrics_public
-        && let Err(e) = app
-            .auth
-            .authenticate(crate::auth::bearer(&headers).as_deref(), false)
+        && let Err(e) = app.caller(&headers, false).await
     {
         return calls::auth_error(e);
     }

@@ -32,10 +32,7 @@ pub async fn upgrade(
     headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let principal = match app
-        .auth
-        .authenticate(crate::auth::bearer(&headers).as_deref(), true)
-    {
+    let principal = match app.caller(&headers, true).await {
         Ok(p) => p,
         Err(e) => return crate::http::calls::auth_error(e),
     };
@@ -44,6 +41,14 @@ pub async fn upgrade(
         // Only the caller's own calls (an operator's: any), and only calls: never a JSON-RPC or
         // OpenAI-protocol conversation. Anything else is "not found".
         let Some(call) = app.sessions.call(principal.scope(), &call_id) else {
+            if let Some(peer) = owner_sideband(&app, &headers, &principal, &call_id).await {
+                return ws
+                    .read_buffer_size(crate::http::WS_READ_BUFFER)
+                    .max_message_size(max)
+                    .max_frame_size(max)
+                    .on_upgrade(move |socket| crate::cluster::forward::splice(socket, peer))
+                    .into_response();
+            }
             return api_error(
                 StatusCode::NOT_FOUND,
                 "call_not_found",
@@ -58,7 +63,7 @@ pub async fn upgrade(
             .on_upgrade(move |socket| sideband(socket, call))
             .into_response();
     }
-    let permit = match app.admit(&principal) {
+    let permit = match app.admit(&principal).await {
         Ok(p) => p,
         Err(e) => return crate::http::calls::auth_error(e),
     };
@@ -67,6 +72,39 @@ pub async fn upgrade(
         .max_frame_size(max)
         .on_upgrade(move |socket| serve(app, socket, q.model, q.intent, principal, permit))
         .into_response()
+}
+
+/// A sideband onto a call another cluster node runs: a websocket to that node's sideband, to
+/// be spliced to the client's (`None`: no node runs it, or its node cannot be reached).
+async fn owner_sideband(
+    app: &AppState,
+    headers: &axum::http::HeaderMap,
+    principal: &crate::auth::Principal,
+    call_id: &str,
+) -> Option<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
+    let cluster = app.cluster()?;
+    if headers.contains_key(crate::cluster::AUTH_HEADER) || !crate::http::calls::plain_id(call_id)
+    {
+        return None;
+    }
+    let crate::cluster::Route::Remote { url, .. } =
+        cluster.route_call(principal.scope(), call_id).await
+    else {
+        return None;
+    };
+    crate::metrics::CLUSTER_FORWARDED
+        .with_label_values(&["sideband"])
+        .inc();
+    let path = format!("/v1/realtime?call_id={call_id}");
+    match crate::cluster::forward::connect_ws(cluster, &url, &path, principal).await {
+        Ok(peer) => Some(peer),
+        Err(e) => {
+            tracing::warn!(error = %e, "the node running the call refused or did not answer its sideband");
+            None
+        }
+    }
 }
 
 fn error_event(message: &str) -> String {

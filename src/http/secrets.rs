@@ -18,10 +18,7 @@ pub async fn create(
     headers: HeaderMap,
     req: Request,
 ) -> Response {
-    let principal = match app
-        .auth
-        .authenticate(crate::auth::bearer(&headers).as_deref(), false)
-    {
+    let principal = match app.caller(&headers, false).await {
         Ok(p) => p,
         Err(e) => return auth_error(e),
     };
@@ -69,7 +66,7 @@ pub async fn create(
         .and_then(Value::as_u64)
         .unwrap_or(600);
     let session = req.get("session").cloned().filter(Value::is_object);
-    match app.auth.mint(&principal, ttl, session.clone()) {
+    match app.mint_secret(&principal, ttl, session.clone()).await {
         Ok((value, expires_at)) => {
             tracing::info!(key = %principal.key_id, ttl, "client secret minted");
             let body = json!({"value": value, "expires_at": expires_at,

@@ -28,6 +28,10 @@ pub struct RpcConnection {
     principal: crate::auth::Principal,
     /// Sessions this connection streams audio to, held so a frame takes no registry lock.
     audio_to: HashMap<String, SessionSender>,
+    /// In a cluster: links to the nodes holding threads this connection uses elsewhere (by
+    /// node), and which node each such thread is on.
+    links: HashMap<String, crate::cluster::rpc_link::RpcLink>,
+    remote_threads: HashMap<String, String>,
 }
 
 /// Threads a connection keeps a session handle for at most (more: the cache starts over).
@@ -49,6 +53,8 @@ impl RpcConnection {
             opt_out: Arc::new(HashSet::new()),
             principal,
             audio_to: HashMap::new(),
+            links: HashMap::new(),
+            remote_threads: HashMap::new(),
         }
     }
 
@@ -95,6 +101,9 @@ impl RpcConnection {
                 params,
                 trace,
             }) => {
+                if self.forwarded_to_owner(&method, &params, text).await {
+                    return;
+                }
                 let span = trace::request_span(&method, trace.as_ref());
                 let result = self.dispatch(&method, params).instrument(span).await;
                 match result {
@@ -107,6 +116,79 @@ impl RpcConnection {
                     Err(e) => self.reply(&id, Err(e)).await,
                 }
             }
+        }
+    }
+
+    /// In a cluster, a request on a thread another node holds goes to that node over this
+    /// connection's link to it, unchanged; its answer and the thread's notifications come back
+    /// the same way. `true`: forwarded (nothing more to do here).
+    async fn forwarded_to_owner(&mut self, method: &str, params: &Value, text: &str) -> bool {
+        let Some(cluster) = self.app.cluster().cloned() else {
+            return false;
+        };
+        // Requests this connection may not make yet get their error here.
+        if !self.initialized
+            || (ClientRequest::is_realtime_method(method) && !self.experimental)
+            || method == p::METHOD_INITIALIZE
+        {
+            return false;
+        }
+        let Some(thread_id) = params.get("threadId").and_then(Value::as_str) else {
+            return false;
+        };
+        if self.app.sessions.knows(&self.principal.key_id, thread_id) {
+            self.remote_threads.remove(thread_id);
+            return false;
+        }
+        let node = match self.remote_threads.get(thread_id) {
+            Some(node) if self.links.get(node).is_some_and(|l| l.is_open()) => node.clone(),
+            _ => {
+                let crate::cluster::Route::Remote { node, url } = cluster
+                    .route_thread(&self.principal.key_id, thread_id)
+                    .await
+                else {
+                    return false;
+                };
+                if !self.links.get(&node).is_some_and(|l| l.is_open()) {
+                    let opt_out = self.opt_out.iter().cloned().collect();
+                    match crate::cluster::rpc_link::RpcLink::open(
+                        &cluster,
+                        &url,
+                        &self.principal,
+                        opt_out,
+                        self.out.clone(),
+                        self.kill.clone(),
+                    )
+                    .await
+                    {
+                        Ok(link) => {
+                            self.links.insert(node.clone(), link);
+                        }
+                        Err(e) => {
+                            tracing::warn!(%node, error = %e, "the node holding the thread could not be reached");
+                            return false;
+                        }
+                    }
+                }
+                if self.remote_threads.len() >= AUDIO_SENDERS {
+                    self.remote_threads.clear();
+                }
+                self.remote_threads.insert(thread_id.to_owned(), node.clone());
+                node
+            }
+        };
+        match self.links.get(&node) {
+            Some(link) => link.send(text).await,
+            None => false,
+        }
+    }
+
+    /// In a cluster, say now that this node holds `thread_id` (before the client hears of it).
+    async fn claim(&self, thread_id: &str) {
+        if let Some(cluster) = self.app.cluster() {
+            cluster
+                .claim_thread(&self.principal.key_id, thread_id)
+                .await;
         }
     }
 
@@ -179,6 +261,7 @@ impl RpcConnection {
             }
             ClientRequest::Start(params) => {
                 self.subscribe(&params.thread_id);
+                self.claim(&params.thread_id).await;
                 Ok((json!({}), Some(After::Start(params))))
             }
             ClientRequest::StartRefused { thread_id, message } => {
@@ -232,6 +315,7 @@ impl RpcConnection {
             ClientRequest::ThreadStart => {
                 let id = p::new_thread_id();
                 self.subscribe(&id);
+                self.claim(&id).await;
                 let (created_at, running) = self
                     .app
                     .sessions
@@ -358,7 +442,7 @@ impl RpcConnection {
                         "starting a conversation for the client's voice session"
                     );
                 }
-                let permit = match self.app.admit(&self.principal) {
+                let permit = match self.app.admit(&self.principal).await {
                     Ok(p) => p,
                     Err(e) => {
                         self.app.sessions.notify(

@@ -19,10 +19,7 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     // JSON-RPC is for app-servers: API keys only, never client secrets.
-    let principal = match app
-        .auth
-        .authenticate(crate::auth::bearer(&headers).as_deref(), false)
-    {
+    let principal = match app.caller(&headers, false).await {
         Ok(p) => p,
         Err(e) => return crate::http::calls::auth_error(e),
     };

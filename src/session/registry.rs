@@ -284,6 +284,22 @@ impl Sessions {
         }
     }
 
+    /// What this node holds, for the cluster's ownership records: `(call_id, owner)` of every
+    /// running call and `(owner, thread_id)` of every thread known here.
+    pub fn holdings(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
+        let threads = self.lock();
+        let calls = threads
+            .iter()
+            .filter(|(_, e)| {
+                e.session
+                    .as_ref()
+                    .is_some_and(|s| s.kind == SessionKind::Call)
+            })
+            .map(|((owner, id), _)| (id.clone(), owner.clone()))
+            .collect();
+        (calls, threads.keys().cloned().collect())
+    }
+
     /// (owner, thread id) of every running conversation.
     pub fn running_ids(&self) -> Vec<(String, String)> {
         self.lock()
