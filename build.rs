@@ -85,6 +85,14 @@ fn main() {
                     &root.join("e2e"),
                 ),
         ),
+        (
+            "voxgate_e2e_redis",
+            file(Path::new("/usr/bin/redis-server"), Path::new("/usr/bin")),
+        ),
+        (
+            "voxgate_e2e_haproxy",
+            file(Path::new("/usr/sbin/haproxy"), Path::new("/usr/sbin")),
+        ),
     ];
     for (cfg, present) in probes {
         println!("cargo::rustc-check-cfg=cfg({cfg})");

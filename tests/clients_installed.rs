@@ -20,6 +20,8 @@ fn every_e2e_client_is_installed_in_ci() {
             "Debian chromium + playwright-core",
             cfg!(voxgate_e2e_chromium),
         ),
+        ("Debian redis-server", cfg!(voxgate_e2e_redis)),
+        ("Debian haproxy", cfg!(voxgate_e2e_haproxy)),
     ];
     let missing: Vec<&str> = clients
         .iter()

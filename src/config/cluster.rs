@@ -17,7 +17,7 @@ pub enum OnStoreDown {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    /// `redis://host:port/db`; unset: a single node, nothing shared.
+    /// `redis://host:port/db` (or `redis+unix:///path/redis.sock`); unset: a single node, nothing shared.
     pub redis_url: Option<String>,
     /// This node's name in the cluster; default: generated at start.
     pub node_id: Option<String>,
@@ -61,10 +61,13 @@ impl ClusterConfig {
         let Some(url) = &self.redis_url else {
             return Ok(());
         };
-        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        if !["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|s| url.starts_with(s))
+        {
             return Err(invalid(
                 "cluster.redis_url",
-                "must be a redis:// or rediss:// URL",
+                "must be a redis://, rediss:// or redis+unix:// URL",
             ));
         }
         if self.heartbeat_secs == 0 || self.heartbeat_secs > 300 {

@@ -98,6 +98,36 @@ impl RpcClient {
         }
     }
 
+    /// Connect with `Authorization: Bearer <key>` and initialize with experimentalApi.
+    pub async fn ready_as(addr: std::net::SocketAddr, key: &str) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{addr}/rpc")
+            .into_client_request()
+            .expect("request");
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {key}").parse().expect("header"),
+        );
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let mut c = Self {
+            ws,
+            next_id: 1,
+            pending: VecDeque::new(),
+        };
+        let r = c
+            .request(
+                "initialize",
+                json!({"clientInfo": {"name": "test", "version": "1"},
+                    "capabilities": {"experimentalApi": true}}),
+            )
+            .await;
+        assert!(r.get("result").is_some(), "initialize failed: {r}");
+        c
+    }
+
     /// Connect and initialize with experimentalApi.
     pub async fn ready(addr: std::net::SocketAddr) -> Self {
         Self::ready_with(addr, json!({"experimentalApi": true})).await

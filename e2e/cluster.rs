@@ -1,0 +1,555 @@
+//! Cluster mode with real parts on loopback: a real `redis-server` (its own, on a unix socket in
+//! a temp dir), three real `voxgate serve` nodes sharing it, and — for the front-door tests — a
+//! real HAProxy round-robin in front. Calls, client secrets, per-key limits and JSON-RPC threads
+//! work from any node; a node killed with SIGKILL takes its calls with it and frees its leases;
+//! a Redis restart leaves running sessions alone and refuses, then admits, new ones.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Child;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const WAIT: Duration = Duration::from_secs(20);
+const ALPHA: &str = "sk-alpha-cluster-test";
+const BETA: &str = "sk-beta-cluster-test";
+const CLUSTER_SECRET: &str = "cluster-secret-for-tests-0123456789";
+/// Heartbeat of the test nodes: a dead node's records expire within 3 s.
+const HEARTBEAT_SECS: u64 = 1;
+
+fn tmpdir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "cluster-{name}-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A `redis-server` of the test's own on a unix socket (no TCP port at all).
+struct Redis {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Redis {
+    async fn start(dir: &Path) -> Self {
+        let mut r = Self {
+            child: None,
+            dir: dir.to_owned(),
+        };
+        r.restart().await;
+        r
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+
+    async fn restart(&mut self) {
+        let _ = std::fs::remove_file(self.socket());
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(self.socket())
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(mut s) = tokio::net::UnixStream::connect(self.socket()).await {
+                let _ = s.write_all(b"PING\r\n").await;
+                let mut buf = [0u8; 7];
+                if s.read_exact(&mut buf).await.is_ok() && &buf == b"+PONG\r\n" {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+}
+
+/// One `voxgate serve` node of the cluster, its log kept for a failing test.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!("--- log of node {} ---\n{log}", self.addr);
+        }
+    }
+}
+
+fn keys_config(dir: &Path) -> PathBuf {
+    let path = dir.join("voxgate.toml");
+    let hash = |k: &str| hex::encode(voxgate::auth::sha256(k));
+    std::fs::write(
+        &path,
+        format!(
+            r#"[auth]
+mode = "keys"
+
+[[auth.keys]]
+id = "alpha"
+sha256 = "{}"
+[auth.keys.limits]
+max_concurrent_sessions = 2
+
+[[auth.keys]]
+id = "beta"
+sha256 = "{}"
+"#,
+            hash(ALPHA),
+            hash(BETA)
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+async fn node(config: Option<&Path>, redis: &str, id: &str) -> Node {
+    let mut c = voxgate_bin(env!("CARGO_BIN_EXE_voxgate"));
+    if let Some(config) = config {
+        c.arg("--config").arg(config);
+    }
+    c.env("RUST_LOG", "info,voxgate::cluster=debug")
+        .env("VOXGATE_CLUSTER__REDIS_URL", redis)
+        .env("VOXGATE_CLUSTER__SECRET", CLUSTER_SECRET)
+        .env("VOXGATE_CLUSTER__NODE_ID", id)
+        .env("VOXGATE_CLUSTER__HEARTBEAT_SECS", HEARTBEAT_SECS.to_string())
+        .env("VOXGATE_WEBRTC__CONNECT_TIMEOUT_SECS", "60")
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-json"])
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn voxgate");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().expect("stderr");
+    let sink = log.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+            log.push_str(&l);
+            log.push('\n');
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("listening line in time")
+            .expect("read")
+            .expect("voxgate exited before listening");
+        if let Some(a) = line.strip_prefix("voxgate listening on ") {
+            break a.trim().parse().expect("addr");
+        }
+    };
+    let n = Node { child, addr, log };
+    // Joined: its first heartbeat reached the store.
+    wait_until(|| async {
+        http(n.addr, "GET", "/readyz", None, &[])
+            .await
+            .1
+            .contains("cluster store: reachable")
+    })
+    .await;
+    n
+}
+
+async fn three_nodes(config: Option<&Path>, redis: &Redis) -> Vec<Node> {
+    let url = redis.url();
+    let (a, b, c) = tokio::join!(
+        node(config, &url, "node-a"),
+        node(config, &url, "node-b"),
+        node(config, &url, "node-c")
+    );
+    vec![a, b, c]
+}
+
+/// Poll `check` until it holds (bounded by `WAIT`).
+async fn wait_until<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (status, body) of one HTTP/1.1 request.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &str)>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let (ctype, body) = body.unwrap_or(("text/plain", ""));
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut buf = String::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_string(&mut buf))
+        .await
+        .expect("response in time");
+    let status = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned(),
+    )
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+>;
+
+/// Open a websocket as `key`; `Err(status)` when refused.
+async fn ws(addr: SocketAddr, path: &str, key: &str) -> Result<Ws, u16> {
+    let mut req = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("authorization", bearer(key).parse().expect("header"));
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("handshake in time")
+    {
+        Ok((s, _)) => Ok(s),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("websocket failed: {e}"),
+    }
+}
+
+/// Next text frame of an OpenAI-protocol socket as JSON (`None`: it closed).
+async fn next_event(s: &mut Ws) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(WAIT, s.next())
+            .await
+            .expect("event in time")
+        {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).ok(),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+async fn event_of_type(s: &mut Ws, ty: &str) -> Value {
+    loop {
+        let e = next_event(s).await.unwrap_or_else(|| panic!("closed before {ty}"));
+        if e["type"] == ty {
+            return e;
+        }
+    }
+}
+
+/// A text turn on an OpenAI-protocol session, answered (proves the session is alive).
+async fn text_turn(s: &mut Ws, text: &str) {
+    let item = json!({"type": "conversation.item.create", "item": {"type": "message",
+        "role": "user", "content": [{"type": "input_text", "text": text}]}});
+    s.send(Message::text(item.to_string())).await.expect("send");
+    s.send(Message::text(json!({"type": "response.create"}).to_string()))
+        .await
+        .expect("send");
+    event_of_type(s, "response.done").await;
+}
+
+fn location_call_id(headers_and_body: &str) -> Option<String> {
+    headers_and_body.lines().find_map(|l| {
+        l.strip_prefix("location: ")
+            .or_else(|| l.strip_prefix("Location: "))
+            .and_then(|p| p.trim().rsplit('/').next())
+            .map(str::to_owned)
+    })
+}
+
+/// POST a relay offer as `key`; (status, call id from Location).
+async fn post_call(addr: SocketAddr, key: &str) -> (u16, Option<String>) {
+    let offer = relay_offer();
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "POST /v1/realtime/calls HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/sdp\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{offer}",
+        offer.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = String::new();
+    let _ = tokio::time::timeout(WAIT, s.read_to_string(&mut buf))
+        .await
+        .expect("answer in time");
+    let status = buf
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let head = buf.split("\r\n\r\n").next().unwrap_or_default();
+    (status, location_call_id(head))
+}
+
+#[cfg_attr(not(voxgate_e2e_redis), ignore = "needs redis-server (apt-get install redis-server)")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_secrets_limits_and_threads_work_from_any_node() {
+    let dir = tmpdir("any-node");
+    let redis = Redis::start(&dir).await;
+    let config = keys_config(&dir);
+    let nodes = three_nodes(Some(&config), &redis).await;
+    let (a, b, c) = (nodes[0].addr, nodes[1].addr, nodes[2].addr);
+
+    // A call created on A, observed through a sideband opened on C, hung up through B.
+    let (status, call_id) = post_call(a, ALPHA).await;
+    assert_eq!(status, 201);
+    let call_id = call_id.expect("Location names the call");
+    let path = format!("/v1/realtime?call_id={call_id}");
+    assert_eq!(
+        ws(c, &path, BETA).await.err(),
+        Some(404),
+        "another key's sideband is not found on any node"
+    );
+    let mut sideband = ws(c, &path, ALPHA).await.expect("sideband through C");
+    let update = json!({"type": "session.update", "session": {"type": "realtime",
+        "instructions": "be brief"}});
+    sideband
+        .send(Message::text(update.to_string()))
+        .await
+        .expect("send");
+    let updated = event_of_type(&mut sideband, "session.updated").await;
+    assert_eq!(updated["session"]["instructions"], "be brief");
+    let hangup = format!("/v1/realtime/calls/{call_id}");
+    let beta = bearer(BETA);
+    let alpha = bearer(ALPHA);
+    assert_eq!(
+        http(b, "DELETE", &hangup, None, &[("Authorization", &beta)])
+            .await
+            .0,
+        404,
+        "another key cannot hang it up through any node"
+    );
+    assert_eq!(
+        http(b, "DELETE", &hangup, None, &[("Authorization", &alpha)])
+            .await
+            .0,
+        200,
+        "hung up through B"
+    );
+    while next_event(&mut sideband).await.is_some() {}
+    wait_until(|| async {
+        http(b, "DELETE", &hangup, None, &[("Authorization", &alpha)])
+            .await
+            .0
+            == 404
+    })
+    .await;
+
+    // A client secret minted on A works on B and C, and expires everywhere.
+    let (status, body) = http(
+        a,
+        "POST",
+        "/v1/realtime/client_secrets",
+        Some((
+            "application/json",
+            r#"{"expires_after": {"anchor": "created_at", "seconds": 10}}"#,
+        )),
+        &[("Authorization", &alpha)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let minted: Value = serde_json::from_str(&body).expect("json");
+    let ek = minted["value"].as_str().expect("value").to_owned();
+    let ek_auth = bearer(&ek);
+    for node in [b, c] {
+        let (status, body) = http(
+            node,
+            "GET",
+            "/v1/threads/nothing/transcript",
+            None,
+            &[("Authorization", &ek_auth)],
+        )
+        .await;
+        assert_eq!(status, 404, "the secret is accepted on {node}: {body}");
+    }
+    let mut secret_session = ws(c, "/v1/realtime?model=gpt-realtime", &ek)
+        .await
+        .expect("a session with the secret on C");
+    text_turn(&mut secret_session, "hello").await;
+    drop(secret_session);
+    // Expiry is the secret's own 10 s lifetime.
+    wait_until(|| async {
+        let mut expired = true;
+        for node in [a, b, c] {
+            let (status, body) = http(
+                node,
+                "GET",
+                "/v1/threads/nothing/transcript",
+                None,
+                &[("Authorization", &ek_auth)],
+            )
+            .await;
+            expired &= status == 401 && body.contains("expired_client_secret");
+        }
+        expired
+    })
+    .await;
+
+    // Alpha may hold 2 sessions: exactly 2 of 30 simultaneous attempts over 3 nodes get in.
+    // (The secret's session above has ended; wait for its lease to be given back.)
+    wait_until(|| async { concurrent_alpha_sessions(a).await == 0 }).await;
+    let attempts = (0..30).map(|i| {
+        let node = nodes[i % 3].addr;
+        tokio::spawn(async move { ws(node, "/v1/realtime?model=gpt-realtime", ALPHA).await })
+    });
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for t in attempts {
+        match t.await.expect("task") {
+            Ok(s) => admitted.push(s),
+            Err(429) => refused += 1,
+            Err(other) => panic!("unexpected refusal {other}"),
+        }
+    }
+    assert_eq!((admitted.len(), refused), (2, 28), "exactly the limit, cluster-wide");
+    for s in &mut admitted {
+        text_turn(s, "still here").await;
+    }
+    drop(admitted);
+    // Leases are given back when sessions end: alpha gets in again, on any node.
+    wait_until(|| async {
+        match ws(c, "/v1/realtime?model=gpt-realtime", ALPHA).await {
+            Ok(mut s) => {
+                let _ = s.close(None).await;
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+
+    // A JSON-RPC thread started on A is driven, stopped and read through B.
+    let mut on_a = RpcClient::ready_as(a, ALPHA).await;
+    on_a.start(json!({"threadId": "cluster-thread-1", "outputModality": "text"}))
+        .await;
+    on_a.notification("thread/realtime/started").await;
+    let mut on_b = RpcClient::ready_as(b, ALPHA).await;
+    let r = on_b
+        .request(
+            "thread/realtime/appendText",
+            json!({"threadId": "cluster-thread-1", "text": "hello from node b"}),
+        )
+        .await;
+    assert_eq!(r["result"], json!({}), "appendText through B: {r}");
+    let mut beta_on_b = RpcClient::ready_as(b, BETA).await;
+    let r = beta_on_b
+        .request(
+            "thread/realtime/appendText",
+            json!({"threadId": "cluster-thread-1", "text": "not mine"}),
+        )
+        .await;
+    assert_eq!(
+        r["error"]["message"], "thread not found: cluster-thread-1",
+        "another key's thread is not found through any node"
+    );
+    on_a.notification("thread/realtime/transcript/done").await;
+    let r = on_b
+        .request(
+            "thread/realtime/stop",
+            json!({"threadId": "cluster-thread-1"}),
+        )
+        .await;
+    assert_eq!(r["result"], json!({}), "stop through B: {r}");
+    let closed = on_a.notification("thread/realtime/closed").await;
+    assert_eq!(closed["reason"], "requested");
+    let (status, body) = http(
+        b,
+        "GET",
+        "/v1/threads/cluster-thread-1/transcript",
+        None,
+        &[("Authorization", &alpha)],
+    )
+    .await;
+    assert_eq!(status, 200, "transcript through B: {body}");
+    assert!(body.contains("hello from node b"), "{body}");
+    let (status, _) = http(
+        b,
+        "GET",
+        "/v1/threads/cluster-thread-1/transcript",
+        None,
+        &[("Authorization", &beta)],
+    )
+    .await;
+    assert_eq!(status, 404, "another key's transcript is not found");
+    let metrics = http(b, "GET", "/metrics", None, &[("Authorization", &alpha)])
+        .await
+        .1;
+    assert!(metrics.contains("voxgate_cluster_nodes 3"), "{metrics}");
+    assert!(metrics.contains("voxgate_cluster_forwarded_total{kind=\"hangup\"}"));
+}
+
+/// Alpha's sessions the cluster counts (from the store, through a 3rd party: the metrics of
+/// node `addr` report sessions cluster-wide as of its last heartbeat).
+async fn concurrent_alpha_sessions(addr: SocketAddr) -> u64 {
+    let alpha = bearer(ALPHA);
+    let metrics = http(addr, "GET", "/metrics", None, &[("Authorization", &alpha)])
+        .await
+        .1;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("voxgate_cluster_sessions_active "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(u64::MAX)
+}
