@@ -149,7 +149,10 @@ async fn node(config: Option<&Path>, redis: &str, id: &str) -> Node {
         .env("VOXGATE_CLUSTER__REDIS_URL", redis)
         .env("VOXGATE_CLUSTER__SECRET", CLUSTER_SECRET)
         .env("VOXGATE_CLUSTER__NODE_ID", id)
-        .env("VOXGATE_CLUSTER__HEARTBEAT_SECS", HEARTBEAT_SECS.to_string())
+        .env(
+            "VOXGATE_CLUSTER__HEARTBEAT_SECS",
+            HEARTBEAT_SECS.to_string(),
+        )
         .env("VOXGATE_WEBRTC__CONNECT_TIMEOUT_SECS", "60")
         .args(["serve", "--listen", "127.0.0.1:0", "--log-json"])
         .stderr(std::process::Stdio::piped());
@@ -257,9 +260,8 @@ fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Open a websocket as `key`; `Err(status)` when refused.
 async fn ws(addr: SocketAddr, path: &str, key: &str) -> Result<Ws, u16> {
@@ -294,7 +296,9 @@ async fn next_event(s: &mut Ws) -> Option<Value> {
 
 async fn event_of_type(s: &mut Ws, ty: &str) -> Value {
     loop {
-        let e = next_event(s).await.unwrap_or_else(|| panic!("closed before {ty}"));
+        let e = next_event(s)
+            .await
+            .unwrap_or_else(|| panic!("closed before {ty}"));
         if e["type"] == ty {
             return e;
         }
@@ -306,9 +310,11 @@ async fn text_turn(s: &mut Ws, text: &str) {
     let item = json!({"type": "conversation.item.create", "item": {"type": "message",
         "role": "user", "content": [{"type": "input_text", "text": text}]}});
     s.send(Message::text(item.to_string())).await.expect("send");
-    s.send(Message::text(json!({"type": "response.create"}).to_string()))
-        .await
-        .expect("send");
+    s.send(Message::text(
+        json!({"type": "response.create"}).to_string(),
+    ))
+    .await
+    .expect("send");
     event_of_type(s, "response.done").await;
 }
 
@@ -343,7 +349,10 @@ async fn post_call(addr: SocketAddr, key: &str) -> (u16, Option<String>) {
     (status, location_call_id(head))
 }
 
-#[cfg_attr(not(voxgate_e2e_redis), ignore = "needs redis-server (apt-get install redis-server)")]
+#[cfg_attr(
+    not(voxgate_e2e_redis),
+    ignore = "needs redis-server (apt-get install redis-server)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_secrets_limits_and_threads_work_from_any_node() {
     let dir = tmpdir("any-node");
@@ -463,7 +472,11 @@ async fn calls_secrets_limits_and_threads_work_from_any_node() {
             Err(other) => panic!("unexpected refusal {other}"),
         }
     }
-    assert_eq!((admitted.len(), refused), (2, 28), "exactly the limit, cluster-wide");
+    assert_eq!(
+        (admitted.len(), refused),
+        (2, 28),
+        "exactly the limit, cluster-wide"
+    );
     for s in &mut admitted {
         text_turn(s, "still here").await;
     }
@@ -552,4 +565,367 @@ async fn concurrent_alpha_sessions(addr: SocketAddr) -> u64 {
         .find_map(|l| l.strip_prefix("voxgate_cluster_sessions_active "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(u64::MAX)
+}
+
+#[cfg_attr(
+    not(voxgate_e2e_redis),
+    ignore = "needs redis-server (apt-get install redis-server)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_takes_its_calls_and_frees_its_leases() {
+    let dir = tmpdir("node-death");
+    let redis = Redis::start(&dir).await;
+    let config = keys_config(&dir);
+    let mut nodes = three_nodes(Some(&config), &redis).await;
+    let (a, b, c) = (nodes[0].addr, nodes[1].addr, nodes[2].addr);
+    // Alpha holds both its sessions on A; beta has a call on A and a session on B.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            ws(a, "/v1/realtime?model=gpt-realtime", ALPHA)
+                .await
+                .expect("alpha on A"),
+        );
+    }
+    assert_eq!(
+        ws(b, "/v1/realtime?model=gpt-realtime", ALPHA).await.err(),
+        Some(429),
+        "alpha is at its limit cluster-wide"
+    );
+    let (status, call_id) = post_call(a, BETA).await;
+    assert_eq!(status, 201);
+    let call_id = call_id.expect("call id");
+    let mut on_b = ws(b, "/v1/realtime?model=gpt-realtime", BETA)
+        .await
+        .expect("beta on B");
+    text_turn(&mut on_b, "before").await;
+
+    nodes[0].child.start_kill().expect("SIGKILL node A");
+    let _ = nodes[0].child.wait().await;
+
+    // A's call is gone for B and C at once (its node cannot be reached), never a hang.
+    let beta = bearer(BETA);
+    let hangup = format!("/v1/realtime/calls/{call_id}");
+    for node in [b, c] {
+        let (status, body) = http(node, "DELETE", &hangup, None, &[("Authorization", &beta)]).await;
+        assert_eq!(status, 404, "{body}");
+    }
+    // Its leases expire (3 heartbeats): alpha gets both its sessions back, on B and C.
+    wait_until(|| async {
+        let first = ws(b, "/v1/realtime?model=gpt-realtime", ALPHA).await;
+        let second = ws(c, "/v1/realtime?model=gpt-realtime", ALPHA).await;
+        first.is_ok() && second.is_ok()
+    })
+    .await;
+    // The cluster counts two nodes; B's session never noticed.
+    wait_until(|| async {
+        let alpha = bearer(ALPHA);
+        http(c, "GET", "/metrics", None, &[("Authorization", &alpha)])
+            .await
+            .1
+            .contains("voxgate_cluster_nodes 2")
+    })
+    .await;
+    text_turn(&mut on_b, "after").await;
+    drop(held);
+}
+
+#[cfg_attr(
+    not(voxgate_e2e_redis),
+    ignore = "needs redis-server (apt-get install redis-server)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_leaves_sessions_running_and_refuses_new_ones_meanwhile() {
+    let dir = tmpdir("redis-restart");
+    let mut redis = Redis::start(&dir).await;
+    let config = keys_config(&dir);
+    let nodes = three_nodes(Some(&config), &redis).await;
+    let (b, c) = (nodes[1].addr, nodes[2].addr);
+    let mut running = ws(b, "/v1/realtime?model=gpt-realtime", BETA)
+        .await
+        .expect("beta on B");
+    text_turn(&mut running, "before").await;
+
+    redis.kill().await;
+    text_turn(&mut running, "while redis is down").await;
+    wait_until(|| async {
+        ws(c, "/v1/realtime?model=gpt-realtime", BETA).await.err() == Some(503)
+    })
+    .await;
+    let (status, body) = http(c, "GET", "/readyz", None, &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("cluster store: unreachable"), "{body}");
+
+    redis.restart().await;
+    wait_until(|| async {
+        match ws(c, "/v1/realtime?model=gpt-realtime", BETA).await {
+            Ok(mut s) => {
+                let _ = s.close(None).await;
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    text_turn(&mut running, "after").await;
+    let beta = bearer(BETA);
+    let metrics = http(c, "GET", "/metrics", None, &[("Authorization", &beta)])
+        .await
+        .1;
+    assert!(metrics.contains("voxgate_cluster_store_up 1"), "{metrics}");
+}
+
+/// HAProxy of the test's own: round-robin over `backends`, HTTP mode (websockets tunnel).
+struct Haproxy {
+    _child: Child,
+    addr: SocketAddr,
+}
+
+impl Haproxy {
+    async fn start(dir: &Path, backends: &[SocketAddr]) -> Self {
+        // HAProxy binds its own port: take a free one from the OS, and try again should
+        // anything take it in between.
+        for attempt in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let servers: String = backends
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("  server n{i} {a}\n"))
+                .collect();
+            let cfg = dir.join(format!("haproxy-{attempt}.cfg"));
+            std::fs::write(
+                &cfg,
+                format!(
+                    "global\n  maxconn 4096\n\ndefaults\n  mode http\n  timeout connect 2s\n  \
+                     timeout client 120s\n  timeout server 120s\n  timeout tunnel 120s\n\n\
+                     frontend voxgate\n  bind 127.0.0.1:{port}\n  default_backend nodes\n\n\
+                     backend nodes\n  balance roundrobin\n{servers}"
+                ),
+            )
+            .expect("write haproxy.cfg");
+            let mut child = tokio::process::Command::new("haproxy")
+                .arg("-db")
+                .arg("-f")
+                .arg(&cfg)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn haproxy");
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // could not bind: next port
+                }
+                if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                    return Self {
+                        _child: child,
+                        addr,
+                    };
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "haproxy did not come up"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        panic!("haproxy could not bind a port");
+    }
+}
+
+async fn forwarded_total(nodes: &[Node]) -> u64 {
+    let mut total = 0;
+    for n in nodes {
+        let metrics = http(n.addr, "GET", "/metrics", None, &[]).await.1;
+        total += metrics
+            .lines()
+            .filter(|l| l.starts_with("voxgate_cluster_forwarded_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
+/// An open-auth test config (loopback only): metrics readable without a key.
+fn open_config(dir: &Path) -> PathBuf {
+    let path = dir.join("open.toml");
+    std::fs::write(&path, "[server]\nmetrics_public = true\n").expect("write config");
+    path
+}
+
+#[cfg_attr(
+    not(all(voxgate_e2e_redis, voxgate_e2e_haproxy)),
+    ignore = "needs redis-server and haproxy (apt-get install redis-server haproxy)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rpc_threads_work_through_a_round_robin_balancer() {
+    let dir = tmpdir("haproxy-rpc");
+    let redis = Redis::start(&dir).await;
+    let config = open_config(&dir);
+    let nodes = three_nodes(Some(&config), &redis).await;
+    let lb = Haproxy::start(&dir, &nodes.iter().map(|n| n.addr).collect::<Vec<_>>()).await;
+    // Three connections through the balancer land on three different nodes.
+    let mut starter = RpcClient::ready(lb.addr).await;
+    let mut talker = RpcClient::ready(lb.addr).await;
+    let mut stopper = RpcClient::ready(lb.addr).await;
+    starter
+        .start(json!({"threadId": "lb-thread", "outputModality": "text"}))
+        .await;
+    starter.notification("thread/realtime/started").await;
+    let r = talker
+        .request(
+            "thread/realtime/appendText",
+            json!({"threadId": "lb-thread", "text": "hello through the balancer"}),
+        )
+        .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    let done = talker.notification("thread/realtime/transcript/done").await;
+    assert_eq!(
+        done["threadId"], "lb-thread",
+        "the talker hears the thread too"
+    );
+    let r = stopper
+        .request(
+            "thread/realtime/transcript/read",
+            json!({"threadId": "lb-thread"}),
+        )
+        .await;
+    assert!(
+        r["result"]
+            .to_string()
+            .contains("hello through the balancer"),
+        "{r}"
+    );
+    let r = stopper
+        .request("thread/realtime/stop", json!({"threadId": "lb-thread"}))
+        .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    assert_eq!(
+        starter.notification("thread/realtime/closed").await["reason"],
+        "requested"
+    );
+    assert!(
+        forwarded_total(&nodes).await >= 2,
+        "requests were forwarded"
+    );
+}
+
+#[cfg_attr(
+    not(all(
+        voxgate_e2e_redis,
+        voxgate_e2e_haproxy,
+        voxgate_e2e_aiortc,
+        voxgate_e2e_openai_py
+    )),
+    ignore = "needs redis-server, haproxy, aiortc and the openai SDK (see .ci/run)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiortc_and_the_openai_sdk_work_through_a_round_robin_balancer() {
+    if !python_module("aiortc", "cluster") || !python_module("openai", "cluster") {
+        return;
+    }
+    let dir = tmpdir("haproxy-clients");
+    let redis = Redis::start(&dir).await;
+    let config = open_config(&dir);
+    let nodes = three_nodes(Some(&config), &redis).await;
+    let lb = Haproxy::start(&dir, &nodes.iter().map(|n| n.addr).collect::<Vec<_>>()).await;
+
+    let wav = dir.join("speech.wav");
+    write_speech_wav(&wav);
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/e2e/clients/aiortc_call.py"
+            ))
+            .args(["--base", &format!("http://{}", lb.addr)])
+            .arg("--wav")
+            .arg(&wav)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("aiortc client in time")
+    .expect("run python3");
+    let s = client_summary(&out);
+    assert_eq!(s["post_status"], 201, "{s}");
+    assert_eq!(s["spoken_reply"], true, "{s}");
+    assert_eq!(s["delete_status"], 200, "hung up through the balancer: {s}");
+
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/e2e/clients/openai_sdk.py"
+            ))
+            .args(["--ws", &format!("ws://{}/v1", lb.addr)])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("sdk client in time")
+    .expect("run python3");
+    let s = client_summary(&out);
+    assert!(s.get("failed").is_none(), "{s}");
+    assert_eq!(s["invalid"], json!([]), "{s}");
+    assert!(s["audio_bytes"].as_u64().unwrap_or(0) > 0, "{s}");
+}
+
+#[cfg_attr(
+    not(all(voxgate_e2e_redis, voxgate_e2e_haproxy)),
+    ignore = "needs redis-server and haproxy (apt-get install redis-server haproxy)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadtest_through_the_balancer_has_no_errors_at_150_ws_sessions() {
+    let dir = tmpdir("haproxy-load");
+    let redis = Redis::start(&dir).await;
+    let config = open_config(&dir);
+    let nodes = three_nodes(Some(&config), &redis).await;
+    let lb = Haproxy::start(&dir, &nodes.iter().map(|n| n.addr).collect::<Vec<_>>()).await;
+    let out_dir = dir.join("load");
+    let out = tokio::time::timeout(
+        Duration::from_secs(100),
+        voxgate_bin(env!("CARGO_BIN_EXE_voxgate"))
+            .args(["loadtest", "--target", &format!("http://{}", lb.addr)])
+            .args(["--transport", "ws", "--sessions", "150", "--duration", "5"])
+            .args([
+                "--speech-ms",
+                "600",
+                "--pause-ms",
+                "300",
+                "--max-error-rate",
+                "0",
+            ])
+            .arg("--out")
+            .arg(&out_dir)
+            .arg("--quiet")
+            .output(),
+    )
+    .await
+    .expect("loadtest in time")
+    .expect("run loadtest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "loadtest failed:\n{stdout}");
+    let results: Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("results.json")).expect("results.json"),
+    )
+    .expect("json");
+    assert_eq!(results["sessions"]["failed"], 0, "{results}");
+    // Every node took its share.
+    for n in &nodes {
+        let metrics = http(n.addr, "GET", "/metrics", None, &[]).await.1;
+        let started: u64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("voxgate_sessions_started_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(started >= 40, "node {} started {started}", n.addr);
+    }
 }

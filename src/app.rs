@@ -298,7 +298,7 @@ impl AppState {
         let cluster = crate::cluster::Cluster::new(&self.cfg.cluster, addr)?;
         tracing::info!(node = %cluster.node_id, url = %cluster.url, "joining the cluster");
         let _ = self.cluster.set(cluster.clone());
-        let me: Arc<dyn crate::cluster::Holdings> = self.clone();
+        let me: Arc<dyn crate::cluster::NodeState> = self.clone();
         cluster.run_heartbeat(Arc::downgrade(&me));
         Ok(())
     }
@@ -339,7 +339,12 @@ impl AppState {
             Some(cluster) => {
                 self.auth.check_mint(p, ttl_secs)?;
                 cluster
-                    .mint(&p.key_id, ttl_secs, session, self.auth.max_secrets_per_key())
+                    .mint(
+                        &p.key_id,
+                        ttl_secs,
+                        session,
+                        self.auth.max_secrets_per_key(),
+                    )
                     .await
             }
             None => self.auth.mint(p, ttl_secs, session),
@@ -820,7 +825,7 @@ impl AppState {
     }
 }
 
-impl crate::cluster::Holdings for AppState {
+impl crate::cluster::NodeState for AppState {
     fn draining(&self) -> bool {
         self.is_draining()
     }
@@ -829,7 +834,7 @@ impl crate::cluster::Holdings for AppState {
         self.sessions.running_count()
     }
 
-    fn holdings(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    fn holdings(&self) -> crate::session::registry::Holdings {
         self.sessions.holdings()
     }
 }

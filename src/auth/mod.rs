@@ -411,11 +411,10 @@ impl Auth {
                 admin: false,
             });
         }
-        let k = self
-            .keys
-            .iter()
-            .find(|k| k.id == key_id)
-            .ok_or_else(|| AuthError::new(401, "invalid_api_key", "Incorrect API key provided."))?;
+        let k =
+            self.keys.iter().find(|k| k.id == key_id).ok_or_else(|| {
+                AuthError::new(401, "invalid_api_key", "Incorrect API key provided.")
+            })?;
         Ok(Principal {
             key_id: k.id.clone(),
             limits: k.limits.clone(),

@@ -17,18 +17,31 @@ type PeerSocket =
 /// Bounds the connect and handshake to a peer node.
 const PEER_CONNECT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Replay an HTTP request on the owner node at `base` and return its answer. `None`: the
-/// owner could not be reached (the caller answers "not found").
+/// An HTTP request to replay on the node that owns what it names.
+pub struct PeerRequest<'a> {
+    /// What it is, for metrics (`hangup`, `transcript`, `ice_restart`).
+    pub kind: &'static str,
+    pub method: reqwest::Method,
+    pub path_and_query: &'a str,
+    pub content_type: Option<&'a str>,
+    pub body: axum::body::Bytes,
+}
+
+/// Replay `req` on the owner node at `base` as `p`'s and return its answer. `None`: the owner
+/// could not be reached (the caller answers "not found").
 pub async fn http(
     cluster: &Cluster,
-    kind: &'static str,
     base: &str,
-    method: reqwest::Method,
-    path_and_query: &str,
+    req: PeerRequest<'_>,
     p: &Principal,
-    content_type: Option<&str>,
-    body: axum::body::Bytes,
 ) -> Option<Response> {
+    let PeerRequest {
+        kind,
+        method,
+        path_and_query,
+        content_type,
+        body,
+    } = req;
     crate::metrics::CLUSTER_FORWARDED
         .with_label_values(&[kind])
         .inc();

@@ -50,7 +50,10 @@ impl Drop for ClusterLease {
             return;
         };
         lock(&cluster.leases).remove(&self.lease);
-        let (key_id, lease) = (std::mem::take(&mut self.key_id), std::mem::take(&mut self.lease));
+        let (key_id, lease) = (
+            std::mem::take(&mut self.key_id),
+            std::mem::take(&mut self.lease),
+        );
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 // Not given back (store down): it expires with the next missed heartbeat.
@@ -86,11 +89,11 @@ fn same(a: &str, b: &str) -> bool {
     a.iter().zip(&b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// What this node holds right now, read for each heartbeat.
-pub trait Holdings: Send + Sync {
+/// What this node is and holds right now, read for each heartbeat.
+pub trait NodeState: Send + Sync {
     fn draining(&self) -> bool;
     fn sessions(&self) -> usize;
-    fn holdings(&self) -> (Vec<(String, String)>, Vec<(String, String)>);
+    fn holdings(&self) -> crate::session::registry::Holdings;
 }
 
 impl Cluster {
@@ -151,7 +154,7 @@ impl Cluster {
 
     /// Heartbeat until the process ends: refresh this node's record, its ownership records
     /// and leases; one right away so the node is routable as soon as it listens.
-    pub fn run_heartbeat(self: &Arc<Self>, node: Weak<dyn Holdings>) {
+    pub fn run_heartbeat(self: &Arc<Self>, node: Weak<dyn NodeState>) {
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -167,8 +170,8 @@ impl Cluster {
     }
 
     /// One heartbeat (also sent at once when the node starts draining).
-    pub async fn beat(&self, node: &dyn Holdings) {
-        let (calls, threads) = node.holdings();
+    pub async fn beat(&self, node: &dyn NodeState) {
+        let held = node.holdings();
         let leases: Vec<(String, String)> = lock(&self.leases)
             .iter()
             .map(|(lease, key)| (key.clone(), lease.clone()))
@@ -178,16 +181,15 @@ impl Cluster {
             url: &self.url,
             draining: node.draining(),
             sessions: node.sessions(),
-            calls: &calls,
-            threads: &threads,
+            calls: &held.calls,
+            threads: &held.threads,
             leases: &leases,
         };
         match self.store.heartbeat(&hb).await {
             Ok((nodes, sessions)) => {
                 self.store_ok();
                 crate::metrics::CLUSTER_NODES.set(i64::try_from(nodes).unwrap_or(i64::MAX));
-                crate::metrics::CLUSTER_SESSIONS
-                    .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+                crate::metrics::CLUSTER_SESSIONS.set(i64::try_from(sessions).unwrap_or(i64::MAX));
             }
             Err(e) => self.store_failed(&e),
         }

@@ -3,6 +3,8 @@
 //! leases and ownership records (3 heartbeats, refreshed by the owner's heartbeat). Limits are
 //! checked and taken in one Lua script, on the store's clock, so they hold exactly under
 //! concurrency across nodes. Every round trip is bounded; a failure is an error, never a wait.
+//! Heartbeats re-add this node's leases and records, so a Redis that restarted empty learns
+//! again what runs (a lease released just as a heartbeat re-adds it lingers for one TTL).
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -84,7 +86,7 @@ const REFRESH_LEASES: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, 'XX', now + tonumber(ARGV[1]), ARGV[i + 1])
+  redis.call('ZADD', key, now + tonumber(ARGV[1]), ARGV[i + 1])
 end
 return #KEYS
 ";
@@ -380,11 +382,15 @@ impl ClusterStore {
             for (_, lease) in hb.leases {
                 inv.arg(lease);
             }
-            let _: i64 = self.bounded("heartbeat", inv.invoke_async(&mut conn)).await?;
+            let _: i64 = self
+                .bounded("heartbeat", inv.invoke_async(&mut conn))
+                .await?;
         }
         let mut inv = self.live.key(&nodes_key);
         inv.arg(ttl).arg(hb.node);
-        let live: Vec<String> = self.bounded("heartbeat", inv.invoke_async(&mut conn)).await?;
+        let live: Vec<String> = self
+            .bounded("heartbeat", inv.invoke_async(&mut conn))
+            .await?;
         let mut sessions = 0;
         for node in &live {
             let n: Option<usize> = self

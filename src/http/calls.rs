@@ -327,9 +327,7 @@ pub async fn on_owner_of_call(
     headers: &HeaderMap,
     principal: &crate::auth::Principal,
     call_id: &str,
-    kind: &'static str,
-    method: reqwest::Method,
-    path: &str,
+    req: crate::cluster::forward::PeerRequest<'_>,
 ) -> Option<Response> {
     let cluster = app.cluster()?;
     if headers.contains_key(crate::cluster::AUTH_HEADER) || !plain_id(call_id) {
@@ -337,17 +335,7 @@ pub async fn on_owner_of_call(
     }
     match cluster.route_call(principal.scope(), call_id).await {
         crate::cluster::Route::Remote { url, .. } => {
-            crate::cluster::forward::http(
-                cluster,
-                kind,
-                &url,
-                method,
-                path,
-                principal,
-                None,
-                axum::body::Bytes::new(),
-            )
-            .await
+            crate::cluster::forward::http(cluster, &url, req, principal).await
         }
         crate::cluster::Route::Local | crate::cluster::Route::Gone => None,
     }
@@ -384,20 +372,24 @@ pub async fn hangup(
                 &headers,
                 &principal,
                 &call_id,
-                "hangup",
-                reqwest::Method::DELETE,
-                &path,
+                crate::cluster::forward::PeerRequest {
+                    kind: "hangup",
+                    method: reqwest::Method::DELETE,
+                    path_and_query: &path,
+                    content_type: None,
+                    body: axum::body::Bytes::new(),
+                },
             )
             .await
             {
                 return answer;
             }
             api_error(
-            StatusCode::NOT_FOUND,
-            "call_not_found",
-            "no such active call",
-            None,
-        )
+                StatusCode::NOT_FOUND,
+                "call_not_found",
+                "no such active call",
+                None,
+            )
         }
     }
 }

@@ -69,7 +69,18 @@ pub async fn renegotiate(
         }
     };
     let Some(call) = app.sessions.call(principal.scope(), &call_id) else {
-        return not_found();
+        // In a cluster, the node running the call answers (its media port is the caller's).
+        let path = format!("/v1/realtime/calls/{call_id}");
+        let req = crate::cluster::forward::PeerRequest {
+            kind: "ice_restart",
+            method: reqwest::Method::PATCH,
+            path_and_query: &path,
+            content_type: Some("application/sdp"),
+            body: offer.into(),
+        };
+        return super::calls::on_owner_of_call(&app, &headers, &principal, &call_id, req)
+            .await
+            .unwrap_or_else(not_found);
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
     if call

@@ -85,8 +85,7 @@ async fn owner_sideband(
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 > {
     let cluster = app.cluster()?;
-    if headers.contains_key(crate::cluster::AUTH_HEADER) || !crate::http::calls::plain_id(call_id)
-    {
+    if headers.contains_key(crate::cluster::AUTH_HEADER) || !crate::http::calls::plain_id(call_id) {
         return None;
     }
     let crate::cluster::Route::Remote { url, .. } =

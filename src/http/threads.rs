@@ -20,9 +20,7 @@ pub async fn transcript(
     };
     match app.sessions.transcript(&principal.key_id, &thread_id) {
         Some(t) => axum::Json(t).into_response(),
-        None if let Some(answer) = on_owner(&app, &headers, &principal, &thread_id).await => {
-            answer
-        }
+        None if let Some(answer) = on_owner(&app, &headers, &principal, &thread_id).await => answer,
         None => api_error(
             StatusCode::NOT_FOUND,
             "thread_not_found",
@@ -45,17 +43,15 @@ async fn on_owner(
     }
     match cluster.route_thread(&principal.key_id, thread_id).await {
         crate::cluster::Route::Remote { url, .. } => {
-            crate::cluster::forward::http(
-                cluster,
-                "transcript",
-                &url,
-                reqwest::Method::GET,
-                &format!("/v1/threads/{thread_id}/transcript"),
-                principal,
-                None,
-                axum::body::Bytes::new(),
-            )
-            .await
+            let path = format!("/v1/threads/{thread_id}/transcript");
+            let req = crate::cluster::forward::PeerRequest {
+                kind: "transcript",
+                method: reqwest::Method::GET,
+                path_and_query: &path,
+                content_type: None,
+                body: axum::body::Bytes::new(),
+            };
+            crate::cluster::forward::http(cluster, &url, req, principal).await
         }
         _ => None,
     }

@@ -173,7 +173,8 @@ impl RpcConnection {
                 if self.remote_threads.len() >= AUDIO_SENDERS {
                     self.remote_threads.clear();
                 }
-                self.remote_threads.insert(thread_id.to_owned(), node.clone());
+                self.remote_threads
+                    .insert(thread_id.to_owned(), node.clone());
                 node
             }
         };

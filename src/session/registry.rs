@@ -136,6 +136,15 @@ impl Unsubscribed {
     }
 }
 
+/// What a node holds, for the cluster's ownership records.
+#[derive(Debug, Clone, Default)]
+pub struct Holdings {
+    /// `(call_id, owner)` of every running call.
+    pub calls: Vec<(String, String)>,
+    /// `(owner, thread_id)` of every thread known here.
+    pub threads: Vec<(String, String)>,
+}
+
 /// Threads with no conversation and no subscriber kept for their record at most.
 const MAX_ENDED_THREADS: usize = 1024;
 
@@ -286,7 +295,7 @@ impl Sessions {
 
     /// What this node holds, for the cluster's ownership records: `(call_id, owner)` of every
     /// running call and `(owner, thread_id)` of every thread known here.
-    pub fn holdings(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    pub fn holdings(&self) -> Holdings {
         let threads = self.lock();
         let calls = threads
             .iter()
@@ -297,7 +306,10 @@ impl Sessions {
             })
             .map(|((owner, id), _)| (id.clone(), owner.clone()))
             .collect();
-        (calls, threads.keys().cloned().collect())
+        Holdings {
+            calls,
+            threads: threads.keys().cloned().collect(),
+        }
     }
 
     /// (owner, thread id) of every running conversation.
