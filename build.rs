@@ -61,6 +61,12 @@ fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=VOXGATE_CODEX_BIN");
     println!("cargo::rerun-if-env-changed=CI");
+    // `VOXGATE_BENCH=1`: compile the measurement runs that are not tests (BENCHMARKS.md).
+    println!("cargo::rerun-if-env-changed=VOXGATE_BENCH");
+    println!("cargo::rustc-check-cfg=cfg(voxgate_bench)");
+    if std::env::var_os("VOXGATE_BENCH").is_some() {
+        println!("cargo::rustc-cfg=voxgate_bench");
+    }
     println!("cargo::rustc-check-cfg=cfg(voxgate_ci)");
     if std::env::var_os("CI").is_some() {
         println!("cargo::rustc-cfg=voxgate_ci");

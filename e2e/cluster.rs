@@ -141,12 +141,18 @@ sha256 = "{}"
 }
 
 async fn node(config: Option<&Path>, redis: &str, id: &str) -> Node {
-    let mut c = voxgate_bin(env!("CARGO_BIN_EXE_voxgate"));
+    node_with(config, Some(redis), id).await
+}
+
+/// A node; `redis: None`: a single node outside any cluster.
+async fn node_with(config: Option<&Path>, redis: Option<&str>, id: &str) -> Node {
+    // The figures in BENCHMARKS.md run the release binary (`VOXGATE_NODE_BIN`).
+    let bin = std::env::var("VOXGATE_NODE_BIN").unwrap_or(env!("CARGO_BIN_EXE_voxgate").into());
+    let mut c = voxgate_bin(&bin);
     if let Some(config) = config {
         c.arg("--config").arg(config);
     }
     c.env("RUST_LOG", "info,voxgate::cluster=debug")
-        .env("VOXGATE_CLUSTER__REDIS_URL", redis)
         .env("VOXGATE_CLUSTER__SECRET", CLUSTER_SECRET)
         .env("VOXGATE_CLUSTER__NODE_ID", id)
         .env(
@@ -156,6 +162,10 @@ async fn node(config: Option<&Path>, redis: &str, id: &str) -> Node {
         .env("VOXGATE_WEBRTC__CONNECT_TIMEOUT_SECS", "60")
         .args(["serve", "--listen", "127.0.0.1:0", "--log-json"])
         .stderr(std::process::Stdio::piped());
+    match redis {
+        Some(url) => c.env("VOXGATE_CLUSTER__REDIS_URL", url),
+        None => c.env_remove("VOXGATE_CLUSTER__SECRET"),
+    };
     let mut child = c.spawn().expect("spawn voxgate");
     let log = Arc::new(Mutex::new(String::new()));
     let stderr = child.stderr.take().expect("stderr");
@@ -182,10 +192,8 @@ async fn node(config: Option<&Path>, redis: &str, id: &str) -> Node {
     let n = Node { child, addr, log };
     // Joined: its first heartbeat reached the store.
     wait_until(|| async {
-        http(n.addr, "GET", "/readyz", None, &[])
-            .await
-            .1
-            .contains("cluster store: reachable")
+        let body = http(n.addr, "GET", "/readyz", None, &[]).await.1;
+        body.contains("cluster store: reachable") || (redis.is_none() && body.contains("ready"))
     })
     .await;
     n
@@ -927,5 +935,151 @@ async fn loadtest_through_the_balancer_has_no_errors_at_150_ws_sessions() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum();
         assert!(started >= 40, "node {} started {started}", n.addr);
+    }
+}
+
+/// p50 and p99 of `samples` (milliseconds).
+#[cfg(voxgate_bench)]
+fn p50_p99(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+#[cfg(voxgate_bench)]
+fn store_ops(metrics: &str) -> std::collections::BTreeMap<String, u64> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("voxgate_cluster_store_ops_total{op=\""))
+        .filter_map(|l| {
+            let (op, rest) = l.split_once('"')?;
+            Some((op.to_owned(), rest.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The figures of BENCHMARKS.md "Cluster": `VOXGATE_BENCH=1 VOXGATE_NODE_BIN=target/release/voxgate
+/// cargo nextest run --test e2e_cluster cluster_figures --no-capture`.
+#[cfg(voxgate_bench)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_figures() {
+    let dir = tmpdir("figures");
+    let redis = Redis::start(&dir).await;
+    let config = open_config(&dir);
+    let nodes = three_nodes(Some(&config), &redis).await;
+    let (a, b, c) = (nodes[0].addr, nodes[1].addr, nodes[2].addr);
+    let single = node_with(Some(&config), None, "single").await;
+    let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1000.0;
+
+    // Hang-up: local on A vs forwarded from B to A.
+    let (mut local, mut forwarded) = (Vec::new(), Vec::new());
+    for i in 0..60 {
+        let (status, id) = post_call(a, "none").await;
+        assert_eq!(status, 201);
+        let path = format!("/v1/realtime/calls/{}", id.expect("id"));
+        let via = if i % 2 == 0 { a } else { b };
+        let t = std::time::Instant::now();
+        assert_eq!(http(via, "DELETE", &path, None, &[]).await.0, 200);
+        if via == a {
+            local.push(ms(t))
+        } else {
+            forwarded.push(ms(t))
+        }
+    }
+    let (l50, l99) = p50_p99(local);
+    let (f50, f99) = p50_p99(forwarded);
+    println!("| hang-up, local (A) | {l50:.2} | {l99:.2} |");
+    println!("| hang-up, forwarded (B → A) | {f50:.2} | {f99:.2} |");
+
+    // Sideband round trip (session.update → session.updated): on A vs proxied through C.
+    let (_, id) = post_call(a, "none").await;
+    let path = format!("/v1/realtime?call_id={}", id.expect("id"));
+    for (label, via) in [
+        ("sideband round trip, direct (A)", a),
+        ("sideband round trip, proxied (C → A)", c),
+    ] {
+        let mut s = ws(via, &path, "none").await.expect("sideband");
+        let mut samples = Vec::new();
+        for i in 0..200 {
+            let update = json!({"type": "session.update", "session": {"type": "realtime",
+                "instructions": format!("round {i}")}});
+            let t = std::time::Instant::now();
+            s.send(Message::text(update.to_string()))
+                .await
+                .expect("send");
+            event_of_type(&mut s, "session.updated").await;
+            samples.push(ms(t));
+        }
+        let (p50, p99) = p50_p99(samples);
+        println!("| {label} | {p50:.2} | {p99:.2} |");
+    }
+
+    // Session setup (websocket upgrade → session.created): clustered node vs a single node,
+    // and the store round trips each setup costs.
+    let before = store_ops(&http(b, "GET", "/metrics", None, &[]).await.1);
+    let mut setups = [(b, Vec::new()), (single.addr, Vec::new())];
+    for _ in 0..100 {
+        for (addr, samples) in &mut setups {
+            let t = std::time::Instant::now();
+            let mut s = ws(*addr, "/v1/realtime?model=gpt-realtime", "none")
+                .await
+                .expect("ws");
+            event_of_type(&mut s, "session.created").await;
+            samples.push(ms(t));
+            let _ = s.close(None).await;
+        }
+    }
+    let [(_, clustered), (_, alone)] = setups;
+    let (c50, c99) = p50_p99(clustered);
+    let (s50, s99) = p50_p99(alone);
+    println!("| session setup, cluster node | {c50:.2} | {c99:.2} |");
+    println!("| session setup, single node | {s50:.2} | {s99:.2} |");
+    println!("setup ratio cluster/single p50 {:.2}", c50 / s50);
+    tokio::time::sleep(Duration::from_secs(2)).await; // releases land
+    let after = store_ops(&http(b, "GET", "/metrics", None, &[]).await.1);
+    for (op, n) in &after {
+        let d = n - before.get(op).copied().unwrap_or(0);
+        if op != "heartbeat" {
+            println!("store ops per setup, {op}: {:.2}", d as f64 / 100.0);
+        }
+    }
+
+    // Capacity: the same ws load against the single node and through HAProxy over the three
+    // (all on this one 2-core machine).
+    let lb = Haproxy::start(&dir, &[a, b, c]).await;
+    let bin = std::env::var("VOXGATE_NODE_BIN").unwrap_or(env!("CARGO_BIN_EXE_voxgate").into());
+    for sessions in [150, 300, 450] {
+        for (label, target) in [("single node", single.addr), ("3 nodes + haproxy", lb.addr)] {
+            let out_dir = dir.join(format!("load-{sessions}-{}", target.port()));
+            let out = voxgate_bin(&bin)
+                .args(["loadtest", "--target", &format!("http://{target}")])
+                .args(["--transport", "ws", "--sessions", &sessions.to_string()])
+                .args([
+                    "--duration",
+                    "10",
+                    "--speech-ms",
+                    "600",
+                    "--pause-ms",
+                    "300",
+                ])
+                .arg("--out")
+                .arg(&out_dir)
+                .arg("--quiet")
+                .output()
+                .await
+                .expect("loadtest");
+            let _ = out;
+            let r: Value = serde_json::from_str(
+                &std::fs::read_to_string(out_dir.join("results.json")).expect("results"),
+            )
+            .expect("json");
+            println!(
+                "| {sessions} | {label} | {} | {} | {} | {} |",
+                r["sessions"]["established"],
+                r["sessions"]["error_rate"],
+                r["setup_ms"]["p99"],
+                r["first_audio_ms"]["p99"]
+            );
+        }
     }
 }

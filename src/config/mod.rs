@@ -690,6 +690,30 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_needs_a_usable_redis_url_and_a_shared_secret() {
+        assert!(!Config::default().cluster.enabled(), "one node by default");
+        let err = Config::from_toml_str("[cluster]\nredis_url = \"redis://r:6379\"\n", none())
+            .expect_err("no secret");
+        assert!(err.to_string().contains("cluster.secret"), "{err}");
+        let env = vec![(
+            "VOXGATE_CLUSTER__SECRET".to_owned(),
+            "0123456789abcdef".to_owned(),
+        )];
+        let cfg = Config::from_toml_str("[cluster]\nredis_url = \"redis://r:6379\"\n", env.clone())
+            .expect("secret from the environment");
+        assert!(cfg.cluster.enabled());
+        let err = Config::from_toml_str("[cluster]\nredis_url = \"http://r\"\n", env.clone())
+            .expect_err("not redis");
+        assert!(err.to_string().contains("cluster.redis_url"), "{err}");
+        let err = Config::from_toml_str(
+            "[cluster]\nredis_url = \"redis+unix:///run/r.sock\"\nnode_id = \"a b\"\n",
+            env,
+        )
+        .expect_err("bad node id");
+        assert!(err.to_string().contains("cluster.node_id"), "{err}");
+    }
+
+    #[test]
     fn shipped_config_file_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/voxgate.toml");
         Config::load(Some(&path), none()).expect("config/voxgate.toml loads");
