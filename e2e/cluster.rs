@@ -22,6 +22,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 const WAIT: Duration = Duration::from_secs(20);
 const ALPHA: &str = "sk-alpha-cluster-test";
 const BETA: &str = "sk-beta-cluster-test";
+/// May start 3 sessions per minute.
+const GAMMA: &str = "sk-gamma-cluster-test";
 const CLUSTER_SECRET: &str = "cluster-secret-for-tests-0123456789";
 /// Heartbeat of the test nodes: a dead node's records expire within 3 s.
 const HEARTBEAT_SECS: u64 = 1;
@@ -131,9 +133,16 @@ max_concurrent_sessions = 2
 [[auth.keys]]
 id = "beta"
 sha256 = "{}"
+
+[[auth.keys]]
+id = "gamma"
+sha256 = "{}"
+[auth.keys.limits]
+sessions_per_minute = 3
 "#,
             hash(ALPHA),
-            hash(BETA)
+            hash(BETA),
+            hash(GAMMA)
         ),
     )
     .expect("write config");
@@ -759,6 +768,16 @@ async fn forwarded_total(nodes: &[Node]) -> u64 {
     total
 }
 
+/// A Redis, three open-auth nodes and HAProxy round-robin over them.
+async fn balanced_cluster(name: &str) -> (PathBuf, Redis, Vec<Node>, Haproxy) {
+    let dir = tmpdir(name);
+    let redis = Redis::start(&dir).await;
+    let config = open_config(&dir);
+    let nodes = three_nodes(Some(&config), &redis).await;
+    let lb = Haproxy::start(&dir, &nodes.iter().map(|n| n.addr).collect::<Vec<_>>()).await;
+    (dir, redis, nodes, lb)
+}
+
 /// An open-auth test config (loopback only): metrics readable without a key.
 fn open_config(dir: &Path) -> PathBuf {
     let path = dir.join("open.toml");
@@ -772,11 +791,7 @@ fn open_config(dir: &Path) -> PathBuf {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_rpc_threads_work_through_a_round_robin_balancer() {
-    let dir = tmpdir("haproxy-rpc");
-    let redis = Redis::start(&dir).await;
-    let config = open_config(&dir);
-    let nodes = three_nodes(Some(&config), &redis).await;
-    let lb = Haproxy::start(&dir, &nodes.iter().map(|n| n.addr).collect::<Vec<_>>()).await;
+    let (dir, _redis, nodes, lb) = balanced_cluster("haproxy-rpc").await;
     // Three connections through the balancer land on three different nodes.
     let mut starter = RpcClient::ready(lb.addr).await;
     let mut talker = RpcClient::ready(lb.addr).await;
@@ -837,11 +852,7 @@ async fn aiortc_and_the_openai_sdk_work_through_a_round_robin_balancer() {
     if !python_module("aiortc", "cluster") || !python_module("openai", "cluster") {
         return;
     }
-    let dir = tmpdir("haproxy-clients");
-    let redis = Redis::start(&dir).await;
-    let config = open_config(&dir);
-    let nodes = three_nodes(Some(&config), &redis).await;
-    let lb = Haproxy::start(&dir, &nodes.iter().map(|n| n.addr).collect::<Vec<_>>()).await;
+    let (dir, _redis, nodes, lb) = balanced_cluster("haproxy-clients").await;
 
     let wav = dir.join("speech.wav");
     write_speech_wav(&wav);
@@ -892,11 +903,7 @@ async fn aiortc_and_the_openai_sdk_work_through_a_round_robin_balancer() {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadtest_through_the_balancer_has_no_errors_at_150_ws_sessions() {
-    let dir = tmpdir("haproxy-load");
-    let redis = Redis::start(&dir).await;
-    let config = open_config(&dir);
-    let nodes = three_nodes(Some(&config), &redis).await;
-    let lb = Haproxy::start(&dir, &nodes.iter().map(|n| n.addr).collect::<Vec<_>>()).await;
+    let (dir, _redis, nodes, lb) = balanced_cluster("haproxy-load").await;
     let out_dir = dir.join("load");
     let out = tokio::time::timeout(
         Duration::from_secs(100),
@@ -1082,4 +1089,91 @@ async fn cluster_figures() {
             );
         }
     }
+}
+
+#[cfg_attr(
+    not(voxgate_e2e_redis),
+    ignore = "needs redis-server (apt-get install redis-server)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_minute_limits_hold_across_nodes() {
+    let dir = tmpdir("per-minute");
+    let redis = Redis::start(&dir).await;
+    let config = keys_config(&dir);
+    let nodes = three_nodes(Some(&config), &redis).await;
+    let attempts = (0..12).map(|i| {
+        let node = nodes[i % 3].addr;
+        tokio::spawn(async move { ws(node, "/v1/realtime?model=gpt-realtime", GAMMA).await })
+    });
+    let mut admitted = 0;
+    for t in attempts {
+        match t.await.expect("task") {
+            Ok(mut s) => {
+                admitted += 1;
+                let _ = s.close(None).await;
+            }
+            Err(status) => assert_eq!(status, 429),
+        }
+    }
+    assert_eq!(admitted, 3, "3 per minute, cluster-wide");
+    // Ending those sessions does not give starts back within the minute.
+    for n in &nodes {
+        assert_eq!(
+            ws(n.addr, "/v1/realtime?model=gpt-realtime", GAMMA)
+                .await
+                .err(),
+            Some(429)
+        );
+    }
+}
+
+#[cfg_attr(
+    not(voxgate_e2e_redis),
+    ignore = "needs redis-server (apt-get install redis-server)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_says_so_in_redis_and_local_mode_admits_without_it() {
+    let dir = tmpdir("drain-local");
+    let mut redis = Redis::start(&dir).await;
+    let config = keys_config(&dir);
+    let local = dir.join("local.toml");
+    std::fs::write(
+        &local,
+        std::fs::read_to_string(&config).expect("config")
+            + "\n[cluster]\non_store_down = \"local\"\n",
+    )
+    .expect("write");
+    let draining = node(Some(&config), &redis.url(), "node-drains").await;
+    let lenient = node(Some(&local), &redis.url(), "node-local").await;
+    let field = |node: &'static str| {
+        let sock = redis.socket();
+        async move {
+            let out = tokio::process::Command::new("redis-cli")
+                .arg("-s")
+                .arg(sock)
+                .args(["HGET", &format!("voxgate:node:{node}"), "draining"])
+                .output()
+                .await
+                .expect("redis-cli");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        }
+    };
+    assert_eq!(field("node-drains").await, "0");
+    let pid = draining.child.id().expect("pid");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    wait_until(|| async { field("node-drains").await != "0" }).await;
+    // Its record says draining, or it already left the cluster (a clean exit deletes it).
+    assert!(matches!(field("node-drains").await.as_str(), "1" | ""));
+
+    // Redis gone: the node with on_store_down = "local" still admits, under its own limits.
+    redis.kill().await;
+    let mut s = ws(lenient.addr, "/v1/realtime?model=gpt-realtime", BETA)
+        .await
+        .expect("admitted locally while the store is down");
+    text_turn(&mut s, "no store").await;
+    let (status, body) = http(lenient.addr, "GET", "/readyz", None, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("unreachable"), "{body}");
 }
