@@ -791,7 +791,7 @@ fn open_config(dir: &Path) -> PathBuf {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_rpc_threads_work_through_a_round_robin_balancer() {
-    let (dir, _redis, nodes, lb) = balanced_cluster("haproxy-rpc").await;
+    let (_dir, _redis, nodes, lb) = balanced_cluster("haproxy-rpc").await;
     // Three connections through the balancer land on three different nodes.
     let mut starter = RpcClient::ready(lb.addr).await;
     let mut talker = RpcClient::ready(lb.addr).await;
@@ -852,7 +852,7 @@ async fn aiortc_and_the_openai_sdk_work_through_a_round_robin_balancer() {
     if !python_module("aiortc", "cluster") || !python_module("openai", "cluster") {
         return;
     }
-    let (dir, _redis, nodes, lb) = balanced_cluster("haproxy-clients").await;
+    let (dir, _redis, _nodes, lb) = balanced_cluster("haproxy-clients").await;
 
     let wav = dir.join("speech.wav");
     write_speech_wav(&wav);
