@@ -423,6 +423,36 @@ async fn calls_secrets_limits_and_threads_work_from_any_node() {
     })
     .await;
 
+    // Another key cannot ride the call's sideband with existingCall through another node.
+    let (_, other_call) = post_call(a, ALPHA).await;
+    let other_call = other_call.expect("call id");
+    let mut beta_rpc = RpcClient::ready_as(b, BETA).await;
+    beta_rpc
+        .start(json!({"threadId": "ride", "outputModality": "text",
+            "transport": {"type": "existingCall", "callId": other_call}}))
+        .await;
+    let err = beta_rpc.notification("thread/realtime/error").await;
+    // Refused by the ownership check before any join (each test node has its own simulator,
+    // so a join would fail differently).
+    assert_eq!(
+        err["message"],
+        format!("the realtime service refused the call (HTTP 404): no call `{other_call}`"),
+        "{err}"
+    );
+    assert_eq!(
+        http(
+            a,
+            "DELETE",
+            &format!("/v1/realtime/calls/{other_call}"),
+            None,
+            &[("Authorization", &alpha)]
+        )
+        .await
+        .0,
+        200,
+        "alpha's call ran on"
+    );
+
     // A client secret minted on A works on B and C, and expires everywhere.
     let (status, body) = http(
         a,

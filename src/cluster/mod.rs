@@ -351,6 +351,19 @@ impl Cluster {
         }
     }
 
+    /// Whether call `call_id` runs somewhere in the cluster for a key other than `owner`
+    /// (unknown, or the store down: `false`).
+    pub async fn call_of_another_key(&self, call_id: &str, owner: &str) -> bool {
+        match self.store.call_owner(call_id).await {
+            Ok(Some(o)) => o.owner != owner,
+            Ok(None) => false,
+            Err(e) => {
+                self.store_failed(&e);
+                false
+            }
+        }
+    }
+
     /// Where `owner`'s thread `thread_id` lives.
     pub async fn route_thread(&self, owner: &str, thread_id: &str) -> Route {
         match self.store.thread_node(owner, thread_id).await {

@@ -493,6 +493,24 @@ impl RpcConnection {
                     }
                     return;
                 }
+                // A call another cluster node runs for another key is as unknown as a local one.
+                if let Some(p::Transport::ExistingCall { call_id }) = &params.transport
+                    && !self.principal.admin
+                    && let Some(cluster) = self.app.cluster()
+                    && cluster
+                        .call_of_another_key(call_id, &self.principal.key_id)
+                        .await
+                {
+                    let message = format!(
+                        "the realtime service refused the call (HTTP 404): no call `{call_id}`"
+                    );
+                    self.app.sessions.notify(
+                        &self.principal.key_id,
+                        &thread_id,
+                        &Notification::Error { message },
+                    );
+                    return;
+                }
                 if let Err(message) =
                     self.app
                         .start_conversation(*params, &self.principal.key_id, Some(permit))
