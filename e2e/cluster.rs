@@ -372,10 +372,7 @@ async fn post_call(addr: SocketAddr, key: &str) -> (u16, Option<String>) {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_secrets_limits_and_threads_work_from_any_node() {
-    let dir = tmpdir("any-node");
-    let redis = Redis::start(&dir).await;
-    let config = keys_config(&dir);
-    let nodes = three_nodes(Some(&config), &redis).await;
+    let (_dir, _redis, nodes) = keyed_cluster("any-node").await;
     let (a, b, c) = (nodes[0].addr, nodes[1].addr, nodes[2].addr);
 
     // A call created on A, observed through a sideband opened on C, hung up through B.
@@ -620,10 +617,7 @@ async fn concurrent_alpha_sessions(addr: SocketAddr) -> u64 {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_takes_its_calls_and_frees_its_leases() {
-    let dir = tmpdir("node-death");
-    let redis = Redis::start(&dir).await;
-    let config = keys_config(&dir);
-    let mut nodes = three_nodes(Some(&config), &redis).await;
+    let (_dir, _redis, mut nodes) = keyed_cluster("node-death").await;
     let (a, b, c) = (nodes[0].addr, nodes[1].addr, nodes[2].addr);
     // Alpha holds both its sessions on A; beta has a call on A and a session on B.
     let mut held = Vec::new();
@@ -683,10 +677,7 @@ async fn a_killed_node_takes_its_calls_and_frees_its_leases() {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_leaves_sessions_running_and_refuses_new_ones_meanwhile() {
-    let dir = tmpdir("redis-restart");
-    let mut redis = Redis::start(&dir).await;
-    let config = keys_config(&dir);
-    let nodes = three_nodes(Some(&config), &redis).await;
+    let (_dir, mut redis, nodes) = keyed_cluster("redis-restart").await;
     let (b, c) = (nodes[1].addr, nodes[2].addr);
     let mut running = ws(b, "/v1/realtime?model=gpt-realtime", BETA)
         .await
@@ -796,6 +787,15 @@ async fn forwarded_total(nodes: &[Node]) -> u64 {
             .sum::<u64>();
     }
     total
+}
+
+/// A Redis and three nodes with the test keys (alpha, beta, gamma).
+async fn keyed_cluster(name: &str) -> (PathBuf, Redis, Vec<Node>) {
+    let dir = tmpdir(name);
+    let redis = Redis::start(&dir).await;
+    let config = keys_config(&dir);
+    let nodes = three_nodes(Some(&config), &redis).await;
+    (dir, redis, nodes)
 }
 
 /// A Redis, three open-auth nodes and HAProxy round-robin over them.
@@ -1127,10 +1127,7 @@ async fn cluster_figures() {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_minute_limits_hold_across_nodes() {
-    let dir = tmpdir("per-minute");
-    let redis = Redis::start(&dir).await;
-    let config = keys_config(&dir);
-    let nodes = three_nodes(Some(&config), &redis).await;
+    let (_dir, _redis, nodes) = keyed_cluster("per-minute").await;
     let attempts = (0..12).map(|i| {
         let node = nodes[i % 3].addr;
         tokio::spawn(async move { ws(node, "/v1/realtime?model=gpt-realtime", GAMMA).await })
