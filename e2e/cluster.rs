@@ -297,6 +297,17 @@ async fn ws(addr: SocketAddr, path: &str, key: &str) -> Result<Ws, u16> {
     }
 }
 
+/// Whether `addr` admits a session for `key` now (the session is closed at once).
+async fn admits(addr: SocketAddr, key: &'static str) -> bool {
+    match ws(addr, "/v1/realtime?model=gpt-realtime", key).await {
+        Ok(mut s) => {
+            let _ = s.close(None).await;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Next text frame of an OpenAI-protocol socket as JSON (`None`: it closed).
 async fn next_event(s: &mut Ws) -> Option<Value> {
     loop {
@@ -526,16 +537,7 @@ async fn calls_secrets_limits_and_threads_work_from_any_node() {
     }
     drop(admitted);
     // Leases are given back when sessions end: alpha gets in again, on any node.
-    wait_until(|| async {
-        match ws(c, "/v1/realtime?model=gpt-realtime", ALPHA).await {
-            Ok(mut s) => {
-                let _ = s.close(None).await;
-                true
-            }
-            Err(_) => false,
-        }
-    })
-    .await;
+    wait_until(|| admits(c, ALPHA)).await;
 
     // A JSON-RPC thread started on A is driven, stopped and read through B.
     let mut on_a = RpcClient::ready_as(a, ALPHA).await;
@@ -695,16 +697,7 @@ async fn a_redis_restart_leaves_sessions_running_and_refuses_new_ones_meanwhile(
     assert!(body.contains("cluster store: unreachable"), "{body}");
 
     redis.restart().await;
-    wait_until(|| async {
-        match ws(c, "/v1/realtime?model=gpt-realtime", BETA).await {
-            Ok(mut s) => {
-                let _ = s.close(None).await;
-                true
-            }
-            Err(_) => false,
-        }
-    })
-    .await;
+    wait_until(|| admits(c, BETA)).await;
     text_turn(&mut running, "after").await;
     let beta = bearer(BETA);
     let metrics = http(c, "GET", "/metrics", None, &[("Authorization", &beta)])

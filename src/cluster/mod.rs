@@ -9,6 +9,7 @@
 //! carries it and the caller's key *id* (never the caller's key), which the owner checks
 //! against its own copy of the key table exactly as for a local caller.
 
+mod app_state;
 pub mod forward;
 pub mod rpc_link;
 pub mod store;
