@@ -83,6 +83,12 @@ enum Launch {
         answer: String,
         call: Option<crate::upstream::call::UpstreamCall>,
     },
+    /// A GPT-Live-dialect websocket client (`/v1/live`, `/v1/live/sessions`).
+    Live {
+        socket: Box<axum::extract::ws::WebSocket>,
+        codec: crate::session::live_codec::LiveCodec,
+        delegation: bool,
+    },
     /// An OpenAI-protocol websocket client and the session it configured.
     OpenAi {
         socket: Box<axum::extract::ws::WebSocket>,
@@ -397,6 +403,16 @@ impl AppState {
                 upstream_call: call,
                 ..standard(Face::WebrtcPassthrough)
             },
+            Launch::Live {
+                socket,
+                codec,
+                delegation,
+            } => ClientPlan {
+                side: ClientSide::Live(codec),
+                socket: Some(*socket),
+                delegation,
+                ..standard(Face::LiveWs)
+            },
             Launch::OpenAi {
                 socket,
                 session,
@@ -494,7 +510,7 @@ impl AppState {
         };
         let kind = match face {
             Face::WebrtcRelay | Face::WebrtcPassthrough => SessionKind::Call,
-            Face::Rpc | Face::OpenaiWs => SessionKind::Conversation,
+            Face::Rpc | Face::OpenaiWs | Face::LiveWs => SessionKind::Conversation,
         };
         self.sessions
             .start(&owner, kind, core, io, queue, prep_held_by_subscribers);
@@ -561,6 +577,75 @@ impl AppState {
             Launch::OpenAi {
                 socket,
                 session,
+                delegation,
+            },
+        );
+        Ok(())
+    }
+
+    /// Start the conversation of a GPT-Live-dialect client that opened with `opening`: voxgate's
+    /// session toward the model (`[upstream] version`) with the client's instructions, voice
+    /// (when the model's palette has it) and conversation so far; delegation on voxgate's agent
+    /// cores. `Err` gives the socket back with why.
+    pub fn start_live_session(
+        &self,
+        thread_id: &str,
+        dialect: crate::session::live_codec::LiveDialect,
+        opening: crate::session::live_codec::LiveOpening,
+        socket: Box<axum::extract::ws::WebSocket>,
+        principal: Option<&crate::auth::Principal>,
+        permit: Option<crate::auth::SessionPermit>,
+    ) -> Result<(), Box<(axum::extract::ws::WebSocket, String)>> {
+        let version = self.cfg.upstream.version;
+        let voice = opening
+            .voice
+            .filter(|v| session_config::voices(version).contains(&v.as_str()));
+        let p = StartParams {
+            thread_id: thread_id.to_owned(),
+            output_modality: OutputModality::Audio,
+            prompt: opening
+                .instructions
+                .map_or(Default::default(), session_config::PromptParam::Text),
+            realtime_session_id: None,
+            transport: None,
+            voice,
+            version: Some(version),
+            // A GPT-Live model name means something to a GPT-Live model only.
+            model: opening.model.filter(|_| version == ModelVersion::V3),
+            mode: Some(SessionMode::Conversational),
+            agent: None,
+            webrtc_mode: None,
+            include_startup_context: None,
+            voice_session_id: None,
+            input_gating: None,
+        };
+        let prepared = self
+            .prepare(&p)
+            .and_then(|prep| self.model_url(&prep).map(|url| (prep, url)));
+        let (mut prep, url) = match prepared {
+            Ok(v) => v,
+            Err(message) => return Err(Box::new((*socket, message))),
+        };
+        session_config::append_conversation_so_far(
+            &mut prep.settings.instructions,
+            &opening.initial_items,
+        );
+        prep.settings.output_modality = OutputModality::Audio;
+        prep.permit = permit;
+        prep.owner = principal.map_or_else(|| "anonymous".to_owned(), |p| p.key_id.clone());
+        let codec = crate::session::live_codec::LiveCodec::new(
+            dialect,
+            prep.session_id.clone(),
+            prep.model.clone(),
+        );
+        let delegation = principal.is_none_or(|p| p.limits.delegation);
+        self.launch(
+            thread_id,
+            prep,
+            url,
+            Launch::Live {
+                socket,
+                codec,
                 delegation,
             },
         );

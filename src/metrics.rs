@@ -94,6 +94,15 @@ pub static HANDOFFS_ENDED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["outcome"],
     )
 });
+/// GPT-Live-dialect client events voxgate answered with an `error` event, by its code (a
+/// closed set: `invalid_json`, `unknown_event`, `invalid_audio`, …).
+pub static LIVE_EVENTS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "voxgate_live_events_refused_total",
+        "GPT-Live-dialect client events refused with an error event, by code",
+        &["code"],
+    )
+});
 /// `response.create` requests: `sent` at once or `deferred` behind an active response.
 pub static RESPONSE_CREATE: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(

@@ -1,9 +1,11 @@
-//! The axum router: `/rpc` (JSON-RPC websocket), `/v1/realtime/calls` (WebRTC offers and
+//! The axum router: `/rpc` (JSON-RPC websocket), `/v1/realtime` (OpenAI protocol), `/v1/live`
+//! and `/v1/live/sessions` (GPT-Live dialects), `/v1/realtime/calls` (WebRTC offers and
 //! hang-up), `/` (demo page), `/healthz` (process up), `/readyz` (accepting sessions), `/metrics`. Handlers are thin; all shared state is the one [`AppState`].
 
 pub mod calls;
 pub mod head_deadline;
 pub mod ice_restart;
+pub mod live;
 pub mod realtime;
 pub mod secrets;
 pub mod threads;
@@ -19,6 +21,8 @@ pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route("/rpc", get(crate::rpc::ws::upgrade))
         .route("/v1/realtime", get(realtime::upgrade))
+        .route("/v1/live", get(live::frameless))
+        .route("/v1/live/sessions", get(live::sessions))
         .route("/v1/realtime/calls", axum::routing::post(calls::create))
         .route(
             "/v1/realtime/client_secrets",

@@ -2,7 +2,7 @@
 //! v2 conversational, v2 transcription), voice palettes and validation, and how the instructions
 //! are assembled from the prompt parameter, the override prompt and the startup context.
 
-use super::model::ModelVersion;
+use super::model::{ModelVersion, TextRole};
 use serde_json::{Value, json};
 
 pub const V1_VOICES: &[&str] = &[
@@ -84,6 +84,25 @@ pub enum PromptParam {
     Null,
     /// A string: exactly it (`""` means empty instructions).
     Text(String),
+}
+
+/// A GPT-Live client's `initial_items` (the conversation so far) told to the model: after the
+/// instructions, one line per item, in a section the model can tell apart from its orders.
+pub fn append_conversation_so_far(instructions: &mut String, items: &[(TextRole, String)]) {
+    if items.is_empty() {
+        return;
+    }
+    if !instructions.is_empty() {
+        instructions.push_str("\n\n");
+    }
+    instructions.push_str("<conversation_so_far>\n");
+    for (role, text) in items {
+        instructions.push_str(role.as_str());
+        instructions.push_str(": ");
+        instructions.push_str(text);
+        instructions.push('\n');
+    }
+    instructions.push_str("</conversation_so_far>");
 }
 
 /// Instructions for the first `session.update` (protocol.md §1 "Prompt").

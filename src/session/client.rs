@@ -1,6 +1,6 @@
 //! `ClientSide`: who a conversation's client is and how it hears the model — JSON-RPC
 //! subscribers (engine notifications), an OpenAI-protocol client (the model's own events through
-//! the plumbing filter), or a WebRTC caller (`RelayCall`: its media, its data-channel filter and
+//! the plumbing filter), a GPT-Live-dialect client (`LiveCodec`), or a WebRTC caller (`RelayCall`: its media, its data-channel filter and
 //! its opt-in to voxgate's agent events). The face's codec, owned by the `SessionCore`.
 
 use crate::engine::plumbing::PlumbingFilter;
@@ -14,6 +14,9 @@ pub enum ClientSide {
     OpenAi(PlumbingFilter),
     /// A WebRTC caller whose media voxgate terminates.
     Relay(Box<RelayCall>),
+    /// A GPT-Live-dialect websocket client (`/v1/live`, `/v1/live/sessions`): the conversation's
+    /// notifications in its dialect, in the client outbox.
+    Live(super::live_codec::LiveCodec),
 }
 
 pub struct RelayCall {

@@ -7,6 +7,8 @@ pub enum Face {
     Rpc,
     /// An OpenAI-protocol websocket client on `/v1/realtime`.
     OpenaiWs,
+    /// A GPT-Live-dialect websocket client on `/v1/live` or `/v1/live/sessions`.
+    LiveWs,
     /// A WebRTC caller whose media voxgate terminates.
     WebrtcRelay,
     /// A WebRTC caller connected to the model's own calls endpoint; voxgate rides the sideband.
@@ -14,9 +16,10 @@ pub enum Face {
 }
 
 impl Face {
-    pub const ALL: [Face; 4] = [
+    pub const ALL: [Face; 5] = [
         Face::Rpc,
         Face::OpenaiWs,
+        Face::LiveWs,
         Face::WebrtcRelay,
         Face::WebrtcPassthrough,
     ];
@@ -25,6 +28,7 @@ impl Face {
         match self {
             Face::Rpc => "rpc",
             Face::OpenaiWs => "openai_ws",
+            Face::LiveWs => "live_ws",
             Face::WebrtcRelay => "webrtc_relay",
             Face::WebrtcPassthrough => "webrtc_passthrough",
         }

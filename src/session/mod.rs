@@ -9,6 +9,7 @@ pub mod core;
 pub mod detach;
 pub mod face;
 mod late;
+pub mod live_codec;
 pub mod outbox;
 pub mod reactor;
 pub mod reconnect;

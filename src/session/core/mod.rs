@@ -12,6 +12,7 @@
 
 mod agent_link;
 mod client_link;
+mod live_link;
 mod model_link;
 
 use agent_link::task_ended;
@@ -20,6 +21,7 @@ use super::Face;
 pub use super::client::ClientSide;
 use super::client::is_agent_events_opt_in;
 use super::detach::Detachment;
+use super::live_codec as live;
 use super::outbox::{FrameClass, Outbox, OutboxLimits};
 use super::reconnect::{ReconnectPolicy, Reconnector};
 use crate::agent::AgentUpdate;
@@ -379,6 +381,9 @@ impl SessionCore {
                 .engine
                 .handle_input(EngineInput::UpstreamFailed(message)),
             // voxgate's own opt-in is voxgate's: the model never sees it.
+            Input::ClientText(raw) if matches!(self.client, ClientSide::Live(_)) => {
+                self.live_client_event(&raw)
+            }
             Input::ClientText(raw) if is_agent_events_opt_in(&raw) => self.voxgate_events = true,
             Input::ClientText(raw) => self.client_command(ClientCommand::RawEvent(raw)),
             Input::ClientGone => {
@@ -447,11 +452,22 @@ impl SessionCore {
             self.ends_at = None;
             let secs = self.cfg.max_duration.map_or(0, |d| d.as_secs());
             let message = format!("the session exceeded its maximum duration of {secs}s");
-            if let ClientSide::OpenAi(_) = self.client {
-                let event = serde_json::json!({"type": "error", "error": {"type": "invalid_request_error",
-                    "code": "session_expired", "message": message, "param": null}});
-                self.client_out
-                    .push(now, event.to_string(), FrameClass::Control);
+            match &self.client {
+                ClientSide::OpenAi(_) => {
+                    let event = serde_json::json!({"type": "error", "error": {"type": "invalid_request_error",
+                        "code": "session_expired", "message": message, "param": null}});
+                    self.client_out
+                        .push(now, event.to_string(), FrameClass::Control);
+                }
+                ClientSide::Live(_) => {
+                    let event = live::LiveError {
+                        code: "session_expired",
+                        message: message.clone(),
+                    };
+                    self.client_out
+                        .push(now, event.to_event(), FrameClass::Control);
+                }
+                _ => {}
             }
             self.engine
                 .handle_input(EngineInput::UpstreamFailed(message));
@@ -660,6 +676,16 @@ impl SessionCore {
                 }
                 // The raw event already went to the client.
                 ClientSide::OpenAi(_) => {}
+                ClientSide::Live(codec) => {
+                    if let Some(frame) = codec.server_event(&Notification::OutputAudioDelta(chunk))
+                        && self.client_out.push(now, frame, FrameClass::Audio)
+                    {
+                        self.stats.audio_to_client += 1;
+                    } else {
+                        self.stats.audio_dropped += 1;
+                        metrics::AUDIO_FRAMES_DROPPED.inc();
+                    }
+                }
                 ClientSide::Notifications => {
                     self.stats.audio_to_client += 1;
                     self.out
@@ -686,9 +712,9 @@ impl SessionCore {
                     role: role.as_str(),
                     text: text.clone(),
                 });
-                if !matches!(self.client, ClientSide::OpenAi(_)) {
-                    self.out
-                        .push_back(Output::Notify(Notification::TranscriptDone { role, text }));
+                let n = Notification::TranscriptDone { role, text };
+                if !matches!(self.client, ClientSide::OpenAi(_)) && !self.tell_live_client(&n) {
+                    self.out.push_back(Output::Notify(n));
                 }
             }
             // An OpenAI-protocol client hears the model's own events, nothing else.
@@ -697,7 +723,9 @@ impl SessionCore {
                 if let Notification::Error { message } = &n {
                     self.last_error = Some(message.clone());
                 }
-                self.out.push_back(Output::Notify(n));
+                if !self.tell_live_client(&n) {
+                    self.out.push_back(Output::Notify(n));
+                }
             }
             EngineOutput::ClearAudio => {
                 if let ClientSide::Relay(call) = &mut self.client {
@@ -728,8 +756,10 @@ impl SessionCore {
             self.client_out
                 .push(self.now, event.to_string(), FrameClass::Control);
         }
-        self.out
-            .push_back(Output::Notify(Notification::Error { message }));
+        let n = Notification::Error { message };
+        if !self.tell_live_client(&n) {
+            self.out.push_back(Output::Notify(n));
+        }
         if self.cfg.answer.is_some() {
             self.out.push_back(Output::Notify(Notification::Closed {
                 reason: CloseReason::Error,
