@@ -1,7 +1,8 @@
 //! The codex CLI (npm, pinned) as a client of voxgate's OpenAI-compatible face: `codex
 //! app-server` with `experimental_realtime_ws_base_url` pointing at voxgate runs
-//! `thread/realtime/start` (v2 and v1) through voxgate to the simulator. codex does its own
-//! delegation, so voxgate runs with `[openai] delegation = false` and passes its tools through.
+//! `thread/realtime/start` (v2 and v1 on `/v1/realtime`, v3 on `/v1/live`) through voxgate to
+//! the simulator. On v1/v2 codex does its own delegation, so voxgate runs with `[openai]
+//! delegation = false` and passes its tools through; on v3 voxgate's agent core runs it.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -136,6 +137,41 @@ async fn run_codex_realtime(version: &str) -> Option<Vec<Value>> {
     })
     .await;
     assert_eq!(done["params"]["text"], "You said: hello voxgate");
+    if version == "v3" {
+        // Speakable text (`session.context.append` on the speakable channel) is said…
+        call(
+            &mut ws,
+            "thread/realtime/appendSpeech",
+            json!({"threadId": thread, "text": "the build is green"}),
+        )
+        .await;
+        until(&mut ws, &mut seen, &|v| {
+            v["method"] == "thread/realtime/transcript/done"
+                && v["params"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("the build is green"))
+        })
+        .await;
+        // …and a delegation runs on voxgate's agent core: codex hears the result.
+        call(
+            &mut ws,
+            "thread/realtime/appendText",
+            json!({"threadId": thread, "text": "delegate: check the build"}),
+        )
+        .await;
+        until(&mut ws, &mut seen, &|v| {
+            v["method"] == "thread/realtime/transcript/done"
+                && v["params"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Done: check the build"))
+        })
+        .await;
+        let metrics = voxgate::metrics::render();
+        assert!(
+            metrics.contains(r#"voxgate_sessions_started_total{face="live_ws"} 1"#),
+            "codex came in through the /v1/live face"
+        );
+    }
     call(&mut ws, "thread/realtime/stop", json!({"threadId": thread})).await;
     let closed = until(&mut ws, &mut seen, &|v| {
         v["method"] == "thread/realtime/closed"
@@ -254,6 +290,17 @@ async fn codex_runs_a_v2_realtime_session_through_voxgate_and_voxgate_emits_code
 #[tokio::test]
 async fn codex_runs_a_v1_realtime_session_through_voxgate() {
     run_codex_realtime("v1").await;
+}
+
+/// codex 0.169 with `[realtime] version = "v3"` opens voxgate's `/v1/live` (its frameless
+/// GPT-Live dialect): text, speech and a delegation voxgate's agent runs.
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
+#[tokio::test]
+async fn codex_runs_a_v3_realtime_session_through_voxgates_live_face() {
+    run_codex_realtime("v3").await;
 }
 
 /// codex 0.169's generated JSON schema (`generate-json-schema --experimental`), written once per

@@ -290,3 +290,122 @@ fn skipped_rows_really_are_skipped_not_errors() {
     ));
     let _ = CloseReason::Requested;
 }
+
+// ---- The GPT-Live dialects voxgate serves (proto-fixtures/live/) ----
+
+use voxgate::protocol::rpc::{Notification, TranscriptRole};
+use voxgate::session::live_codec::{LiveCodec, LiveDialect, parse_opening};
+
+fn live_dialect(name: &str) -> LiveDialect {
+    match name {
+        "frameless" => LiveDialect::Frameless,
+        "gpt_live" => LiveDialect::GptLive,
+        other => panic!("unknown dialect {other}"),
+    }
+}
+
+/// A client command as the fixtures write it.
+fn command_json(cmd: &ClientCommand) -> Value {
+    match cmd {
+        ClientCommand::AppendAudio(a) => json!({"append_audio": a.data}),
+        ClientCommand::AppendText { text, role } => {
+            json!({"append_text": text, "role": role.as_str()})
+        }
+        ClientCommand::AppendSpeech(text) => json!({"append_speech": text}),
+        ClientCommand::Stop => json!("stop"),
+        ClientCommand::RawEvent(raw) => json!({"raw": raw}),
+    }
+}
+
+/// A conversation notification from its fixture description.
+fn notification_of(row: &Value) -> Notification {
+    let role = || match row["role"].as_str() {
+        Some("user") => TranscriptRole::User,
+        _ => TranscriptRole::Assistant,
+    };
+    if row["started"] == true {
+        Notification::Started {
+            realtime_session_id: "live_1".into(),
+            version: ModelVersion::V2,
+        }
+    } else if let Some(audio) = row["audio"].as_str() {
+        Notification::OutputAudioDelta(voxgate::protocol::AudioChunk {
+            data: audio.into(),
+            sample_rate: 24_000,
+            num_channels: 1,
+            samples_per_channel: None,
+            item_id: None,
+        })
+    } else if let Some(delta) = row["delta"].as_str() {
+        Notification::TranscriptDelta {
+            role: role(),
+            delta: delta.into(),
+        }
+    } else if let Some(text) = row["done"].as_str() {
+        Notification::TranscriptDone {
+            role: role(),
+            text: text.into(),
+        }
+    } else if let Some(message) = row["error"].as_str() {
+        Notification::Error {
+            message: message.into(),
+        }
+    } else if let Some(reason) = row["closed"].as_str() {
+        Notification::Closed {
+            reason: match reason {
+                "requested" => CloseReason::Requested,
+                "transport_closed" => CloseReason::TransportClosed,
+                _ => CloseReason::Error,
+            },
+        }
+    } else {
+        Notification::ItemAdded(row["item_added"].clone())
+    }
+}
+
+fn check_live(dialect: LiveDialect, rel: &str) {
+    let mut codec = LiveCodec::new(dialect, "live_1".into(), "gpt-live-1-codex".into());
+    for (i, row) in fixture_lines(rel).iter().enumerate() {
+        let at = format!("{rel}:{}", i + 1);
+        if let Some(raw) = row["client"].as_str() {
+            match codec.client_event(raw) {
+                Ok(cmd) => assert_eq!(command_json(&cmd), row["command"], "{at}"),
+                Err(e) => assert_eq!(json!(e.code), row["error"], "{at}: {}", e.message),
+            }
+        } else {
+            let got = codec.server_event(&notification_of(&row["notification"]));
+            assert_eq!(got.as_deref(), row["expect"].as_str(), "{at}");
+        }
+    }
+}
+
+#[test]
+fn frameless_client_events_and_server_events_are_byte_exact() {
+    check_live(LiveDialect::Frameless, "live/frameless.jsonl");
+}
+
+#[test]
+fn gpt_live_client_events_and_server_events_are_byte_exact() {
+    check_live(LiveDialect::GptLive, "live/gpt_live.jsonl");
+}
+
+#[test]
+fn live_openings_ask_for_what_they_say_or_are_refused() {
+    for (i, row) in fixture_lines("live/openings.jsonl").iter().enumerate() {
+        let at = format!("live/openings.jsonl:{}", i + 1);
+        let dialect = live_dialect(row["dialect"].as_str().expect("dialect"));
+        match parse_opening(dialect, row["opening"].as_str().expect("opening")) {
+            Ok(o) => {
+                let items: Vec<Value> = o
+                    .initial_items
+                    .iter()
+                    .map(|(role, text)| json!([role.as_str(), text]))
+                    .collect();
+                let got = json!({"model": o.model, "instructions": o.instructions,
+                    "voice": o.voice, "initial_items": items});
+                assert_eq!(got, row["expect"], "{at}");
+            }
+            Err(e) => assert_eq!(json!(e.code), row["error"], "{at}: {}", e.message),
+        }
+    }
+}
