@@ -692,3 +692,105 @@ async fn passthrough_works_on_the_default_offline_setup() {
     assert_eq!(s["delegated_reply"], true, "{s}");
     assert_eq!(s["delete_status"], 200, "{s}");
 }
+
+/// A GPT-Live WebRTC caller: `POST /v1/live/sessions` (JSON) in front of a GPT-Live model,
+/// heard over Opus; `…/{id}/attach` observes the call's model events; hang-up at the Location.
+#[cfg_attr(
+    not(voxgate_e2e_aiortc),
+    ignore = "needs aiortc: pip install -r e2e/requirements.txt"
+)]
+#[tokio::test]
+async fn a_gpt_live_webrtc_caller_is_answered_and_its_call_can_be_attached() {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncBufReadExt;
+    use tokio_tungstenite::tungstenite::Message;
+    if !python_module("aiortc", "WebRTC") {
+        return;
+    }
+    let h = harness_with(
+        |_| {},
+        |cfg| cfg.upstream.version = voxgate::protocol::ModelVersion::V3,
+    )
+    .await;
+    let mut frames = SimFrames::new(&h.sim);
+    let release = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("live-attach-release-{}", std::process::id()));
+    let _ = std::fs::remove_file(&release);
+    let wav = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aiortc-speech-live.wav");
+    write_speech_wav(&wav);
+    let mut child = tokio::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/e2e/clients/aiortc_call.py"
+        ))
+        .args([
+            "--base",
+            &format!("http://{}", h.addr),
+            "--announce",
+            "--live",
+        ])
+        .arg("--wav")
+        .arg(&wav)
+        .arg("--hold-until-file")
+        .arg(&release)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn aiortc");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let location = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("location in time")
+            .expect("read")
+            .expect("client printed its location");
+        if let Some(l) = line.strip_prefix("LOCATION ") {
+            break l.to_owned();
+        }
+    };
+    let call_id = location.rsplit('/').next().unwrap_or_default().to_owned();
+    assert!(
+        location.starts_with("/v1/realtime/calls/rtc_"),
+        "{location}"
+    );
+    // The caller's session reached the GPT-Live model: its instructions and voice.
+    frames.next_connected().await;
+    let first: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
+    assert_eq!(first["type"], "session.start", "{first}");
+    assert_eq!(first["session"]["instructions"], "Be brief.");
+    assert_eq!(first["session"]["audio"]["output"]["voice"], "cove");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{}/v1/live/sessions/{call_id}/attach",
+        h.addr
+    ))
+    .await
+    .expect("attach connects");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|t| t == "session.output_transcript.delta") {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("event in time")
+            .expect("open")
+            .expect("frame");
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).expect("json");
+        seen.push(v["type"].as_str().unwrap_or_default().to_owned());
+    }
+    drop(ws);
+    std::fs::write(&release, b"go").expect("release");
+    let mut last = String::new();
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("client ends in time")
+        .expect("read")
+    {
+        last = line;
+    }
+    let _ = child.wait().await;
+    let s: Value = serde_json::from_str(&last).expect("summary");
+    assert_eq!(s["post_status"], 201, "{s}");
+    assert_eq!(s["session_id"], call_id.as_str(), "{s}");
+    assert_eq!(s["spoken_reply"], true, "{s}");
+    assert!(s["audio"]["loud_frames"].as_u64().unwrap_or(0) > 10, "{s}");
+    assert_eq!(s["delete_status"], 200, "{s}");
+}

@@ -411,3 +411,58 @@ async fn the_live_faces_need_a_key_in_keys_mode() {
         .await;
     c.until("session.started").await;
 }
+
+#[tokio::test]
+async fn a_bad_gpt_live_webrtc_request_gets_a_clear_400_and_takes_no_slot() {
+    let h = harness().await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/v1/live/sessions", h.addr);
+    let offer = relay_offer();
+    for (body, code) in [
+        ("{not json".to_owned(), "invalid_json"),
+        (
+            json!({"transport": {"type": "websocket"}}).to_string(),
+            "invalid_transport",
+        ),
+        (
+            json!({"transport": {"type": "webrtc"}}).to_string(),
+            "missing_required_parameter",
+        ),
+        (
+            json!({"session": {"tools": []}, "transport": {"type": "webrtc", "sdp": offer}})
+                .to_string(),
+            "unknown_parameter",
+        ),
+        (
+            json!({"transport": {"type": "webrtc", "sdp": "v=0\r\nnot an offer"}}).to_string(),
+            "invalid_offer",
+        ),
+    ] {
+        let r = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(r.status(), 400, "{body}");
+        let v: Value = r.json().await.expect("json error");
+        assert_eq!(v["error"]["code"], code, "{body}: {v}");
+        assert!(
+            !v.to_string().contains("a=ice-ufrag"),
+            "the SDP is never echoed"
+        );
+    }
+    assert_eq!(h.app.sessions.running_count(), 0);
+    // Attaching to a session that is not the caller's (or not there) is "not found".
+    let err = tokio_tungstenite::connect_async(format!(
+        "ws://{}/v1/live/sessions/rtc_0000000000000000ffffffff/attach",
+        h.addr
+    ))
+    .await
+    .expect_err("no such call");
+    let tokio_tungstenite::tungstenite::Error::Http(resp) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(resp.status(), 404);
+}

@@ -131,6 +131,7 @@ async def main():
     ap.add_argument("--ready-file", default="", help="(--end drain) create this file, then wait to be told")
     ap.add_argument("--turns", type=int, default=1,
                     help="speak again after each reply, for this many turns in all; reports the audio's continuity")
+    ap.add_argument("--live", action="store_true", help="place the call as GPT-Live does: POST /v1/live/sessions (JSON)")
     ap.add_argument("--voxgate-events", action="store_true", help="opt into voxgate's own data-channel events")
     ap.add_argument("--end", default="", choices=["", "hangup", "model", "drain"],
                     help="after the reply, end the call (DELETE, or make the model drop) and time how the caller learns of it")
@@ -202,8 +203,21 @@ async def main():
         await rpc_call(args, pc, audio)
         return
     query = "?mode=" + args.webrtc_mode if args.webrtc_mode else ""
-    status, headers, answer = http("POST", args.base + "/v1/realtime/calls" + query, pc.localDescription.sdp.encode(), "application/sdp")
+    if args.live:
+        body = json.dumps({"session": {"instructions": "Be brief.", "audio": {"output": {"voice": "cove"}},
+                                       "delegation": {"type": "client"}},
+                           "transport": {"type": "webrtc", "sdp": pc.localDescription.sdp}}).encode()
+        status, headers, created = http("POST", args.base + "/v1/live/sessions", body, "application/json")
+        try:
+            created = json.loads(created)
+            answer = created["transport"]["sdp"]
+        except (ValueError, KeyError, TypeError):
+            answer = created
+    else:
+        status, headers, answer = http("POST", args.base + "/v1/realtime/calls" + query, pc.localDescription.sdp.encode(), "application/sdp")
     summary = {"post_status": status, "location": headers.get("Location"), "content_type": headers.get("Content-Type")}
+    if args.live and status == 201:
+        summary["session_id"] = created["session"]["id"]
     if status != 201:
         summary["error"] = answer
         print(json.dumps(summary))
@@ -224,7 +238,9 @@ async def main():
                 break
         return False
 
-    summary["spoken_reply"] = await wait_for(lambda e: e.get("type") == "response.output_audio_transcript.done")
+    # A GPT-Live model's events have no "done": its transcript deltas say it spoke.
+    summary["spoken_reply"] = await wait_for(lambda e: e.get("type") in (
+        "response.output_audio_transcript.done", "session.output_transcript.delta"))
     if args.barge_in:
         summary["cleared"] = await wait_for(lambda e: e.get("type") == "output_audio_buffer.cleared")
         deadline = time.time() + args.timeout

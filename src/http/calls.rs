@@ -238,64 +238,19 @@ pub async fn create(
         offer.session = principal.bound_session.clone();
     }
     let mode = q.mode.unwrap_or(app.cfg.webrtc.mode);
-    tracing::info!(offer = %peer::describe_offer(&offer.sdp), ?mode, "call offer received");
-    let call_id = new_call_id();
-    let params = match start_params(&call_id, offer.session.as_ref()) {
-        Ok(p) => p,
-        Err(m) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_session",
-                m,
-                Some("session"),
-            );
-        }
-    };
-    let started = match app
-        .start_webrtc(
-            params,
-            &offer.sdp,
-            mode,
-            crate::app::Origin::HttpCall,
-            &principal.key_id,
-            Some(permit),
-        )
-        .await
+    let started = match place_call(
+        &app,
+        &principal,
+        permit,
+        &offer.sdp,
+        offer.session.as_ref(),
+        mode,
+    )
+    .await
     {
-        Ok(a) => a,
-        Err(CallError::Offer(e @ OfferError::Socket(_))) => {
-            return api_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "media_unavailable",
-                e.to_string(),
-                None,
-            );
-        }
-        Err(CallError::Offer(e)) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_offer",
-                e.to_string(),
-                Some("sdp"),
-            );
-        }
-        Err(CallError::Setup(m)) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_session",
-                m,
-                Some("session"),
-            );
-        }
-        Err(CallError::Upstream(e)) => return upstream_error(&e),
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    tracing::info!(call_id = %started.thread_id, answer = %peer::describe_offer(&started.answer), ?mode, "call answered");
-    // Routable from every node before the caller learns the id.
-    if let Some(cluster) = app.cluster() {
-        cluster
-            .claim_call(&started.thread_id, &principal.key_id)
-            .await;
-    }
     (
         StatusCode::CREATED,
         [
@@ -308,6 +263,78 @@ pub async fn create(
         started.answer,
     )
         .into_response()
+}
+
+/// Answer an offer with a call of `mode` for `principal` (its slot is `permit`), `session` in
+/// OpenAI's shape; claimed in the cluster before the caller learns its id. `Err` is the response
+/// a client gets (OpenAI-shaped JSON, never the SDP).
+pub async fn place_call(
+    app: &AppState,
+    principal: &crate::auth::Principal,
+    permit: crate::auth::SessionPermit,
+    sdp: &str,
+    session: Option<&Value>,
+    mode: WebrtcMode,
+) -> Result<crate::app::WebrtcStart, Response> {
+    tracing::info!(offer = %peer::describe_offer(sdp), ?mode, "call offer received");
+    let call_id = new_call_id();
+    let params = match start_params(&call_id, session) {
+        Ok(p) => p,
+        Err(m) => {
+            return Err(api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_session",
+                m,
+                Some("session"),
+            ));
+        }
+    };
+    let started = match app
+        .start_webrtc(
+            params,
+            sdp,
+            mode,
+            crate::app::Origin::HttpCall,
+            &principal.key_id,
+            Some(permit),
+        )
+        .await
+    {
+        Ok(a) => a,
+        Err(CallError::Offer(e @ OfferError::Socket(_))) => {
+            return Err(api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "media_unavailable",
+                e.to_string(),
+                None,
+            ));
+        }
+        Err(CallError::Offer(e)) => {
+            return Err(api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_offer",
+                e.to_string(),
+                Some("sdp"),
+            ));
+        }
+        Err(CallError::Setup(m)) => {
+            return Err(api_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_session",
+                m,
+                Some("session"),
+            ));
+        }
+        Err(CallError::Upstream(e)) => return Err(upstream_error(&e)),
+    };
+    tracing::info!(call_id = %started.thread_id, answer = %peer::describe_offer(&started.answer), ?mode, "call answered");
+    // Routable from every node before the caller learns the id.
+    if let Some(cluster) = app.cluster() {
+        cluster
+            .claim_call(&started.thread_id, &principal.key_id)
+            .await;
+    }
+    Ok(started)
 }
 
 /// The caller of a request on a call or thread: an API key or a client secret it minted (or

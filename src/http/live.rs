@@ -130,3 +130,165 @@ async fn serve(
         }
     }
 }
+
+/// `POST /v1/live/sessions` (GPT-Live over WebRTC): `{"session": {…}, "transport": {"type":
+/// "webrtc", "sdp": offer}}`, answered `201 {"session": {"id"}, "transport": {"type": "webrtc",
+/// "sdp": answer}}` with `Location: /v1/realtime/calls/{id}` (hang up there). The call is
+/// voxgate's as any `/v1/realtime/calls` call (`[webrtc] mode`); its data channel carries the
+/// model's own events.
+pub async fn create_webrtc(
+    State(app): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    use crate::http::calls::{api_error, auth_error};
+    use axum::http::{StatusCode, header};
+    let principal = match app.caller(&headers, true).await {
+        Ok(p) => p,
+        Err(e) => return auth_error(e),
+    };
+    let limit = app.cfg.webrtc.max_offer_bytes + 64 * 1024;
+    let wait = Duration::from_secs(app.cfg.server.request_timeout_secs);
+    let bytes = match tokio::time::timeout(wait, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                format!("the request exceeds {limit} bytes"),
+                None,
+            );
+        }
+        Err(_) => {
+            return api_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the request did not arrive within {}s", wait.as_secs()),
+                None,
+            );
+        }
+    };
+    let request = match live_webrtc_request(&app, &bytes) {
+        Ok(r) => r,
+        Err((code, message, param)) => {
+            return api_error(StatusCode::BAD_REQUEST, code, message, param);
+        }
+    };
+    let permit = match app.admit(&principal).await {
+        Ok(p) => p,
+        Err(e) => return auth_error(e),
+    };
+    let session = request.session.or_else(|| principal.bound_session.clone());
+    let started = match crate::http::calls::place_call(
+        &app,
+        &principal,
+        permit,
+        &request.sdp,
+        session.as_ref(),
+        app.cfg.webrtc.mode,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let body = serde_json::json!({"session": {"id": started.thread_id},
+        "transport": {"type": "webrtc", "sdp": started.answer}});
+    (
+        StatusCode::CREATED,
+        [(
+            header::LOCATION,
+            format!("/v1/realtime/calls/{}", started.thread_id),
+        )],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+struct LiveWebrtcRequest {
+    sdp: String,
+    /// The session in the shape voxgate's calls take (instructions, voice, model).
+    session: Option<serde_json::Value>,
+}
+
+type BadRequest = (&'static str, String, Option<&'static str>);
+
+/// Read a GPT-Live WebRTC session request: the offer and the session, checked as the
+/// websocket face checks `session.start` (strict fields, `client` delegation); a voice or model
+/// the upstream's version lacks gives way to its default.
+fn live_webrtc_request(app: &AppState, bytes: &[u8]) -> Result<LiveWebrtcRequest, BadRequest> {
+    use serde_json::Value;
+    let req: Value = serde_json::from_slice(bytes).map_err(|_| {
+        (
+            "invalid_json",
+            "the request body is not JSON".to_owned(),
+            None,
+        )
+    })?;
+    if req["transport"]["type"] != "webrtc" {
+        return Err((
+            "invalid_transport",
+            "`transport.type` must be \"webrtc\" (websocket clients open GET /v1/live/sessions)"
+                .to_owned(),
+            Some("transport.type"),
+        ));
+    }
+    let sdp = req["transport"]["sdp"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or((
+            "missing_required_parameter",
+            "Missing required parameter: 'transport.sdp'.".to_owned(),
+            Some("transport.sdp"),
+        ))?
+        .to_owned();
+    let Some(session) = req.get("session").filter(|s| !s.is_null()) else {
+        return Ok(LiveWebrtcRequest { sdp, session: None });
+    };
+    let opening = serde_json::json!({"type": "session.start", "session": session}).to_string();
+    let o = parse_opening(LiveDialect::GptLive, &opening)
+        .map_err(|e| (e.code, e.message, Some("session")))?;
+    let version = app.cfg.upstream.version;
+    let mut out = serde_json::json!({});
+    // No instructions and no history: voxgate's default prompt.
+    if o.instructions.is_some() || !o.initial_items.is_empty() {
+        let mut instructions = o.instructions.unwrap_or_default();
+        crate::protocol::session_config::append_conversation_so_far(
+            &mut instructions,
+            &o.initial_items,
+        );
+        out["instructions"] = instructions.into();
+    }
+    if let Some(voice) = o
+        .voice
+        .filter(|v| crate::protocol::session_config::voices(version).contains(&v.as_str()))
+    {
+        out["audio"] = serde_json::json!({"output": {"voice": voice}});
+    }
+    if let Some(model) = o
+        .model
+        .filter(|_| version == crate::protocol::ModelVersion::V3)
+    {
+        out["model"] = model.into();
+    }
+    Ok(LiveWebrtcRequest {
+        sdp,
+        session: Some(out),
+    })
+}
+
+/// `GET /v1/live/sessions/{id}/attach`: GPT-Live's sideband onto a call voxgate runs (the
+/// caller's own), as `/v1/realtime?call_id=` is: the model's events of the call, client events
+/// through the engine's rules.
+pub async fn attach(
+    State(app): State<Arc<AppState>>,
+    axum::extract::Path(session_id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let principal = match app.caller(&headers, true).await {
+        Ok(p) => p,
+        Err(e) => return crate::http::calls::auth_error(e),
+    };
+    crate::http::realtime::sideband_upgrade(&app, &headers, &principal, &session_id, ws).await
+}

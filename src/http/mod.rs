@@ -22,7 +22,11 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/rpc", get(crate::rpc::ws::upgrade))
         .route("/v1/realtime", get(realtime::upgrade))
         .route("/v1/live", get(live::frameless))
-        .route("/v1/live/sessions", get(live::sessions))
+        .route(
+            "/v1/live/sessions",
+            get(live::sessions).post(live::create_webrtc),
+        )
+        .route("/v1/live/sessions/{session_id}/attach", get(live::attach))
         .route("/v1/realtime/calls", axum::routing::post(calls::create))
         .route(
             "/v1/realtime/client_secrets",

@@ -36,33 +36,10 @@ pub async fn upgrade(
         Ok(p) => p,
         Err(e) => return crate::http::calls::auth_error(e),
     };
-    let max = app.cfg.server.max_frame_bytes;
     if let Some(call_id) = q.call_id {
-        // Only the caller's own calls (an operator's: any), and only calls: never a JSON-RPC or
-        // OpenAI-protocol conversation. Anything else is "not found".
-        let Some(call) = app.sessions.call(principal.scope(), &call_id) else {
-            if let Some(peer) = owner_sideband(&app, &headers, &principal, &call_id).await {
-                return ws
-                    .read_buffer_size(crate::http::WS_READ_BUFFER)
-                    .max_message_size(max)
-                    .max_frame_size(max)
-                    .on_upgrade(move |socket| crate::cluster::forward::splice(socket, peer))
-                    .into_response();
-            }
-            return api_error(
-                StatusCode::NOT_FOUND,
-                "call_not_found",
-                "no such active call",
-                Some("call_id"),
-            );
-        };
-        return ws
-            .read_buffer_size(crate::http::WS_READ_BUFFER)
-            .max_message_size(max)
-            .max_frame_size(max)
-            .on_upgrade(move |socket| sideband(socket, call))
-            .into_response();
+        return sideband_upgrade(&app, &headers, &principal, &call_id, ws).await;
     }
+    let max = app.cfg.server.max_frame_bytes;
     let permit = match app.admit(&principal).await {
         Ok(p) => p,
         Err(e) => return crate::http::calls::auth_error(e),
@@ -71,6 +48,42 @@ pub async fn upgrade(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| serve(app, socket, q.model, q.intent, principal, permit))
+        .into_response()
+}
+
+/// A sideband onto a call (`/v1/realtime?call_id=…`, GPT-Live's `/v1/live/sessions/{id}/attach`):
+/// the caller's own calls only (an operator's: any), run here or on another cluster node;
+/// anything else is "not found".
+pub async fn sideband_upgrade(
+    app: &AppState,
+    headers: &axum::http::HeaderMap,
+    principal: &crate::auth::Principal,
+    call_id: &str,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let max = app.cfg.server.max_frame_bytes;
+    // Only the caller's own calls (an operator's: any), and only calls: never a JSON-RPC or
+    // OpenAI-protocol conversation. Anything else is "not found".
+    let Some(call) = app.sessions.call(principal.scope(), call_id) else {
+        if let Some(peer) = owner_sideband(app, headers, principal, call_id).await {
+            return ws
+                .read_buffer_size(crate::http::WS_READ_BUFFER)
+                .max_message_size(max)
+                .max_frame_size(max)
+                .on_upgrade(move |socket| crate::cluster::forward::splice(socket, peer))
+                .into_response();
+        }
+        return api_error(
+            StatusCode::NOT_FOUND,
+            "call_not_found",
+            "no such active call",
+            Some("call_id"),
+        );
+    };
+    ws.read_buffer_size(crate::http::WS_READ_BUFFER)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| sideband(socket, call))
         .into_response()
 }
 
