@@ -1,8 +1,9 @@
 //! The codex CLI (npm, pinned) as a client of voxgate's OpenAI-compatible face: `codex
 //! app-server` with `experimental_realtime_ws_base_url` pointing at voxgate runs
 //! `thread/realtime/start` (v2 and v1 on `/v1/realtime`, v3 on `/v1/live`) through voxgate to
-//! the simulator. On v1/v2 codex does its own delegation, so voxgate runs with `[openai]
-//! delegation = false` and passes its tools through; on v3 voxgate's agent core runs it.
+//! the simulator. codex does its own delegation, so voxgate runs with `[openai] delegation =
+//! false`: on v1/v2 its tools pass through; on v3 delegations reach codex as GPT-Live
+//! `delegation.created` and its answers come back as `delegation.context.append`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -36,18 +37,45 @@ async fn run_codex_realtime(version: &str) -> Option<Vec<Value>> {
     let bin = codex_bin()?;
     let h = harness_with(|_| {}, |cfg| cfg.openai.delegation = false).await;
     let mut records = h.sim.records();
+    // codex's own model (its delegations' turns): a scripted Responses server. codex refuses
+    // realtime unless its model provider names an `env_key`.
+    let responses = common::responses_server::ResponsesServer::start(vec![
+        common::responses_server::Reply::Messages(vec!["There are 3 files.".into()]),
+    ])
+    .await;
     let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("codex-client-{version}-{}", std::process::id()));
     std::fs::create_dir_all(&home).expect("home");
     std::fs::write(
         home.join("config.toml"),
-        format!("experimental_realtime_ws_base_url = \"http://{}/v1\"\n\n[realtime]\nversion = \"{version}\"\n", h.addr),
+        format!(
+            r#"model = "scripted-model"
+model_provider = "scripted"
+approval_policy = "never"
+sandbox_mode = "read-only"
+experimental_realtime_ws_base_url = "http://{}/v1"
+
+[realtime]
+version = "{version}"
+
+[model_providers.scripted]
+name = "scripted"
+base_url = "{}"
+wire_api = "responses"
+env_key = "SCRIPTED_PROVIDER_KEY"
+request_max_retries = 0
+stream_max_retries = 0
+"#,
+            h.addr,
+            responses.base_url()
+        ),
     )
     .expect("config");
     let mut child = tokio::process::Command::new(bin)
         .args(["app-server", "--listen", "ws://127.0.0.1:0"])
         .env("CODEX_HOME", &home)
         .env("OPENAI_API_KEY", "sk-codex-as-client")
+        .env("SCRIPTED_PROVIDER_KEY", "sk-scripted")
         .env("RUST_LOG", "warn")
         .current_dir(&home)
         .stdin(Stdio::null())
@@ -152,18 +180,29 @@ async fn run_codex_realtime(version: &str) -> Option<Vec<Value>> {
                     .is_some_and(|t| t.ends_with("the build is green"))
         })
         .await;
-        // …and a delegation runs on voxgate's agent core: codex hears the result.
+        // …and a delegation goes to codex (GPT-Live `client` mode, as voxgate runs with
+        // `[openai] delegation = false`): codex does the work on its own model and the model
+        // behind voxgate speaks what codex found.
         call(
             &mut ws,
             "thread/realtime/appendText",
-            json!({"threadId": thread, "text": "delegate: check the build"}),
+            json!({"threadId": thread, "text": "delegate: count the files"}),
         )
         .await;
+        let request = tokio::time::timeout(WAIT * 3, responses.next_request())
+            .await
+            .expect("codex ran the delegation on its model");
+        assert!(
+            common::responses_server::input_texts(&request)
+                .iter()
+                .any(|t| t.contains("count the files")),
+            "{request}"
+        );
         until(&mut ws, &mut seen, &|v| {
             v["method"] == "thread/realtime/transcript/done"
                 && v["params"]["text"]
                     .as_str()
-                    .is_some_and(|t| t.contains("Done: check the build"))
+                    .is_some_and(|t| t.contains("There are 3 files."))
         })
         .await;
         let metrics = voxgate::metrics::render();

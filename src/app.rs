@@ -633,11 +633,15 @@ impl AppState {
         prep.settings.output_modality = OutputModality::Audio;
         prep.permit = permit;
         prep.owner = principal.map_or_else(|| "anonymous".to_owned(), |p| p.key_id.clone());
-        let codec = crate::session::live_codec::LiveCodec::new(
+        let mut codec = crate::session::live_codec::LiveCodec::new(
             dialect,
             prep.session_id.clone(),
             prep.model.clone(),
         );
+        // A client that delegates on its own (codex): GPT-Live's `client` mode, to it.
+        if !self.cfg.openai.delegation {
+            codec = codec.with_client_delegation();
+        }
         let delegation = principal.is_none_or(|p| p.limits.delegation);
         self.launch(
             thread_id,

@@ -466,3 +466,93 @@ async fn a_bad_gpt_live_webrtc_request_gets_a_clear_400_and_takes_no_slot() {
     };
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test]
+async fn with_client_delegation_the_client_does_the_work_and_the_model_speaks_its_result() {
+    for version in [ModelVersion::V2, ModelVersion::V3] {
+        let h = harness_with(
+            |_| {},
+            |cfg| {
+                cfg.upstream.version = version;
+                cfg.openai.delegation = false;
+            },
+        )
+        .await;
+        let mut c = LiveClient::connect(h.addr, "/v1/live").await;
+        c.send(json!({"type": "session.update", "session": {"delegation": {"type": "client"}}}))
+            .await;
+        c.until("session.started").await;
+        c.send(json!({"type": "session.context.append",
+            "content": [{"type": "input_text", "text": "delegate: check the build"}]}))
+            .await;
+        let (created, _) = c.until("delegation.created").await;
+        let item = &created["item"];
+        assert_eq!(item["type"], "delegation", "{version:?}: {created}");
+        assert_eq!(item["target"], "client");
+        assert!(
+            item["content"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("check the build")),
+            "{version:?}: {created}"
+        );
+        let id = item["id"].as_str().expect("delegation id").to_owned();
+        // Not the running delegation: refused, nothing changes.
+        c.send(
+            json!({"type": "delegation.context.append", "delegation_item_id": "nope",
+            "content": [{"type": "input_text", "text": "x"}]}),
+        )
+        .await;
+        let (err, _) = c.until("error").await;
+        assert_eq!(err["error"]["code"], "unknown_delegation");
+        c.send(
+            json!({"type": "delegation.context.append", "delegation_item_id": id,
+            "content": [{"type": "input_text", "text": "Looking at the CI now."}]}),
+        )
+        .await;
+        c.send(
+            json!({"type": "delegation.context.append", "delegation_item_id": id,
+            "content": [{"type": "input_text",
+                "text": "\"Agent Final Message\":\n\nThe build is green."}]}),
+        )
+        .await;
+        loop {
+            let turn = c.assistant_turn().await;
+            if turn.contains("The build is green.") {
+                break;
+            }
+        }
+        // The task is over: a late append is refused.
+        c.send(
+            json!({"type": "delegation.context.append", "delegation_item_id": id,
+            "content": [{"type": "input_text", "text": "late"}]}),
+        )
+        .await;
+        let (err, _) = c.until("error").await;
+        assert_eq!(err["error"]["code"], "unknown_delegation");
+    }
+}
+
+#[tokio::test]
+async fn a_client_delegation_without_a_done_ends_when_the_client_goes_quiet() {
+    let h = harness_with(|_| {}, |cfg| cfg.openai.delegation = false).await;
+    let mut c = LiveClient::connect(h.addr, "/v1/live").await;
+    c.send(json!({"type": "session.update", "session": {}}))
+        .await;
+    c.until("session.started").await;
+    c.send(json!({"type": "session.context.append",
+        "content": [{"type": "input_text", "text": "delegate: count the files"}]}))
+        .await;
+    let (created, _) = c.until("delegation.created").await;
+    let id = created["item"]["id"].as_str().expect("id").to_owned();
+    // As codex sends it: no channel, no marker, and nothing after.
+    c.send(
+        json!({"type": "delegation.context.append", "delegation_item_id": id,
+        "content": [{"type": "input_text", "text": "There are 3 files."}]}),
+    )
+    .await;
+    loop {
+        if c.assistant_turn().await.contains("There are 3 files.") {
+            break;
+        }
+    }
+}

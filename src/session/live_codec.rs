@@ -4,8 +4,11 @@
 //! GPT-Live's session events on `GET /v1/live/sessions`. A [`LiveCodec`] reads a client's frames
 //! into the engine's [`ClientCommand`]s and writes the conversation's notifications as the
 //! dialect's server events, whatever wire version voxgate speaks to the model behind it.
-//! Delegation runs server-side on voxgate's agent cores: a client never sees a delegation and
-//! hears its results spoken. Sans-IO; the exact frames are fixed in `proto-fixtures/live/`.
+//! Delegation runs server-side on voxgate's agent cores (a client never sees a delegation and
+//! hears its results spoken), or — with `[openai] delegation = false`, for clients such as codex
+//! that do their own work — in GPT-Live's `client` mode: the client gets `delegation.created`
+//! and answers with `delegation.context.append`. Sans-IO; the exact frames are fixed in
+//! `proto-fixtures/live/`.
 
 use crate::engine::ClientCommand;
 use crate::protocol::model::{AudioChunk, TextRole, check_base64, push_json_str};
@@ -215,10 +218,29 @@ fn content_text(map: &Map<String, Value>) -> Result<String, LiveError> {
     }
 }
 
+/// What a client event asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveInput {
+    /// Something for the conversation.
+    Command(ClientCommand),
+    /// What the client's own work on a delegation found (client-mode delegation).
+    DelegationContext {
+        delegation_id: String,
+        text: String,
+        /// Meant to be said now (the `speakable` or `commentary` channel).
+        spoken: bool,
+    },
+}
+
+/// codex marks the first words of its final answer to a delegation with this.
+pub const AGENT_FINAL_MESSAGE_PREFIX: &str = "\"Agent Final Message\":\n\n";
+
 /// One client's dialect and the state its server events need.
 #[derive(Debug, Clone)]
 pub struct LiveCodec {
     dialect: LiveDialect,
+    /// Delegations go to the client (GPT-Live `client` mode) instead of voxgate's agent cores.
+    client_delegation: bool,
     /// Transcript items and turns are numbered for their ids.
     next_id: u64,
     session_id: String,
@@ -229,6 +251,7 @@ impl LiveCodec {
     pub fn new(dialect: LiveDialect, session_id: String, model: String) -> Self {
         Self {
             dialect,
+            client_delegation: false,
             next_id: 0,
             session_id,
             model,
@@ -239,11 +262,60 @@ impl LiveCodec {
         self.dialect
     }
 
+    /// Hand delegations to the client (`delegation.created`) instead of voxgate's agent cores.
+    pub fn with_client_delegation(mut self) -> Self {
+        self.client_delegation = true;
+        self
+    }
+
+    pub fn client_delegation(&self) -> bool {
+        self.client_delegation
+    }
+
+    /// The event that hands a delegation to the client: its id and what the person asked.
+    pub fn delegation_created(&self, delegation_id: &str, request: &str) -> String {
+        let item = json!({"id": delegation_id, "type": "delegation", "target": "client",
+            "content": [{"type": "input_text", "text": request}]});
+        match self.dialect {
+            LiveDialect::Frameless => json!({"type": "delegation.created", "item": item}),
+            LiveDialect::GptLive => json!({"type": "session.delegation.created",
+                "delegation": item}),
+        }
+        .to_string()
+    }
+
     /// A client event after the opening: what the conversation should do, or why not.
-    pub fn client_event(&self, text: &str) -> Result<ClientCommand, LiveError> {
+    pub fn client_event(&self, text: &str) -> Result<LiveInput, LiveError> {
         let (map, ty) = object(text)?;
+        if self.client_delegation
+            && matches!(
+                ty.as_str(),
+                "delegation.context.append" | "session.delegation.context.append"
+            )
+        {
+            let delegation_id = map
+                .get("delegation_item_id")
+                .or_else(|| map.get("delegation_id"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    LiveError::new("missing_delegation", "the event needs `delegation_item_id`")
+                })?
+                .to_owned();
+            return Ok(LiveInput::DelegationContext {
+                delegation_id,
+                text: content_text(&map)?,
+                spoken: matches!(
+                    map.get("channel").and_then(Value::as_str),
+                    Some("speakable" | "commentary")
+                ),
+            });
+        }
+        self.command(&map, &ty).map(LiveInput::Command)
+    }
+
+    fn command(&self, map: &Map<String, Value>, ty: &str) -> Result<ClientCommand, LiveError> {
         let d = self.dialect;
-        match ty.as_str() {
+        match ty {
             t if t == d.audio_in() => {
                 let Some(audio) = map.get("audio").and_then(Value::as_str) else {
                     return Err(LiveError::new(

@@ -54,7 +54,9 @@ impl SessionCore {
                 }
             }
         }
-        self.out.push_back(Output::Agent(cmd));
+        if !self.delegate_to_live_client(&cmd) {
+            self.out.push_back(Output::Agent(cmd));
+        }
     }
 }
 

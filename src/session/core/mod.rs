@@ -201,6 +201,8 @@ pub struct SessionCore {
     live_quiet_at: Option<Instant>,
     /// The frame that ends the model session (GPT-Live's `session.close`), sent last.
     farewell_to_model: Option<String>,
+    /// A client doing a delegation's work (GPT-Live `client` mode) is done once quiet till then.
+    client_task_quiet_at: Option<Instant>,
 }
 
 /// The next model session's socket, opened ahead of a rollover so the switch costs no handshake.
@@ -280,6 +282,7 @@ impl SessionCore {
             client_stalled: false,
             live_quiet_at: None,
             farewell_to_model: None,
+            client_task_quiet_at: None,
         }
     }
 
@@ -343,6 +346,7 @@ impl SessionCore {
             self.rollover_due_at().filter(|at| *at > self.now),
             self.successor_due_at(),
             self.live_quiet_at,
+            self.client_task_quiet_at,
             match &self.client {
                 ClientSide::Relay(call) => call.media.poll_timeout(),
                 _ => None,
@@ -431,6 +435,9 @@ impl SessionCore {
         let now = self.now;
         if self.live_quiet_at.take_if(|at| now >= *at).is_some() {
             self.engine.handle_input(EngineInput::ModelQuiet);
+        }
+        if self.client_task_quiet_at.is_some_and(|at| now >= at) {
+            self.end_client_task();
         }
         self.check_model_idle();
         if self.reconnector.due(now) {
