@@ -341,7 +341,7 @@ impl LiveCodec {
                 }))
             }
             "session.context.append" => {
-                let text = content_text(&map)?;
+                let text = content_text(map)?;
                 let speakable = matches!(
                     map.get("channel").and_then(Value::as_str),
                     Some("speakable" | "commentary")
@@ -364,13 +364,13 @@ impl LiveCodec {
                 })
             }
             "session.commentary.append" if d == LiveDialect::GptLive => {
-                Ok(ClientCommand::AppendSpeech(content_text(&map)?))
+                Ok(ClientCommand::AppendSpeech(content_text(map)?))
             }
             "session.instructions.append" | "session.thinking.append"
                 if d == LiveDialect::GptLive =>
             {
                 Ok(ClientCommand::AppendText {
-                    text: content_text(&map)?,
+                    text: content_text(map)?,
                     role: TextRole::Developer,
                 })
             }
