@@ -294,13 +294,25 @@ fn skipped_rows_really_are_skipped_not_errors() {
 // ---- The GPT-Live dialects voxgate serves (proto-fixtures/live/) ----
 
 use voxgate::protocol::rpc::{Notification, TranscriptRole};
-use voxgate::session::live_codec::{LiveCodec, LiveDialect, parse_opening};
+use voxgate::session::live_codec::{LiveCodec, LiveDialect, LiveInput, parse_opening};
 
 fn live_dialect(name: &str) -> LiveDialect {
     match name {
         "frameless" => LiveDialect::Frameless,
         "gpt_live" => LiveDialect::GptLive,
         other => panic!("unknown dialect {other}"),
+    }
+}
+
+/// A client event's meaning as the fixtures write it.
+fn live_input_json(input: &LiveInput) -> Value {
+    match input {
+        LiveInput::Command(cmd) => command_json(cmd),
+        LiveInput::DelegationContext {
+            delegation_id,
+            text,
+            spoken,
+        } => json!({"delegation_context": delegation_id, "text": text, "spoken": spoken}),
     }
 }
 
@@ -363,15 +375,24 @@ fn notification_of(row: &Value) -> Notification {
     }
 }
 
-fn check_live(dialect: LiveDialect, rel: &str) {
+fn check_live(dialect: LiveDialect, client_delegation: bool, rel: &str) {
     let mut codec = LiveCodec::new(dialect, "live_1".into(), "gpt-live-1-codex".into());
+    if client_delegation {
+        codec = codec.with_client_delegation();
+    }
     for (i, row) in fixture_lines(rel).iter().enumerate() {
         let at = format!("{rel}:{}", i + 1);
         if let Some(raw) = row["client"].as_str() {
             match codec.client_event(raw) {
-                Ok(cmd) => assert_eq!(command_json(&cmd), row["command"], "{at}"),
+                Ok(input) => assert_eq!(live_input_json(&input), row["command"], "{at}"),
                 Err(e) => assert_eq!(json!(e.code), row["error"], "{at}: {}", e.message),
             }
+        } else if let Some(d) = row.get("delegation_created") {
+            let got = codec.delegation_created(
+                d["id"].as_str().expect("id"),
+                d["request"].as_str().expect("request"),
+            );
+            assert_eq!(Some(got.as_str()), row["expect"].as_str(), "{at}");
         } else {
             let got = codec.server_event(&notification_of(&row["notification"]));
             assert_eq!(got.as_deref(), row["expect"].as_str(), "{at}");
@@ -381,12 +402,26 @@ fn check_live(dialect: LiveDialect, rel: &str) {
 
 #[test]
 fn frameless_client_events_and_server_events_are_byte_exact() {
-    check_live(LiveDialect::Frameless, "live/frameless.jsonl");
+    check_live(LiveDialect::Frameless, false, "live/frameless.jsonl");
 }
 
 #[test]
 fn gpt_live_client_events_and_server_events_are_byte_exact() {
-    check_live(LiveDialect::GptLive, "live/gpt_live.jsonl");
+    check_live(LiveDialect::GptLive, false, "live/gpt_live.jsonl");
+}
+
+#[test]
+fn client_mode_delegation_events_are_byte_exact() {
+    check_live(
+        LiveDialect::Frameless,
+        true,
+        "live/client_delegation_frameless.jsonl",
+    );
+    check_live(
+        LiveDialect::GptLive,
+        true,
+        "live/client_delegation_gpt_live.jsonl",
+    );
 }
 
 #[test]
