@@ -295,3 +295,73 @@ async fn webhook_task_timeout_resolves_the_call_in_a_session() {
         "The background agent could not finish the task: timed out after 1s"
     );
 }
+
+/// GPT-Live (v3) upstream: the model's delegation goes to the webhook; its progress lines are
+/// silent context (`session.thinking.append`) and its result is said
+/// (`session.commentary.append`), both naming the delegation.
+#[tokio::test]
+async fn a_v3_delegation_runs_on_the_webhook_and_answers_the_gpt_live_way() {
+    let mut hook = hook(vec![Reply::Lines(vec![
+        msg("looking"),
+        msg("3 files"),
+        r#"{"type":"done"}"#.into(),
+    ])])
+    .await;
+    let url = hook.url.clone();
+    let h = harness_with(
+        |_| {},
+        move |cfg| {
+            cfg.agent.kind = voxgate::config::AgentKind::Webhook;
+            cfg.agent.webhook.url = url;
+            cfg.agent.webhook.secret = Some(SECRET.into());
+        },
+    )
+    .await;
+    let mut frames = SimFrames::new(&h.sim);
+    let mut c = RpcClient::ready(h.addr).await;
+    c.start(json!({"threadId": "t", "outputModality": "audio", "version": "v3"}))
+        .await;
+    c.notification("thread/realtime/started").await;
+    c.request(
+        "thread/realtime/appendText",
+        json!({"threadId": "t", "text": "delegate: count the files"}),
+    )
+    .await;
+    let (post, verified) = hook.next_post().await;
+    assert!(verified, "signed");
+    assert!(
+        post["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("count the files")),
+        "{post}"
+    );
+    let delegation_id = post["handoffId"].as_str().expect("handoff id").to_owned();
+    let mut thinking = Vec::new();
+    let commentary = loop {
+        let f: Value = serde_json::from_str(&frames.next_frame().await).expect("json");
+        match f["type"].as_str() {
+            Some("session.thinking.append") => thinking.push(f),
+            Some("session.commentary.append") if f["delegation_id"] == delegation_id.as_str() => {
+                break f;
+            }
+            _ => {}
+        }
+    };
+    let contents: Vec<&str> = thinking
+        .iter()
+        .filter(|f| f["delegation_id"] == delegation_id.as_str())
+        .filter_map(|f| f["content"].as_str())
+        .collect();
+    assert!(
+        contents.contains(&"looking") && contents.contains(&"3 files"),
+        "{thinking:?}"
+    );
+    assert!(commentary["content"].is_string(), "{commentary}");
+    // The model says it: the person hears a reply.
+    loop {
+        let done = c.notification("thread/realtime/transcript/done").await;
+        if done["role"] == "assistant" && done["text"].as_str().is_some_and(|t| !t.is_empty()) {
+            break;
+        }
+    }
+}

@@ -241,3 +241,40 @@ async fn a_v3_passthrough_call_is_created_as_a_live_session_and_closed_over_its_
         Some(r#"{"type":"session.close"}"#)
     );
 }
+
+/// How a GPT-Live conversation ends, as codex's clients see it: the service closing the
+/// session is `closed{transport_closed}` (after `realtimeSessionClosed`), a service error is
+/// `error` then `closed{error}`.
+#[tokio::test]
+async fn v3_close_reasons_follow_what_ended_the_session() {
+    for (text, reason) in [
+        ("close: now", "transport_closed"),
+        ("fail: broken", "error"),
+    ] {
+        let h = harness_with(|_| {}, |cfg| cfg.upstream.reconnect_attempts = 0).await;
+        let mut c = RpcClient::ready(h.addr).await;
+        c.start(json!({"threadId": "t", "outputModality": "audio", "version": "v3"}))
+            .await;
+        c.notification("thread/realtime/started").await;
+        c.request(
+            "thread/realtime/appendText",
+            json!({"threadId": "t", "text": text}),
+        )
+        .await;
+        let (closed, before) = c.until("thread/realtime/closed").await;
+        assert_eq!(closed["reason"], reason, "{text}: {before:#?}");
+        let methods: Vec<&str> = before.iter().filter_map(|v| v["method"].as_str()).collect();
+        if reason == "error" {
+            assert!(
+                methods.contains(&"thread/realtime/error"),
+                "{text}: {methods:?}"
+            );
+        }
+        assert!(
+            before
+                .iter()
+                .any(|v| v["params"]["item"]["type"] == "realtimeSessionClosed"),
+            "{text}: {methods:?}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! Engine behaviour around barge-in: truncation at the received or played position, per output
-//! item, v2 only, and local playout (WebRTC relay). No sockets.
+//! item, v2 only, and local playout (WebRTC relay); GPT-Live (v3) drops queued playout instead.
+//! No sockets.
 
 use super::tests::{audio, drain, engine, frames, model};
 use super::*;
@@ -122,4 +123,77 @@ fn with_local_playout_a_finished_response_can_still_be_truncated_at_the_played_p
     model(&mut e, audio("out2", 200));
     e.handle_input(Input::PlaybackFinished);
     assert!(frames(&model(&mut e, ModelEvent::SpeechStarted { item_id: None })).is_empty());
+}
+
+fn live_engine(local_playout: bool) -> Engine {
+    let mut e = Engine::new(EngineConfig {
+        version: ModelVersion::V3,
+        realtime_session_id: "s".into(),
+        session_update: json!({"type": "session.start"}),
+        acks: Acks::default(),
+        local_playout,
+        delegation: true,
+        errors_end_session: true,
+        replay: Default::default(),
+        input_gate: None,
+    });
+    e.handle_input(Input::Connected);
+    drain(&mut e);
+    e
+}
+
+#[test]
+fn v3_barge_in_drops_queued_playout_and_never_truncates() {
+    let mut e = live_engine(true);
+    model(
+        &mut e,
+        ModelEvent::OutputTranscriptDelta {
+            delta: "It is a long ".into(),
+        },
+    );
+    model(&mut e, audio("", 800));
+    // The person talks over the model: GPT-Live stops by itself; voxgate drops what is
+    // queued for the caller and tells the model nothing (no truncation in GPT-Live).
+    let outs = model(
+        &mut e,
+        ModelEvent::InputTranscriptDelta {
+            delta: "wait".into(),
+        },
+    );
+    assert_eq!(outs.first(), Some(&Output::ClearAudio), "{outs:?}");
+    assert!(frames(&outs).is_empty(), "{outs:?}");
+    // The interrupted reply's turn ended where it was cut.
+    assert!(
+        outs.iter().any(|o| matches!(o,
+            Output::ToClient(Notification::TranscriptDone { role: TranscriptRole::Assistant, text })
+                if text == "It is a long ")),
+        "{outs:?}"
+    );
+    // Talking on while the model is silent clears nothing more.
+    let outs = model(
+        &mut e,
+        ModelEvent::InputTranscriptDelta {
+            delta: " a moment".into(),
+        },
+    );
+    assert!(!outs.contains(&Output::ClearAudio), "{outs:?}");
+}
+
+#[test]
+fn v3_barge_in_without_local_playout_has_nothing_to_clear() {
+    let mut e = live_engine(false);
+    model(
+        &mut e,
+        ModelEvent::OutputTranscriptDelta {
+            delta: "Hello ".into(),
+        },
+    );
+    let outs = model(
+        &mut e,
+        ModelEvent::InputTranscriptDelta {
+            delta: "stop".into(),
+        },
+    );
+    assert!(!outs.contains(&Output::ClearAudio), "{outs:?}");
+    assert!(frames(&outs).is_empty(), "{outs:?}");
 }
