@@ -1,5 +1,6 @@
-//! Hot-path benchmarks: a v2 inbound audio delta parsed and stepped through the engine, the
-//! outbound frames built per audio chunk, and the notification serialized for JSON-RPC clients.
+//! Hot-path benchmarks: a v2 (and v3) inbound audio delta parsed and stepped through the engine,
+//! the outbound frames built per audio chunk, the notification serialized for JSON-RPC clients,
+//! and a GPT-Live-face client's audio read and written.
 //! Run: `cargo bench --bench engine`. Figures go in BENCHMARKS.md.
 
 use base64::Engine as _;
@@ -16,8 +17,12 @@ fn pcm_b64(ms: usize) -> String {
 }
 
 fn engine() -> Engine {
+    engine_of(ModelVersion::V2)
+}
+
+fn engine_of(version: ModelVersion) -> Engine {
     let mut e = Engine::new(EngineConfig {
-        version: ModelVersion::V2,
+        version,
         realtime_session_id: "s".into(),
         session_update: json!({"type": "session.update"}),
         acks: Acks::default(),
@@ -79,6 +84,43 @@ fn bench(c: &mut Criterion) {
     };
     c.bench_function("v2_function_output_build", |b| {
         b.iter(|| black_box(ModelVersion::V2.build(black_box(&text))))
+    });
+    live(c);
+}
+
+/// GPT-Live: the model's audio parsed and stepped (v3 upstream), and a GPT-Live client's audio
+/// through voxgate's live face both ways (`session::live_codec`).
+fn live(c: &mut Criterion) {
+    use voxgate::session::live_codec::{LiveCodec, LiveDialect};
+    let audio = pcm_b64(20);
+    let frame = json!({"type": "session.output_audio.delta", "event_id": "ev_1",
+        "delta": audio, "start_ms": 1200, "end_ms": 1220})
+    .to_string();
+    let mut e = engine_of(ModelVersion::V3);
+    c.bench_function("v3_audio_delta_20ms_parse_and_engine_step", |b| {
+        b.iter(|| {
+            let ev = ModelVersion::V3.parse(black_box(&frame)).expect("parses");
+            e.handle_input(Input::Model(ev));
+            while let Some(out) = e.poll_output() {
+                black_box(&out);
+            }
+        })
+    });
+    let codec = LiveCodec::new(LiveDialect::Frameless, "live_1".into(), "m".into());
+    let append = json!({"type": "input_audio.append", "audio": audio}).to_string();
+    c.bench_function("live_client_audio_append_20ms_parse", |b| {
+        b.iter(|| black_box(codec.client_event(black_box(&append)).expect("audio")))
+    });
+    let mut codec = codec;
+    let n = Notification::OutputAudioDelta(AudioChunk {
+        data: audio.clone(),
+        sample_rate: 24_000,
+        num_channels: 1,
+        samples_per_channel: None,
+        item_id: None,
+    });
+    c.bench_function("live_client_output_audio_20ms_build", |b| {
+        b.iter(|| black_box(codec.server_event(black_box(&n))))
     });
 }
 
