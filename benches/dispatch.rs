@@ -2,7 +2,9 @@
 //! frame leaving a (fake) model socket to the agent request arriving at a webhook receiver, through
 //! the real websocket client, parser, engine, session task and reqwest. Everything on loopback in
 //! one process (one clock). Prints p50/p99/max over N delegations.
-//! Run: `cargo bench --bench dispatch` (N via DISPATCH_SAMPLES, default 500).
+//! Run: `cargo bench --bench dispatch` (N via DISPATCH_SAMPLES, default 500). With
+//! `DISPATCH_VERSION=v3` the model is GPT-Live: its `session.delegation.created` (after the
+//! person's transcript) to the agent request, resolved by the `session.commentary.append`.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -39,6 +41,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(500);
+    let v3 = std::env::var("DISPATCH_VERSION").is_ok_and(|v| v == "v3");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,6 +60,9 @@ fn main() {
         cfg.upstream.api_key = Some("sk-bench".into());
         cfg.agent.kind = AgentKind::Webhook;
         cfg.agent.webhook.url = hook;
+        if v3 {
+            cfg.upstream.version = voxgate::protocol::ModelVersion::V3;
+        }
         let app = AppState::build(cfg).await.expect("app");
         let params =
             serde_json::from_value(json!({"threadId": "bench", "outputModality": "audio"}))
@@ -68,11 +74,32 @@ fn main() {
         tcp.set_nodelay(true).expect("nodelay");
         let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("ws");
         let _session_update = ws.next().await;
+        if v3 {
+            ws.send(Message::text(
+                json!({"type": "session.started", "session": {"id": "sess_bench"}}).to_string(),
+            ))
+            .await
+            .expect("send");
+        }
         let mut lat = Vec::with_capacity(samples);
         for i in 0..samples {
-            let frame = json!({"type": "conversation.item.done", "item": {"id": format!("fc_{i}"),
-                "type": "function_call", "name": "background_agent", "call_id": format!("call_{i}"),
-                "arguments": "{\"prompt\":\"check the build status\"}"}})
+            let frame = if v3 {
+                ws.send(Message::text(
+                    json!({"type": "session.input_transcript.delta",
+                        "delta": "check the build status"})
+                    .to_string(),
+                ))
+                .await
+                .expect("send");
+                json!({"type": "session.delegation.created", "offset_ms": 1000,
+                    "delegation": {"id": format!("del_{i}"), "type": "delegation",
+                    "target": "client"}})
+            } else {
+                json!({"type": "conversation.item.done", "item": {"id": format!("fc_{i}"),
+                    "type": "function_call", "name": "background_agent",
+                    "call_id": format!("call_{i}"),
+                    "arguments": "{\"prompt\":\"check the build status\"}"}})
+            }
             .to_string();
             let t0 = Instant::now();
             ws.send(Message::text(frame)).await.expect("send");
@@ -87,21 +114,31 @@ fn main() {
                     panic!("gateway closed")
                 };
                 let v: Value = serde_json::from_str(t.as_str()).expect("json");
-                if v["item"]["type"] == "function_call_output" {
+                if v["item"]["type"] == "function_call_output"
+                    || (v["type"] == "session.commentary.append" && !v["delegation_id"].is_null())
+                {
                     break;
                 }
             }
-            // Let the response queue go idle again (as the model would).
-            ws.send(Message::text(
-                json!({"type": "response.done", "response": {"id": format!("r{i}")}}).to_string(),
-            ))
-            .await
-            .expect("send");
+            if !v3 {
+                // Let the response queue go idle again (as the model would).
+                ws.send(Message::text(
+                    json!({"type": "response.done", "response": {"id": format!("r{i}")}})
+                        .to_string(),
+                ))
+                .await
+                .expect("send");
+            }
         }
         lat.sort();
         let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
         println!(
-            "P5 dispatch item.done -> agent request: n={} p50={:?} p99={:?} max={:?}",
+            "P5 dispatch {} -> agent request: n={} p50={:?} p99={:?} max={:?}",
+            if v3 {
+                "delegation.created (v3)"
+            } else {
+                "item.done"
+            },
             lat.len(),
             pct(0.50),
             pct(0.99),
