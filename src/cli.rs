@@ -27,9 +27,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (HTTP + websocket faces).
     Serve {
-        /// Listen address, overriding `[server] listen`.
+        /// Listen address, overriding `[server] listen` (default 127.0.0.1:8080; a host name
+        /// with a port works too, e.g. localhost:8080).
         #[arg(long)]
         listen: Option<String>,
+        /// Serve https/wss with a self-signed certificate made at start (for a LAN demo: a
+        /// browser off localhost needs https for the microphone). The certificate is written
+        /// to the temp directory and its fingerprint logged; ignored when [server] tls_cert is set.
+        #[arg(long)]
+        dev_tls: bool,
     },
     /// Run the embedded realtime model simulator on its own.
     Simulate {
@@ -70,8 +76,11 @@ fn init_logging(format: LogFormat) {
             filter = filter.add_directive(d);
         }
     }
+    // Colours only for a person at a terminal: a log file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -95,12 +104,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     init_logging(cfg.server.log_format);
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve { listen, dev_tls } => {
             if let Some(l) = listen {
                 cfg.server.listen = l;
                 cfg.validate()?;
             }
-            serve(cfg).await
+            serve(cfg, dev_tls).await
         }
         Command::Simulate { listen, echo } => {
             let mut sim_cfg = cfg.simulator.clone();
@@ -127,12 +136,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let listen: SocketAddr = cfg.server.listen.parse().context("server.listen")?;
+/// The listener's TLS, if any: `[server] tls_cert`/`tls_key`, else `--dev-tls`'s self-signed one.
+fn tls_identity(
+    cfg: &Config,
+    dev_tls: bool,
+    listen: &SocketAddr,
+) -> anyhow::Result<Option<crate::http::tls::TlsIdentity>> {
+    if let (Some(cert), Some(key)) = (&cfg.server.tls_cert, &cfg.server.tls_key) {
+        let id = crate::http::tls::load(cert, key)?;
+        tracing::info!(cert = %cert.display(), fingerprint = %id.fingerprint, "TLS on: serving https and wss");
+        return Ok(Some(id));
+    }
+    if !dev_tls {
+        return Ok(None);
+    }
+    let hosts = crate::http::tls::dev_hosts(listen);
+    let dir = std::env::temp_dir().join(format!("voxgate-dev-tls-{}", std::process::id()));
+    let (id, path) = crate::http::tls::dev_self_signed(&hosts, &dir)?;
+    tracing::warn!(
+        cert = %path.display(),
+        fingerprint = %id.fingerprint,
+        hosts = %hosts.join(","),
+        "TLS on with a self-signed development certificate: browsers will ask to trust it; \
+         clients may pin the fingerprint or trust the certificate file"
+    );
+    Ok(Some(id))
+}
+
+async fn serve(cfg: Config, dev_tls: bool) -> anyhow::Result<()> {
+    let listen: SocketAddr = cfg
+        .server
+        .listen_addr()
+        .map_err(|e| anyhow::anyhow!("server.listen: {e}"))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
+    let tls = tls_identity(&cfg, dev_tls, &addr)?;
     let app = AppState::build(cfg).await?;
     app.join_cluster(addr).map_err(anyhow::Error::msg)?;
     if app.cfg.auth.mode == crate::config::AuthMode::None {
@@ -147,14 +187,23 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, upstream = ?app.cfg.upstream.kind, "voxgate listening");
     // A machine-readable line for scripts and tests that bind port 0.
     println!("voxgate listening on {addr}");
+    // …and one for people: where the demo page is.
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let shown = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    println!("open {scheme}://{shown}/ for the demo page");
     let grace = Duration::from_secs(app.cfg.server.drain_grace_secs);
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let draining = app.clone();
-    let server = crate::http::serve(listener, app.clone(), async move {
-        signals.recv().await;
-        drain(&draining, grace, signals).await;
-        let _ = drained_tx.send(());
-    });
+    let server =
+        crate::http::serve_with(listener, tls.map(|t| t.acceptor), app.clone(), async move {
+            signals.recv().await;
+            drain(&draining, grace, signals).await;
+            let _ = drained_tx.send(());
+        });
     // Connections still open after the drain (idle websockets) get a moment, not forever.
     let linger = async {
         if drained_rx.await.is_ok() {

@@ -94,6 +94,14 @@ pub static HANDOFFS_ENDED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["outcome"],
     )
 });
+/// TLS handshakes that failed or timed out on the listener (a client that does not trust the
+/// certificate, a port scanner, a plain-HTTP client on the TLS port).
+pub static TLS_HANDSHAKES_FAILED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "voxgate_tls_handshakes_failed_total",
+        "TLS handshakes on the listener that failed or timed out",
+    )
+});
 /// GPT-Live-dialect client events voxgate answered with an `error` event, by its code (a
 /// closed set: `invalid_json`, `unknown_event`, `invalid_audio`, …).
 pub static LIVE_EVENTS_REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 mod agent;
 mod auth;
 mod cluster;
+mod web;
 
 pub use agent::*;
 pub use auth::*;
@@ -126,6 +127,14 @@ pub struct ServerConfig {
     pub outbound_queue: usize,
     /// On SIGTERM/SIGINT, how long running sessions may go on before they are closed.
     pub drain_grace_secs: u64,
+    /// PEM certificate chain and private key: the listener speaks TLS (`https://`, `wss://`).
+    /// Both or neither; `voxgate serve --dev-tls` makes a self-signed pair instead.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Origins whose pages may call voxgate's HTTP faces from a browser (CORS), exactly as a
+    /// browser sends them (`https://app.example.com`, `http://localhost:5173`), or `"*"`.
+    /// Empty: no CORS headers (only pages voxgate serves itself).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +149,9 @@ impl Default for ServerConfig {
             client_stall_secs: 30,
             outbound_queue: 1024,
             drain_grace_secs: 30,
+            tls_cert: None,
+            tls_key: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -385,14 +397,10 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|e| ConfigError::Invalid {
+            .listen_addr()
+            .map_err(|message| ConfigError::Invalid {
                 key: "server.listen",
-                message: format!(
-                    "`{}` is not an address like 127.0.0.1:8080 ({e})",
-                    self.server.listen
-                ),
+                message,
             })?;
         if self.server.max_message_bytes == 0
             || self.server.max_frame_bytes < self.server.max_message_bytes
@@ -459,6 +467,7 @@ impl Config {
                 message: format!("{}: {e}", p.display()),
             })?;
         }
+        self.server.validate_web()?;
         self.validate_agent()?;
         self.validate_auth()?;
         self.cluster.validate()?;
@@ -478,14 +487,13 @@ impl Config {
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
-        let listen: SocketAddr = self
-            .server
-            .listen
-            .parse()
-            .map_err(|e| ConfigError::Invalid {
-                key: "server.listen",
-                message: format!("{e}"),
-            })?;
+        let listen: SocketAddr =
+            self.server
+                .listen_addr()
+                .map_err(|message| ConfigError::Invalid {
+                    key: "server.listen",
+                    message,
+                })?;
         if self.auth.mode == AuthMode::None && !listen.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 key: "auth.mode",

@@ -54,8 +54,9 @@ enum Phase {
     Upgraded,
 }
 
-pub struct HeadDeadlineIo {
-    tcp: TcpStream,
+/// A connection (TCP, or TLS over TCP) under the head-deadline rule.
+pub struct HeadDeadlineIo<S = TcpStream> {
+    tcp: S,
     limit: Duration,
     phase: Phase,
     deadline: Pin<Box<Sleep>>,
@@ -64,8 +65,8 @@ pub struct HeadDeadlineIo {
     reader: Option<Waker>,
 }
 
-impl HeadDeadlineIo {
-    fn new(tcp: TcpStream, limit: Duration) -> Self {
+impl<S> HeadDeadlineIo<S> {
+    pub(crate) fn new(tcp: S, limit: Duration) -> Self {
         Self {
             tcp,
             limit,
@@ -117,7 +118,7 @@ impl HeadDeadlineIo {
     }
 }
 
-impl AsyncRead for HeadDeadlineIo {
+impl<S: AsyncRead + Unpin> AsyncRead for HeadDeadlineIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -153,7 +154,7 @@ impl AsyncRead for HeadDeadlineIo {
     }
 }
 
-impl AsyncWrite for HeadDeadlineIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for HeadDeadlineIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

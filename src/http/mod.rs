@@ -3,12 +3,14 @@
 //! hang-up), `/` (demo page), `/healthz` (process up), `/readyz` (accepting sessions), `/metrics`. Handlers are thin; all shared state is the one [`AppState`].
 
 pub mod calls;
+pub mod cors;
 pub mod head_deadline;
 pub mod ice_restart;
 pub mod live;
 pub mod realtime;
 pub mod secrets;
 pub mod threads;
+pub mod tls;
 
 use crate::app::AppState;
 use axum::Router;
@@ -18,7 +20,8 @@ use std::sync::Arc;
 pub use crate::upstream::ws::WS_READ_BUFFER;
 
 pub fn router(app: Arc<AppState>) -> Router {
-    Router::new()
+    let cors = cors::layer(&app.cfg.server.cors_origins);
+    let router = Router::new()
         .route("/rpc", get(crate::rpc::ws::upgrade))
         .route("/v1/realtime", get(realtime::upgrade))
         .route("/v1/live", get(live::frameless))
@@ -48,7 +51,11 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(app)
+        .with_state(app);
+    match cors {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
 }
 
 /// Ready while accepting sessions; 503 once draining for shutdown, or (in a cluster with
@@ -100,9 +107,30 @@ pub async fn serve(
     app: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, None, app, shutdown).await
+}
+
+/// Serve `app` on `listener`, over TLS when given an acceptor, until `shutdown` resolves.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let head_limit = std::time::Duration::from_secs(app.cfg.server.request_timeout_secs);
-    let listener = head_deadline::HeadDeadlineListener::new(listener, head_limit);
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let router = router(app);
+    match tls {
+        Some(acceptor) => {
+            let listener = tls::TlsListener::new(listener, acceptor, head_limit)?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            let listener = head_deadline::HeadDeadlineListener::new(listener, head_limit);
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
