@@ -385,3 +385,52 @@ async fn a_model_that_hangs_with_its_socket_open_is_detected() {
     assert_eq!(closed["method"], "thread/realtime/closed");
     assert_eq!(closed["params"]["reason"], "error");
 }
+
+/// First-hour mistakes are said at start, naming what to set: no key for a real upstream, a
+/// variable whose value breaks the config, a `VOXGATE_` variable with one `_` where `__` was meant.
+#[tokio::test]
+async fn startup_names_the_environment_variable_to_fix() {
+    let out = voxgate()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("VOXGATE_UPSTREAM__KIND", "openai")
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("OPENAI_API_KEY"), "{stderr}");
+
+    let out = voxgate()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("VOXGATE_SERVER__MAX_FRAME_BYTES", "lots")
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("VOXGATE_SERVER__MAX_FRAME_BYTES")
+            && stderr.contains("server.max_frame_bytes"),
+        "{stderr}"
+    );
+
+    let mut gw = voxgate()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("VOXGATE_SERVER_LISTEN", "127.0.0.1:9")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_line(&mut gw, "voxgate listening on").await;
+    let _ = gw.kill().await;
+    let out = gw.wait_with_output().await.expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("VOXGATE_SERVER_LISTEN")
+            && stderr.contains("did you mean VOXGATE_SERVER__LISTEN?"),
+        "{stderr}"
+    );
+    // Not a terminal: plain text, no colour codes.
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}

@@ -103,6 +103,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         cfg.server.log_format = LogFormat::Json;
     }
     init_logging(cfg.server.log_format);
+    for warning in crate::config::env_warnings(std::env::vars()) {
+        tracing::warn!("{warning}");
+    }
     match cli.command {
         Command::Serve { listen, dev_tls } => {
             if let Some(l) = listen {
@@ -129,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "`voxgate rpc` needs --stdio (websocket JSON-RPC is served by `voxgate serve` at /rpc)"
                 );
             }
+            require_upstream_key(&cfg)?;
             let app = AppState::build(cfg).await?;
             crate::rpc::stdio::serve(app).await?;
             Ok(())
@@ -163,7 +167,24 @@ fn tls_identity(
     Ok(Some(id))
 }
 
+/// A real model service needs a key: said at start, naming where it is looked for, rather than
+/// at the first session.
+fn require_upstream_key(cfg: &Config) -> anyhow::Result<()> {
+    if cfg.upstream.kind == crate::config::UpstreamKind::Openai
+        && cfg.upstream.resolve_api_key().is_none()
+    {
+        anyhow::bail!(
+            "[upstream] kind = \"openai\" needs an API key: set the environment variable {} \
+             (named by [upstream] api_key_env) or [upstream] api_key; or leave kind at \
+             \"simulator\" to run offline",
+            cfg.upstream.api_key_env
+        );
+    }
+    Ok(())
+}
+
 async fn serve(cfg: Config, dev_tls: bool) -> anyhow::Result<()> {
+    require_upstream_key(&cfg)?;
     let listen: SocketAddr = cfg
         .server
         .listen_addr()

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 mod agent;
 mod auth;
 mod cluster;
+mod env;
+pub use env::env_warnings;
 mod web;
 
 pub use agent::*;
@@ -383,13 +385,17 @@ impl Config {
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             ConfigError::Parse(e.to_string().trim_end().to_owned())
         })?;
-        for (name, value) in env {
-            apply_env_override(&mut table, &name, &value)?;
+        let file_only = table.clone();
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        for (name, value) in &env {
+            env::apply_env_override(&mut table, name, value)?;
         }
         let cfg: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| {
-                ConfigError::Parse(e.to_string().trim_end().to_owned())
+                // Say which variable it was when the file alone is fine.
+                env::culprit(&file_only, &env)
+                    .unwrap_or_else(|| ConfigError::Parse(e.to_string().trim_end().to_owned()))
             })?;
         cfg.validate()?;
         Ok(cfg)
@@ -578,44 +584,6 @@ impl Config {
             .and_then(|p| std::fs::read_to_string(p).ok())
             .unwrap_or_else(|| session_config::DEFAULT_PROMPT.to_owned())
     }
-}
-
-/// `VOXGATE_UPSTREAM__BASE_URL=…` sets `upstream.base_url`; nested tables use more `__`.
-/// Variables without `__` (like `VOXGATE_CONFIG`) are not config keys and are ignored.
-fn apply_env_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
-    let Some(rest) = name.strip_prefix("VOXGATE_") else {
-        return Ok(());
-    };
-    if !rest.contains("__") {
-        return Ok(());
-    }
-    let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-    if path.iter().any(String::is_empty) {
-        return Err(ConfigError::Parse(format!(
-            "environment variable {name} is not a valid key path"
-        )));
-    }
-    let parsed = format!("v = {value}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
-    let (last, parents) = path
-        .split_last()
-        .ok_or_else(|| ConfigError::Parse(name.to_owned()))?;
-    let mut cur = table;
-    for seg in parents {
-        let entry = cur
-            .entry(seg.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry.as_table_mut().ok_or_else(|| {
-            ConfigError::Parse(format!(
-                "environment variable {name}: `{seg}` is not a table"
-            ))
-        })?;
-    }
-    cur.insert(last.clone(), parsed);
-    Ok(())
 }
 
 #[cfg(test)]
