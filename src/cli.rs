@@ -121,7 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {listen}"))?;
             tracing::info!(addr = %sim.addr, "simulator listening; base_url = {}", sim.base_url());
-            println!("simulator listening on {}", sim.addr);
+            say(&format!("simulator listening on {}", sim.addr));
             ShutdownSignals::new().recv().await;
             Ok(())
         }
@@ -138,6 +138,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A line on stdout for scripts and people; a reader that went away (a closed pipe) is no
+/// reason to stop serving.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// The listener's TLS, if any: `[server] tls_cert`/`tls_key`, else `--dev-tls`'s self-signed one.
@@ -207,7 +216,7 @@ async fn serve(cfg: Config, dev_tls: bool) -> anyhow::Result<()> {
     let mut signals = ShutdownSignals::new();
     tracing::info!(%addr, upstream = ?app.cfg.upstream.kind, "voxgate listening");
     // A machine-readable line for scripts and tests that bind port 0.
-    println!("voxgate listening on {addr}");
+    say(&format!("voxgate listening on {addr}"));
     // …and one for people: where the demo page is.
     let scheme = if tls.is_some() { "https" } else { "http" };
     let shown = if addr.ip().is_unspecified() {
@@ -215,7 +224,7 @@ async fn serve(cfg: Config, dev_tls: bool) -> anyhow::Result<()> {
     } else {
         addr
     };
-    println!("open {scheme}://{shown}/ for the demo page");
+    say(&format!("open {scheme}://{shown}/ for the demo page"));
     let grace = Duration::from_secs(app.cfg.server.drain_grace_secs);
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
     let draining = app.clone();
