@@ -390,26 +390,20 @@ async fn a_model_that_hangs_with_its_socket_open_is_detected() {
 /// variable whose value breaks the config, a `VOXGATE_` variable with one `_` where `__` was meant.
 #[tokio::test]
 async fn startup_names_the_environment_variable_to_fix() {
-    let out = voxgate()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("VOXGATE_UPSTREAM__KIND", "openai")
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .expect("run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let refusal = async |var: &str, value: &str| {
+        let out = voxgate()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env(var, value)
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .expect("run");
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = refusal("VOXGATE_UPSTREAM__KIND", "openai").await;
     assert!(stderr.contains("OPENAI_API_KEY"), "{stderr}");
-
-    let out = voxgate()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("VOXGATE_SERVER__MAX_FRAME_BYTES", "lots")
-        .stderr(Stdio::piped())
-        .output()
-        .await
-        .expect("run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refusal("VOXGATE_SERVER__MAX_FRAME_BYTES", "lots").await;
     assert!(
         stderr.contains("VOXGATE_SERVER__MAX_FRAME_BYTES")
             && stderr.contains("server.max_frame_bytes"),

@@ -130,7 +130,16 @@ async fn twenty_sessions_pass_their_thresholds(transport: &str) {
     let html = std::fs::read_to_string(out.join("report.html")).expect("report.html written");
     assert!(html.contains("<svg"), "the report has no plot");
     assert!(html.contains("voxgate CPU") && html.contains("voxgate RSS"));
-    assert!(stdout.contains("thresholds passed"));
+    assert!(stdout.contains("verdict: PASSED"), "{stdout}");
+    // Counts are whole numbers, as a person writes them.
+    let frames = stdout
+        .lines()
+        .find(|l| l.starts_with("audio frames: "))
+        .expect("a frames line");
+    assert!(!frames.contains('.'), "{frames}");
+    let md = std::fs::read_to_string(out.join("summary.md")).expect("summary.md written");
+    assert!(md.starts_with("## voxgate loadtest: PASSED"), "{md}");
+    assert!(md.contains("| first audio |"), "{md}");
 }
 
 #[tokio::test]
@@ -210,4 +219,52 @@ async fn an_unmet_threshold_exits_non_zero_and_says_why() {
     assert!(stdout.contains("THRESHOLD EXCEEDED: p99 setup"), "{stdout}");
     let html = std::fs::read_to_string(out.join("report.html")).expect("report.html written");
     assert!(html.contains("FAILED"));
+}
+
+#[tokio::test]
+async fn without_thresholds_the_verdict_says_so_and_a_dead_target_is_connection_refused() {
+    let (_gw, addr) = gateway(None).await;
+    let out = out_dir("no-thresholds");
+    let (code, r, stdout) = loadtest(
+        &out,
+        &format!(
+            "--target http://{addr} --transport ws --sessions 2 --duration 2 --speech-ms 400 --pause-ms 200"
+        ),
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(r["thresholds"]["set"], false);
+    assert!(stdout.contains("verdict: no thresholds set"), "{stdout}");
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html written");
+    assert!(html.contains("no thresholds set") && !html.contains("PASSED"));
+
+    // Nothing listens: said at once, as such.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let output = tokio::time::timeout(
+        WAIT,
+        common::voxgate_bin(env!("CARGO_BIN_EXE_voxgate"))
+            .args([
+                "loadtest",
+                "--target",
+                &format!("http://127.0.0.1:{port}"),
+                "--sessions",
+                "1",
+                "--duration",
+                "1",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .output(),
+    )
+    .await
+    .expect("fails fast")
+    .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("connection refused: nothing listens at"),
+        "{stderr}"
+    );
 }

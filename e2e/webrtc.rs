@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
 
 async fn run_client(base: &str, extra: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/aiortc_call.py");
@@ -32,6 +33,72 @@ async fn run_client(base: &str, extra: &[&str]) -> Value {
     .expect("aiortc client finishes in time")
     .expect("run python3");
     client_summary(&out)
+}
+
+/// An aiortc caller that stays on its call until released: its Location as soon as the call
+/// exists, and its summary once released (it hangs up then).
+struct HeldCaller {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    location: String,
+    release: std::path::PathBuf,
+}
+
+impl HeldCaller {
+    async fn spawn(addr: std::net::SocketAddr, name: &str, extra: &[&str]) -> Self {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let release = dir.join(format!("{name}-release-{}", std::process::id()));
+        let _ = std::fs::remove_file(&release);
+        let wav = dir.join(format!("aiortc-speech-{name}.wav"));
+        write_speech_wav(&wav);
+        let mut child = tokio::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/e2e/clients/aiortc_call.py"
+            ))
+            .args(["--base", &format!("http://{addr}"), "--announce"])
+            .args(extra)
+            .arg("--wav")
+            .arg(&wav)
+            .arg("--hold-until-file")
+            .arg(&release)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn aiortc");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let location = loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                .await
+                .expect("location in time")
+                .expect("read")
+                .expect("client printed its location");
+            if let Some(l) = line.strip_prefix("LOCATION ") {
+                break l.to_owned();
+            }
+        };
+        Self {
+            child,
+            lines,
+            location,
+            release,
+        }
+    }
+
+    /// Release the caller and read its summary.
+    async fn finish(mut self) -> Value {
+        std::fs::write(&self.release, b"go").expect("release");
+        let mut last = String::new();
+        while let Some(line) = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+            .await
+            .expect("client ends in time")
+            .expect("read")
+        {
+            last = line;
+        }
+        let _ = self.child.wait().await;
+        serde_json::from_str(&last).expect("summary")
+    }
 }
 
 #[cfg_attr(
@@ -412,43 +479,13 @@ async fn a_failed_sideband_join_is_an_error_then_closed_error() {
 #[tokio::test]
 async fn a_sideband_observes_a_relay_call_and_can_update_its_session() {
     use futures_util::{SinkExt, StreamExt};
-    use tokio::io::AsyncBufReadExt;
     use tokio_tungstenite::tungstenite::Message;
     if !python_module("aiortc", "WebRTC") {
         return;
     }
     let h = harness().await;
-    let release = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("sideband-release-{}", std::process::id()));
-    let _ = std::fs::remove_file(&release);
-    let wav =
-        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aiortc-speech-sideband.wav");
-    write_speech_wav(&wav);
-    let mut child = tokio::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/e2e/clients/aiortc_call.py"
-        ))
-        .args(["--base", &format!("http://{}", h.addr), "--announce"])
-        .arg("--wav")
-        .arg(&wav)
-        .arg("--hold-until-file")
-        .arg(&release)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn aiortc");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let location = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("location in time")
-            .expect("read")
-            .expect("client printed its location");
-        if let Some(l) = line.strip_prefix("LOCATION ") {
-            break l.to_owned();
-        }
-    };
+    let caller = HeldCaller::spawn(h.addr, "sideband", &[]).await;
+    let location = caller.location.clone();
     let call_id = location.rsplit('/').next().unwrap_or_default().to_owned();
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("ws://{}/v1/realtime?call_id={call_id}", h.addr))
@@ -486,17 +523,7 @@ async fn a_sideband_observes_a_relay_call_and_can_update_its_session() {
     );
     // Leaving the sideband does not end the call; hang-up does.
     drop(ws);
-    std::fs::write(&release, b"go").expect("release");
-    let mut last = String::new();
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("client ends in time")
-        .expect("read")
-    {
-        last = line;
-    }
-    let _ = child.wait().await;
-    let s: Value = serde_json::from_str(&last).expect("summary");
+    let s = caller.finish().await;
     assert_eq!(
         s["delete_status"], 200,
         "the call was still up after the sideband left: {s}"
@@ -702,7 +729,6 @@ async fn passthrough_works_on_the_default_offline_setup() {
 #[tokio::test]
 async fn a_gpt_live_webrtc_caller_is_answered_and_its_call_can_be_attached() {
     use futures_util::StreamExt;
-    use tokio::io::AsyncBufReadExt;
     use tokio_tungstenite::tungstenite::Message;
     if !python_module("aiortc", "WebRTC") {
         return;
@@ -713,41 +739,8 @@ async fn a_gpt_live_webrtc_caller_is_answered_and_its_call_can_be_attached() {
     )
     .await;
     let mut frames = SimFrames::new(&h.sim);
-    let release = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("live-attach-release-{}", std::process::id()));
-    let _ = std::fs::remove_file(&release);
-    let wav = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("aiortc-speech-live.wav");
-    write_speech_wav(&wav);
-    let mut child = tokio::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/e2e/clients/aiortc_call.py"
-        ))
-        .args([
-            "--base",
-            &format!("http://{}", h.addr),
-            "--announce",
-            "--live",
-        ])
-        .arg("--wav")
-        .arg(&wav)
-        .arg("--hold-until-file")
-        .arg(&release)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn aiortc");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let location = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("location in time")
-            .expect("read")
-            .expect("client printed its location");
-        if let Some(l) = line.strip_prefix("LOCATION ") {
-            break l.to_owned();
-        }
-    };
+    let caller = HeldCaller::spawn(h.addr, "live-attach", &["--live"]).await;
+    let location = caller.location.clone();
     let call_id = location.rsplit('/').next().unwrap_or_default().to_owned();
     assert!(
         location.starts_with("/v1/realtime/calls/rtc_"),
@@ -777,17 +770,7 @@ async fn a_gpt_live_webrtc_caller_is_answered_and_its_call_can_be_attached() {
         seen.push(v["type"].as_str().unwrap_or_default().to_owned());
     }
     drop(ws);
-    std::fs::write(&release, b"go").expect("release");
-    let mut last = String::new();
-    while let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("client ends in time")
-        .expect("read")
-    {
-        last = line;
-    }
-    let _ = child.wait().await;
-    let s: Value = serde_json::from_str(&last).expect("summary");
+    let s = caller.finish().await;
     assert_eq!(s["post_status"], 201, "{s}");
     assert_eq!(s["session_id"], call_id.as_str(), "{s}");
     assert_eq!(s["spoken_reply"], true, "{s}");

@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+mod socket_faces;
+pub use socket_faces::SocketRefused;
+
 /// Why a WebRTC start failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
@@ -514,146 +517,6 @@ impl AppState {
         };
         self.sessions
             .start(&owner, kind, core, io, queue, prep_held_by_subscribers);
-    }
-
-    /// Start a session for an OpenAI-protocol websocket client (`GET /v1/realtime?model=…`):
-    /// raw events both ways, voxgate's delegation added when `[openai] delegation` is on.
-    pub fn start_openai_session(
-        &self,
-        thread_id: &str,
-        model: Option<String>,
-        v1: bool,
-        socket: Box<axum::extract::ws::WebSocket>,
-        principal: Option<&crate::auth::Principal>,
-        permit: Option<crate::auth::SessionPermit>,
-    ) -> Result<(), Box<(axum::extract::ws::WebSocket, String)>> {
-        let version = if v1 {
-            ModelVersion::V1
-        } else {
-            ModelVersion::V2
-        };
-        let p = StartParams {
-            thread_id: thread_id.to_owned(),
-            output_modality: OutputModality::Audio,
-            prompt: Default::default(),
-            realtime_session_id: None,
-            transport: None,
-            voice: None,
-            version: Some(version),
-            model,
-            mode: None,
-            agent: None,
-            webrtc_mode: None,
-            include_startup_context: None,
-            voice_session_id: None,
-            input_gating: None,
-        };
-        let prepared = self
-            .prepare(&p)
-            .and_then(|prep| self.model_url(&prep).map(|url| (prep, url)));
-        let (mut prep, url) = match prepared {
-            Ok(v) => v,
-            Err(message) => return Err(Box::new((*socket, message))),
-        };
-        prep.permit = permit;
-        prep.owner = principal.map_or_else(|| "anonymous".to_owned(), |p| p.key_id.clone());
-        let delegation =
-            self.cfg.openai.delegation && principal.is_none_or(|p| p.limits.delegation);
-        // The client configures its own session (or a client secret's bound one); voxgate only
-        // adds its tools (or nothing).
-        let session_type = if v1 { "quicksilver" } else { "realtime" };
-        let mut session = principal
-            .and_then(|p| p.bound_session.clone())
-            .filter(serde_json::Value::is_object)
-            .unwrap_or_else(|| serde_json::json!({"type": session_type}));
-        if delegation && !v1 {
-            session["tools"] = session_config::delegation_tools();
-            session["tool_choice"] = "auto".into();
-        }
-        self.launch(
-            thread_id,
-            prep,
-            url,
-            Launch::OpenAi {
-                socket,
-                session,
-                delegation,
-            },
-        );
-        Ok(())
-    }
-
-    /// Start the conversation of a GPT-Live-dialect client that opened with `opening`: voxgate's
-    /// session toward the model (`[upstream] version`) with the client's instructions, voice
-    /// (when the model's palette has it) and conversation so far; delegation on voxgate's agent
-    /// cores. `Err` gives the socket back with why.
-    pub fn start_live_session(
-        &self,
-        thread_id: &str,
-        dialect: crate::session::live_codec::LiveDialect,
-        opening: crate::session::live_codec::LiveOpening,
-        socket: Box<axum::extract::ws::WebSocket>,
-        principal: Option<&crate::auth::Principal>,
-        permit: Option<crate::auth::SessionPermit>,
-    ) -> Result<(), Box<(axum::extract::ws::WebSocket, String)>> {
-        let version = self.cfg.upstream.version;
-        let voice = opening
-            .voice
-            .filter(|v| session_config::voices(version).contains(&v.as_str()));
-        let p = StartParams {
-            thread_id: thread_id.to_owned(),
-            output_modality: OutputModality::Audio,
-            prompt: opening
-                .instructions
-                .map_or(Default::default(), session_config::PromptParam::Text),
-            realtime_session_id: None,
-            transport: None,
-            voice,
-            version: Some(version),
-            // A GPT-Live model name means something to a GPT-Live model only.
-            model: opening.model.filter(|_| version == ModelVersion::V3),
-            mode: Some(SessionMode::Conversational),
-            agent: None,
-            webrtc_mode: None,
-            include_startup_context: None,
-            voice_session_id: None,
-            input_gating: None,
-        };
-        let prepared = self
-            .prepare(&p)
-            .and_then(|prep| self.model_url(&prep).map(|url| (prep, url)));
-        let (mut prep, url) = match prepared {
-            Ok(v) => v,
-            Err(message) => return Err(Box::new((*socket, message))),
-        };
-        session_config::append_conversation_so_far(
-            &mut prep.settings.instructions,
-            &opening.initial_items,
-        );
-        prep.settings.output_modality = OutputModality::Audio;
-        prep.permit = permit;
-        prep.owner = principal.map_or_else(|| "anonymous".to_owned(), |p| p.key_id.clone());
-        let mut codec = crate::session::live_codec::LiveCodec::new(
-            dialect,
-            prep.session_id.clone(),
-            prep.model.clone(),
-        );
-        // A client that delegates on its own (codex): GPT-Live's `client` mode, to it.
-        if !self.cfg.openai.delegation {
-            codec = codec.with_client_delegation();
-        }
-        let delegation = principal.is_none_or(|p| p.limits.delegation);
-        self.launch(
-            thread_id,
-            prep,
-            url,
-            Launch::Live {
-                socket,
-                codec,
-                delegation,
-            },
-        );
-        Ok(())
     }
 
     fn model_url(&self, prep: &Prepared) -> Result<String, String> {

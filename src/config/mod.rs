@@ -12,7 +12,9 @@ mod agent;
 mod auth;
 mod cluster;
 mod env;
+mod ice;
 pub use env::env_warnings;
+pub use ice::IceServerConfig;
 mod web;
 
 pub use agent::*;
@@ -82,6 +84,8 @@ pub struct WebrtcConfig {
     pub silence_timeout_secs: u64,
     /// Largest SDP offer body accepted (413 above).
     pub max_offer_bytes: usize,
+    /// STUN/TURN servers for callers behind NAT (`GET /v1/realtime/ice_servers`).
+    pub ice_servers: Vec<IceServerConfig>,
 }
 
 impl Default for WebrtcConfig {
@@ -95,6 +99,7 @@ impl Default for WebrtcConfig {
             connect_timeout_secs: 15,
             silence_timeout_secs: 30,
             max_offer_bytes: 64 * 1024,
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -401,13 +406,18 @@ impl Config {
         Ok(cfg)
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// `[server] listen` as an address, or the error naming the key.
+    fn listen(&self) -> Result<SocketAddr, ConfigError> {
         self.server
             .listen_addr()
             .map_err(|message| ConfigError::Invalid {
                 key: "server.listen",
                 message,
-            })?;
+            })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen()?;
         if self.server.max_message_bytes == 0
             || self.server.max_frame_bytes < self.server.max_message_bytes
         {
@@ -474,6 +484,7 @@ impl Config {
             })?;
         }
         self.server.validate_web()?;
+        self.webrtc.validate_ice()?;
         self.validate_agent()?;
         self.validate_auth()?;
         self.cluster.validate()?;
@@ -493,13 +504,7 @@ impl Config {
     }
 
     fn validate_auth(&self) -> Result<(), ConfigError> {
-        let listen: SocketAddr =
-            self.server
-                .listen_addr()
-                .map_err(|message| ConfigError::Invalid {
-                    key: "server.listen",
-                    message,
-                })?;
+        let listen = self.listen()?;
         if self.auth.mode == AuthMode::None && !listen.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 key: "auth.mode",

@@ -6,6 +6,7 @@ pub mod calls;
 pub mod cors;
 pub mod head_deadline;
 pub mod ice_restart;
+pub mod ice_servers;
 pub mod live;
 pub mod realtime;
 pub mod secrets;
@@ -31,6 +32,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         )
         .route("/v1/live/sessions/{session_id}/attach", get(live::attach))
         .route("/v1/realtime/calls", axum::routing::post(calls::create))
+        .route("/v1/realtime/ice_servers", get(ice_servers::list))
         .route(
             "/v1/realtime/client_secrets",
             axum::routing::post(secrets::create),

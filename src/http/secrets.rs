@@ -1,6 +1,8 @@
 //! `POST /v1/realtime/client_secrets`: mint a short-lived `ek_…` secret for a browser or phone,
 //! in OpenAI's request and response shape. Needs an API key (a client secret cannot mint more);
-//! an optional `session` is bound to the secret and applied to sessions created with it.
+//! an optional `session` is bound to the secret and applied to sessions created with it. With
+//! `[[webrtc.ice_servers]]` configured the response also carries `ice_servers` (voxgate's
+//! extension) so the page holding the secret can build its peer connection in one step.
 
 use super::calls::{api_error, auth_error};
 use crate::app::AppState;
@@ -69,8 +71,13 @@ pub async fn create(
     match app.mint_secret(&principal, ttl, session.clone()).await {
         Ok((value, expires_at)) => {
             tracing::info!(key = %principal.key_id, ttl, "client secret minted");
-            let body = json!({"value": value, "expires_at": expires_at,
+            let mut body = json!({"value": value, "expires_at": expires_at,
                 "session": session.unwrap_or_else(|| json!({"type": "realtime"}))});
+            // voxgate extension: what the browser holding the secret needs to get through NAT.
+            let ice = app.cfg.webrtc.rtc_ice_servers();
+            if !ice.is_empty() {
+                body["ice_servers"] = ice.into();
+            }
             (
                 StatusCode::OK,
                 [("content-type", "application/json")],

@@ -262,6 +262,29 @@ async fn run_phase(
     Ok(Phase { agg, monitor })
 }
 
+/// Fail fast when nothing listens at `base` (an `http://host:port` URL).
+async fn reachable(base: &str) -> anyhow::Result<()> {
+    let authority = base
+        .split_once("://")
+        .map_or(base, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let connect = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(authority),
+    )
+    .await;
+    match connect {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => anyhow::bail!(
+            "connection refused: nothing listens at {base} (is `voxgate serve` running there?)"
+        ),
+        Ok(Err(e)) => anyhow::bail!("cannot reach {base}: {e}"),
+        Err(_) => anyhow::bail!("cannot reach {base}: no answer to a connect within 5 s"),
+    }
+}
+
 fn progress_bar(quiet: bool, duration: Duration, label: &str) -> indicatif::ProgressBar {
     if quiet {
         return indicatif::ProgressBar::hidden();
@@ -297,6 +320,10 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<i32> {
     let sc = args.scenario()?;
     let target = base_url(&args.target)?;
     let direct = args.direct.as_deref().map(base_url).transpose()?;
+    // Nothing listening is said as such, at once, not as a failed load test minutes later.
+    for base in std::iter::once(&target).chain(direct.as_ref()) {
+        reachable(base).await?;
+    }
     let pid = args.pid.or_else(|| {
         let port = reqwest::Url::parse(&target).ok()?.port_or_known_default()?;
         sysmon::find_listener(port)
@@ -365,7 +392,15 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<i32> {
     std::fs::write(&html_path, report::html(&results, &latency, samples))
         .with_context(|| format!("writing {}", html_path.display()))?;
     results::print_summary(&results);
-    println!("wrote {} and {}", json_path.display(), html_path.display());
+    let md_path = args.out.join("summary.md");
+    std::fs::write(&md_path, results::summary_markdown(&results))
+        .with_context(|| format!("writing {}", md_path.display()))?;
+    println!(
+        "wrote {}, {} and {}",
+        json_path.display(),
+        html_path.display(),
+        md_path.display()
+    );
     Ok(if results["thresholds"]["passed"] == true {
         0
     } else {

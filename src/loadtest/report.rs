@@ -94,10 +94,10 @@ pub fn html(results: &Value, latency: &[(&str, &[f64])], resources: &[Sample]) -
          td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}\
          .charts{{display:flex;flex-wrap:wrap;gap:12px}}.fail{{color:#b00}}.pass{{color:#070}}</style></head><body>"
     );
-    let verdict = if results["thresholds"]["passed"].as_bool() == Some(true) {
-        "<span class=pass>PASSED</span>"
-    } else {
-        "<span class=fail>FAILED</span>"
+    let verdict = match super::results::verdict(results).0 {
+        "FAILED" => "<span class=fail>FAILED</span>",
+        "PASSED" => "<span class=pass>PASSED</span>",
+        other => other,
     };
     let _ = write!(
         out,

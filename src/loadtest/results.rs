@@ -130,78 +130,182 @@ pub(super) fn results_json(
         "thresholds": {
             "max_error_rate": args.max_error_rate, "max_p99_ms": args.max_p99_ms,
             "max_p99_setup_ms": args.max_p99_setup_ms, "max_p99_added_ms": args.max_p99_added_ms,
+            "set": args.max_error_rate.is_some() || args.max_p99_ms.is_some()
+                || args.max_p99_setup_ms.is_some() || args.max_p99_added_ms.is_some(),
             "passed": violations.is_empty(), "violations": violations,
         },
     })
 }
 
+/// A figure as a person reads it: whole numbers without a decimal point, others to 0.1.
+pub(super) fn num(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        Some(f) => format!("{f:.1}"),
+        None => v.as_str().map_or_else(|| "–".to_owned(), str::to_owned),
+    }
+}
+
+/// The verdict: thresholds exceeded (each), passed, or none set.
+pub(super) fn verdict(r: &serde_json::Value) -> (&'static str, Vec<String>) {
+    let violations: Vec<String> = r["thresholds"]["violations"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !violations.is_empty() {
+        ("FAILED", violations)
+    } else if r["thresholds"]["set"] == true {
+        ("PASSED", violations)
+    } else {
+        ("no thresholds set", violations)
+    }
+}
+
+/// The latency rows: label, what it measures, and the results key.
+pub(super) const LATENCY_ROWS: &[(&str, &str, &str)] = &[
+    ("setup", "connect to session ready", "setup_ms"),
+    (
+        "first audio",
+        "end of speech to the model's first audio",
+        "first_audio_ms",
+    ),
+    (
+        "echo round trip",
+        "audio out and back through voxgate (--echo)",
+        "rtt_ms",
+    ),
+    (
+        "echo round trip, direct",
+        "the same straight to the model (--direct)",
+        "direct_rtt_ms",
+    ),
+    (
+        "delegation",
+        "delegation asked to its result heard",
+        "delegation_ms",
+    ),
+];
+
 pub(super) fn print_summary(r: &serde_json::Value) {
     println!(
-        "\nvoxgate loadtest: {} × {} for {} s against {}",
-        r["config"]["sessions"],
+        "\nvoxgate loadtest: {} {} sessions for {} s against {}",
+        num(&r["config"]["sessions"]),
         r["config"]["transport"].as_str().unwrap_or(""),
-        r["config"]["duration_s"],
+        num(&r["config"]["duration_s"]),
         r["config"]["target"].as_str().unwrap_or("")
     );
     println!(
-        "sessions  attempted {}  established {}  failed {}  error rate {}",
-        r["sessions"]["attempted"],
-        r["sessions"]["established"],
-        r["sessions"]["failed"],
-        r["sessions"]["error_rate"]
+        "sessions: {} attempted, {} established, {} failed (error rate {})",
+        num(&r["sessions"]["attempted"]),
+        num(&r["sessions"]["established"]),
+        num(&r["sessions"]["failed"]),
+        num(&r["sessions"]["error_rate"])
     );
     println!(
-        "{:<34} {:>8} {:>9} {:>9} {:>9}",
-        "latency (ms)", "count", "p50", "p99", "max"
+        "\n{:<25} {:>8} {:>10} {:>10} {:>10}  what it measures",
+        "latency", "count", "p50 ms", "p99 ms", "max ms"
     );
-    for (name, key) in [
-        ("setup", "setup_ms"),
-        ("first audio after speech", "first_audio_ms"),
-        ("echo round trip", "rtt_ms"),
-        ("echo round trip, direct", "direct_rtt_ms"),
-        ("delegation to result", "delegation_ms"),
-    ] {
-        let d = &r[key];
+    for (name, what, key) in LATENCY_ROWS {
+        let d = &r[*key];
         if d["count"].as_u64().unwrap_or(0) > 0 {
             println!(
-                "{name:<34} {:>8} {:>9} {:>9} {:>9}",
-                d["count"], d["p50"], d["p99"], d["max"]
+                "{name:<25} {:>8} {:>10} {:>10} {:>10}  {what}",
+                num(&d["count"]),
+                num(&d["p50"]),
+                num(&d["p99"]),
+                num(&d["max"])
             );
         }
     }
     if let Some(a) = r["added_latency_ms"].as_object() {
         for (k, v) in a {
-            println!("added by voxgate, {k:<22} {v} ms");
+            println!(
+                "added by voxgate, {:<24} {:>7} ms",
+                k.replace('_', " "),
+                num(v)
+            );
         }
     }
     println!(
-        "frames    sent {}  received {}  lost {}  late {}",
-        r["frames"]["sent"], r["frames"]["received"], r["frames"]["lost"], r["frames"]["late"]
+        "\naudio frames: {} sent, {} received, {} lost, {} late",
+        num(&r["frames"]["sent"]),
+        num(&r["frames"]["received"]),
+        num(&r["frames"]["lost"]),
+        num(&r["frames"]["late"])
     );
     println!(
-        "turns     {}  barge-ins {}  delegations {}/{}  truncations {}",
-        r["turns"]["turns"],
-        r["turns"]["barge_ins"],
-        r["turns"]["delegations_done"],
-        r["turns"]["delegations_requested"],
-        r["gateway"]["truncations"]
+        "turns: {}, barge-ins {}, delegations {} of {} done, truncations {} (a reply cut where \
+         the caller stopped hearing it: only a barge-in into audio still playing makes one)",
+        num(&r["turns"]["turns"]),
+        num(&r["turns"]["barge_ins"]),
+        num(&r["turns"]["delegations_done"]),
+        num(&r["turns"]["delegations_requested"]),
+        num(&r["gateway"]["truncations"])
     );
     if let Some(e) = r["errors"].as_object().filter(|e| !e.is_empty()) {
-        println!("errors    {}", serde_json::Value::Object(e.clone()));
+        let list: Vec<String> = e.iter().map(|(k, v)| format!("{k} {}", num(v))).collect();
+        println!("errors: {}", list.join(", "));
     }
     println!(
-        "voxgate   cpu {} % of a core ({} % per session)  rss max {} KiB ({} KiB per session)",
-        r["resources"]["steady_cpu_pct"],
-        r["resources"]["steady_cpu_pct_per_session"],
-        r["resources"]["rss_max_kb"],
-        r["resources"]["rss_per_session_kb"]
+        "voxgate: {} % of a core ({} % per session), memory max {} KiB ({} KiB per session)",
+        num(&r["resources"]["steady_cpu_pct"]),
+        num(&r["resources"]["steady_cpu_pct_per_session"]),
+        num(&r["resources"]["rss_max_kb"]),
+        num(&r["resources"]["rss_per_session_kb"])
     );
-    match r["thresholds"]["violations"].as_array() {
-        Some(v) if !v.is_empty() => {
-            for x in v {
-                println!("THRESHOLD EXCEEDED: {}", x.as_str().unwrap_or(""));
-            }
-        }
-        _ => println!("thresholds passed"),
+    let (word, violations) = verdict(r);
+    for v in &violations {
+        println!("THRESHOLD EXCEEDED: {v}");
     }
+    println!("verdict: {word}");
+}
+
+/// `summary.md`: the same figures as a Markdown table, for CI logs and pull requests.
+pub(super) fn summary_markdown(r: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let (word, violations) = verdict(r);
+    let _ = writeln!(
+        out,
+        "## voxgate loadtest: {word}\n\n{} {} sessions for {} s against `{}` — {} established, {} failed (error rate {}).\n",
+        num(&r["config"]["sessions"]),
+        r["config"]["transport"].as_str().unwrap_or(""),
+        num(&r["config"]["duration_s"]),
+        r["config"]["target"].as_str().unwrap_or(""),
+        num(&r["sessions"]["established"]),
+        num(&r["sessions"]["failed"]),
+        num(&r["sessions"]["error_rate"]),
+    );
+    let _ = writeln!(
+        out,
+        "| latency | count | p50 ms | p99 ms | max ms | what it measures |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|");
+    for (name, what, key) in LATENCY_ROWS {
+        let d = &r[*key];
+        if d["count"].as_u64().unwrap_or(0) > 0 {
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} | {} | {what} |",
+                num(&d["count"]),
+                num(&d["p50"]),
+                num(&d["p99"]),
+                num(&d["max"])
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nvoxgate: {} % of a core, {} KiB memory at most.",
+        num(&r["resources"]["steady_cpu_pct"]),
+        num(&r["resources"]["rss_max_kb"])
+    );
+    for v in violations {
+        let _ = writeln!(out, "\n- threshold exceeded: {v}");
+    }
+    out
 }

@@ -257,6 +257,29 @@ pub struct StartParams {
     pub input_gating: Option<crate::config::InputGating>,
 }
 
+impl StartParams {
+    /// An audio conversation over a websocket with everything else left to the config: what a
+    /// client that speaks a model protocol itself (`/v1/realtime`, `/v1/live`) starts with.
+    pub fn websocket(thread_id: &str, version: ModelVersion) -> Self {
+        Self {
+            thread_id: thread_id.to_owned(),
+            output_modality: OutputModality::Audio,
+            prompt: PromptParam::default(),
+            realtime_session_id: None,
+            transport: None,
+            voice: None,
+            version: Some(version),
+            model: None,
+            mode: None,
+            agent: None,
+            webrtc_mode: None,
+            include_startup_context: None,
+            voice_session_id: None,
+            input_gating: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AudioParam {
