@@ -1,7 +1,8 @@
 //! Chromium as the caller. The demo page at `/`, used for real: headless Chromium (Debian
 //! package) with a fake microphone plays speech-like audio, the page calls voxgate over WebRTC,
 //! shows the live transcript and the delegated work, and hangs up (a screenshot is left in
-//! target/tmp for a person to look at). And a browser caller's ICE restart on a live call.
+//! target/tmp for a person to look at). A browser caller's ICE restart on a live call. And a page
+//! on another origin calling with an `ek_` client secret through CORS.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -123,5 +124,149 @@ async fn a_browser_caller_restarts_ice_on_its_live_call_and_keeps_talking() {
     assert!(
         metrics.contains(r#"voxgate_call_renegotiations_total{outcome="answered"} 1"#),
         "{metrics}"
+    );
+}
+
+/// The page a site serves on its own origin to call through voxgate with an `ek_` secret.
+const CROSS_ORIGIN_PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>elsewhere</title>
+<script>
+(async () => {
+  const [base, secret] = decodeURIComponent(location.hash.slice(1)).split("|");
+  const auth = { Authorization: "Bearer " + secret };
+  try {
+    const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+    const ice = await fetch(base + "/v1/realtime/ice_servers", { headers: auth }).then((r) => r.json());
+    const pc = new RTCPeerConnection({ iceServers: ice.ice_servers });
+    mic.getTracks().forEach((t) => pc.addTrack(t, mic));
+    const events = pc.createDataChannel("oai-events");
+    const heard = new Promise((resolve) => {
+      events.onmessage = (m) => {
+        const ev = JSON.parse(m.data);
+        if (ev.type === "response.output_audio_transcript.done") resolve(ev.transcript);
+      };
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    const resp = await fetch(base + "/v1/realtime/calls", {
+      method: "POST", headers: { ...auth, "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
+    });
+    const location_ = resp.headers.get("Location");
+    await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+    const transcript = await heard;
+    const hangup = await fetch(base + location_, { method: "DELETE", headers: auth });
+    mic.getTracks().forEach((t) => t.stop());
+    pc.close();
+    window.__result = { status: resp.status, location: location_, transcript, hangup: hangup.status };
+  } catch (e) {
+    window.__result = { error: String(e) };
+  }
+})();
+</script>"#;
+
+/// A page on another origin (served by the test on its own port) places a call with an `ek_`
+/// client secret: CORS in real Chromium, preflights included. A page on an origin not listed in
+/// `[server] cors_origins` cannot.
+#[cfg_attr(
+    not(voxgate_e2e_chromium),
+    ignore = "needs Debian chromium and npm ci --prefix e2e"
+)]
+#[tokio::test]
+async fn a_page_on_another_origin_calls_with_a_client_secret_and_cors() {
+    if tools().is_none() {
+        return;
+    }
+    const KEY: &str = "vk-cross-origin-test-key-000";
+    let site = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let stranger = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = format!(
+        "http://127.0.0.1:{}",
+        site.local_addr().expect("addr").port()
+    );
+    let stranger_origin = format!(
+        "http://127.0.0.1:{}",
+        stranger.local_addr().expect("addr").port()
+    );
+    for listener in [site, stranger] {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(|| async { axum::response::Html(CROSS_ORIGIN_PAGE) }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    let allowed = origin.clone();
+    let h = harness_with(
+        |_| {},
+        move |cfg| {
+            cfg.server.cors_origins = vec![allowed];
+            cfg.auth.mode = voxgate::config::AuthMode::Keys;
+            cfg.auth.keys = vec![voxgate::config::ApiKeyConfig {
+                id: "site".into(),
+                sha256: hex::encode(voxgate::auth::sha256(KEY)),
+                limits: Default::default(),
+                admin: false,
+            }];
+        },
+    )
+    .await;
+    // The site's server mints the secret with its key; the page only ever holds the ek_.
+    let minted: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{}/v1/realtime/client_secrets", h.addr))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("minted")
+        .json()
+        .await
+        .expect("json");
+    let secret = minted["value"].as_str().expect("ek_").to_owned();
+    let hash = format!("http://{}|{secret}", h.addr);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let wav = dir.join("cross-origin-speech.wav");
+    write_speech_wav(&wav);
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("node")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/e2e/clients/cross_origin_call.mjs"
+            ))
+            .arg(&wav)
+            .arg(format!("{origin}/#{hash}"))
+            .arg(format!("{stranger_origin}/#{hash}"))
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("chromium run finishes in time")
+    .expect("run node");
+    let s = client_summary(&out);
+    assert!(s.get("error").is_none(), "{s}");
+    let listed = &s["pages"][0];
+    assert_eq!(listed["status"], 201, "{s}");
+    assert!(
+        listed["location"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("/v1/realtime/calls/rtc_")),
+        "the page read the Location: {s}"
+    );
+    assert!(
+        listed["transcript"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("You said")),
+        "{s}"
+    );
+    assert_eq!(listed["hangup"], 200, "{s}");
+    // The page on an unlisted origin: the browser refuses (the preflight grants nothing).
+    let unlisted = &s["pages"][1];
+    assert!(
+        unlisted["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Failed to fetch")),
+        "{s}"
     );
 }
