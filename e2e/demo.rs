@@ -201,13 +201,7 @@ async fn a_page_on_another_origin_calls_with_a_client_secret_and_cors() {
         |_| {},
         move |cfg| {
             cfg.server.cors_origins = vec![allowed];
-            cfg.auth.mode = voxgate::config::AuthMode::Keys;
-            cfg.auth.keys = vec![voxgate::config::ApiKeyConfig {
-                id: "site".into(),
-                sha256: hex::encode(voxgate::auth::sha256(KEY)),
-                limits: Default::default(),
-                admin: false,
-            }];
+            one_key(cfg, "site", KEY);
         },
     )
     .await;

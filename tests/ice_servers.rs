@@ -61,13 +61,7 @@ async fn in_keys_mode_ice_servers_need_a_key_or_a_client_secret_which_carries_th
         |_| {},
         |cfg| {
             cfg.webrtc.ice_servers = servers();
-            cfg.auth.mode = voxgate::config::AuthMode::Keys;
-            cfg.auth.keys = vec![voxgate::config::ApiKeyConfig {
-                id: "k1".into(),
-                sha256: hex::encode(voxgate::auth::sha256(KEY)),
-                limits: Default::default(),
-                admin: false,
-            }];
+            one_key(cfg, "k1", KEY);
         },
     )
     .await;

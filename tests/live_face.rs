@@ -82,10 +82,6 @@ impl LiveClient {
     }
 }
 
-fn sha(s: &str) -> String {
-    hex::encode(voxgate::auth::sha256(s))
-}
-
 fn upstream(version: ModelVersion) -> impl FnOnce(&mut voxgate::config::Config) {
     move |cfg| cfg.upstream.version = version
 }
@@ -376,13 +372,7 @@ async fn the_live_faces_need_a_key_in_keys_mode() {
     let h = harness_with(
         |_| {},
         |cfg| {
-            cfg.auth.mode = voxgate::config::AuthMode::Keys;
-            cfg.auth.keys = vec![voxgate::config::ApiKeyConfig {
-                id: "k1".into(),
-                sha256: sha("vk-live-face-key-000000"),
-                limits: Default::default(),
-                admin: false,
-            }];
+            one_key(cfg, "k1", "vk-live-face-key-000000");
         },
     )
     .await;

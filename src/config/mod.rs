@@ -5,7 +5,6 @@
 use crate::protocol::ModelVersion;
 use crate::protocol::session_config::{self, SessionMode};
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod agent;
@@ -404,16 +403,6 @@ impl Config {
             })?;
         cfg.validate()?;
         Ok(cfg)
-    }
-
-    /// `[server] listen` as an address, or the error naming the key.
-    fn listen(&self) -> Result<SocketAddr, ConfigError> {
-        self.server
-            .listen_addr()
-            .map_err(|message| ConfigError::Invalid {
-                key: "server.listen",
-                message,
-            })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -1,7 +1,19 @@
 //! The web side of `[server]`: TLS files and CORS origins, checked at load so a typo is a clear
 //! error naming the key, not a browser's silent refusal later.
 
-use super::{ConfigError, ServerConfig};
+use super::{Config, ConfigError, ServerConfig};
+
+impl Config {
+    /// `[server] listen` as an address, or the error naming the key.
+    pub(super) fn listen(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        self.server
+            .listen_addr()
+            .map_err(|message| ConfigError::Invalid {
+                key: "server.listen",
+                message,
+            })
+    }
+}
 
 impl ServerConfig {
     /// The address `listen` names: `127.0.0.1:8080`, `[::1]:8080`, or a host name with a port

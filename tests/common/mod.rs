@@ -43,6 +43,17 @@ pub fn test_config(sim: &Simulator) -> Config {
     cfg
 }
 
+/// Keys mode with one plain key (`id`, the key itself): what a test of a keyed face needs.
+pub fn one_key(cfg: &mut Config, id: &str, key: &str) {
+    cfg.auth.mode = voxgate::config::AuthMode::Keys;
+    cfg.auth.keys = vec![voxgate::config::ApiKeyConfig {
+        id: id.into(),
+        sha256: hex::encode(voxgate::auth::sha256(key)),
+        limits: Default::default(),
+        admin: false,
+    }];
+}
+
 pub async fn harness() -> Harness {
     harness_with(|_| {}, |_| {}).await
 }
