@@ -428,3 +428,35 @@ async fn startup_names_the_environment_variable_to_fix() {
     // Not a terminal: plain text, no colour codes.
     assert!(!stderr.contains('\u{1b}'), "{stderr}");
 }
+
+/// `voxgate check-config` prints the effective configuration with secrets redacted, and fails
+/// naming the key when the configuration is invalid.
+#[tokio::test]
+async fn check_config_prints_the_effective_config_without_secrets() {
+    let out = voxgate()
+        .args(["check-config"])
+        .env("VOXGATE_UPSTREAM__API_KEY", "sk-do-not-print-me")
+        .env("VOXGATE_SERVER__LISTEN", "localhost:9000")
+        .output()
+        .await
+        .expect("run");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("# voxgate: the configuration is valid"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("listen = \"localhost:9000\""), "{stdout}");
+    assert!(stdout.contains("api_key = \"<redacted>\""), "{stdout}");
+    assert!(!stdout.contains("sk-do-not-print-me"), "{stdout}");
+    let out = voxgate()
+        .args(["check-config"])
+        .env("VOXGATE_SERVER__OUTBOUND_QUEUE", "0")
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("server.outbound_queue"), "{stderr}");
+}

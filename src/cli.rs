@@ -47,6 +47,9 @@ pub enum Command {
     },
     /// Drive many synthetic voice sessions against a running voxgate and report latency.
     Loadtest(Box<crate::loadtest::LoadtestArgs>),
+    /// Check the configuration (file, VOXGATE_ variables, defaults) and print the effective one
+    /// as TOML with secrets redacted; exits non-zero naming the key when it is invalid.
+    CheckConfig,
     /// Speak JSON-RPC on stdin/stdout.
     Rpc {
         /// Use stdio (the only transport of this command).
@@ -126,6 +129,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Loadtest(_) => Ok(()),
+        Command::CheckConfig => {
+            let text = crate::config::effective_toml(&cfg).map_err(anyhow::Error::msg)?;
+            say(&format!(
+                "# voxgate: the configuration is valid; in effect (secrets redacted):\n{text}"
+            ));
+            Ok(())
+        }
         Command::Rpc { stdio } => {
             if !stdio {
                 anyhow::bail!(

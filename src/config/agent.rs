@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 pub use crate::protocol::choices::AgentKind;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     pub kind: AgentKind,
@@ -30,7 +30,7 @@ impl Default for AgentConfig {
 }
 
 /// How voxgate answers the approval requests a codex app-server sends.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ApprovalPolicy {
     /// Decline, and tell the model what was declined (default).
@@ -40,7 +40,7 @@ pub enum ApprovalPolicy {
     Accept,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CodexAgentConfig {
     /// The app-server's websocket, e.g. "ws://127.0.0.1:4500" (`codex app-server --listen ...`).
@@ -62,7 +62,7 @@ impl Default for CodexAgentConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResponsesAgentConfig {
     /// Base URL of an OpenAI Responses-compatible API; requests go to `{base_url}/responses`.
@@ -88,7 +88,7 @@ impl Default for ResponsesAgentConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookAgentConfig {
     /// Where tasks are POSTed; the reply is an NDJSON stream.
@@ -110,7 +110,7 @@ impl WebhookAgentConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbeddedAgentConfig {
     /// Delay before each message.

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 /// How clients authenticate on every face.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// No authentication: allowed only when `[server] listen` is a loopback address.
@@ -14,7 +14,7 @@ pub enum AuthMode {
 }
 
 /// Limits of one API key (and of the client secrets minted with it).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeyLimits {
     pub max_concurrent_sessions: Option<usize>,
@@ -35,7 +35,7 @@ impl Default for KeyLimits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     /// A name for logs and metrics (never the key).
@@ -49,7 +49,7 @@ pub struct ApiKeyConfig {
     pub admin: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub mode: AuthMode,

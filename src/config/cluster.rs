@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 /// What new sessions do while the cluster store (Redis) cannot be reached.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OnStoreDown {
     /// Refuse them with 503: per-key limits cannot be enforced cluster-wide.
@@ -14,7 +14,7 @@ pub enum OnStoreDown {
     Local,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// `redis://host:port/db` (or `redis+unix:///path/redis.sock`); unset: a single node, nothing shared.

@@ -5,7 +5,7 @@
 use super::{ConfigError, WebrtcConfig};
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IceServerConfig {
     /// `stun:host:port`, `turn:host:port?transport=udp|tcp`, `turns:host:port`, …

@@ -12,8 +12,10 @@ mod auth;
 mod cluster;
 mod env;
 mod ice;
+mod show;
 pub use env::env_warnings;
 pub use ice::IceServerConfig;
+pub use show::effective_toml;
 mod web;
 
 pub use agent::*;
@@ -33,7 +35,7 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -48,7 +50,7 @@ pub struct Config {
 }
 
 /// The OpenAI-compatible face (`GET /v1/realtime`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenaiFaceConfig {
     /// Add voxgate's `background_agent`/`remain_silent` tools and answer them server-side. Off:
@@ -64,7 +66,7 @@ impl Default for OpenaiFaceConfig {
 
 pub use crate::protocol::choices::WebrtcMode;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebrtcConfig {
     /// "relay" (default) or "passthrough"; a call may override it (`?mode=`, start `webrtcMode`).
@@ -103,7 +105,7 @@ impl Default for WebrtcConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -111,7 +113,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: String,
@@ -162,7 +164,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamKind {
     /// The embedded simulator, started in-process on a loopback port.
@@ -172,7 +174,7 @@ pub enum UpstreamKind {
     Openai,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     pub kind: UpstreamKind,
@@ -248,7 +250,7 @@ impl UpstreamConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
     /// Replaces whatever prompt a start request carries.
@@ -273,7 +275,7 @@ pub struct SessionConfig {
 }
 
 /// Whether caller audio is gated while the model plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum InputGating {
     #[default]
@@ -308,7 +310,7 @@ impl Default for SessionConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct AckConfig {
     pub completed: Option<String>,
@@ -319,7 +321,7 @@ pub struct AckConfig {
     pub nothing_to_delegate: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimulatorConfig {
     /// Echo mode: input audio comes straight back as output audio (latency measurement).
