@@ -156,3 +156,55 @@ async fn with_delegation_off_tools_and_calls_pass_through_untouched() {
         "no function_call_output from voxgate in between"
     );
 }
+
+/// voxgate's own `session.update` (its tools, at connect) is answered by the model too; that
+/// `session.updated` is not the client's, so the first one the client sees answers its own update.
+#[tokio::test]
+async fn the_first_session_updated_a_client_sees_answers_its_own_update() {
+    let h = harness().await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/v1/realtime?model=gpt-realtime", h.addr))
+            .await
+            .expect("connect");
+    ws.send(Message::text(
+        json!({"type": "session.update", "session": {"type": "realtime", "instructions": "mine"}})
+            .to_string(),
+    ))
+    .await
+    .expect("send");
+    let mut seen = Vec::new();
+    let updated = loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("event in time")
+            .expect("open")
+            .expect("frame");
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).expect("json");
+        if v["type"] == "session.updated" {
+            break v;
+        }
+        seen.push(v["type"].as_str().unwrap_or_default().to_owned());
+    };
+    assert_eq!(updated["session"]["instructions"], "mine", "{updated}");
+    // A second update: one more answer, its own.
+    ws.send(Message::text(
+        json!({"type": "session.update", "session": {"type": "realtime", "instructions": "again"}})
+            .to_string(),
+    ))
+    .await
+    .expect("send");
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("event in time")
+            .expect("open")
+            .expect("frame");
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(t.as_str()).expect("json");
+        if v["type"] == "session.updated" {
+            assert_eq!(v["session"]["instructions"], "again", "{v}");
+            break;
+        }
+    }
+}

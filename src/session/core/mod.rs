@@ -203,6 +203,10 @@ pub struct SessionCore {
     farewell_to_model: Option<String>,
     /// A client doing a delegation's work (GPT-Live `client` mode) is done once quiet till then.
     client_task_quiet_at: Option<Instant>,
+    /// voxgate's own `session.update`s on this model socket not yet answered: their
+    /// `session.updated` is not an OpenAI-protocol client's (it sent no update), so it is not
+    /// passed on — a client waiting for the answer to its own update must not take voxgate's.
+    own_updates_unanswered: u32,
 }
 
 /// The next model session's socket, opened ahead of a rollover so the switch costs no handshake.
@@ -220,6 +224,14 @@ pub(crate) enum Successor {
 /// How long before a rollover is due its successor socket is opened (at most half the model
 /// session's allowed age).
 pub const SUCCESSOR_LEAD: Duration = Duration::from_secs(10);
+
+/// Whether a model frame is a `session.updated` (cheaply: most frames are audio).
+fn is_session_updated(text: &str) -> bool {
+    text.contains("\"session.updated\"")
+        && serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .is_some_and(|v| v["type"] == "session.updated")
+}
 
 /// A model frame for a trace log: its first 200 characters, escaped (it may hold what a person
 /// said or typed, so it is bounded and never logged above trace).
@@ -283,6 +295,7 @@ impl SessionCore {
             live_quiet_at: None,
             farewell_to_model: None,
             client_task_quiet_at: None,
+            own_updates_unanswered: 0,
         }
     }
 
@@ -364,7 +377,11 @@ impl SessionCore {
         self.now = now.max(self.now);
         match input {
             Input::Timeout => self.on_timeout(),
-            Input::ModelConnected => self.on_model_connected(now),
+            Input::ModelConnected => {
+                // A new socket: whatever voxgate asked of the old one is not answered here.
+                self.own_updates_unanswered = 0;
+                self.on_model_connected(now)
+            }
             Input::ModelConnectFailed(message)
                 if self.rolling_over || self.reconnector.is_reconnecting() =>
             {
@@ -542,7 +559,12 @@ impl SessionCore {
         {
             self.live_quiet_at = Some(self.now + LIVE_TURN_QUIET);
         }
-        let hidden = self.quiet_session_events && self.successor_announcement(text);
+        let own_answer = self.own_updates_unanswered > 0 && is_session_updated(text);
+        if own_answer {
+            self.own_updates_unanswered -= 1;
+        }
+        let hidden = (self.quiet_session_events && self.successor_announcement(text))
+            || (own_answer && matches!(self.client, ClientSide::OpenAi(_)));
         match &mut self.client {
             _ if hidden => {}
             ClientSide::OpenAi(filter) => {
@@ -644,6 +666,9 @@ impl SessionCore {
                 let Some(text) = self.engine.version().build(&frame) else {
                     return;
                 };
+                if matches!(frame, ModelFrame::SessionUpdate { .. }) {
+                    self.own_updates_unanswered += 1;
+                }
                 if frame == ModelFrame::Close {
                     // Sent as the last frame, after whatever else is dropped at the end.
                     self.farewell_to_model = Some(text);
