@@ -546,3 +546,16 @@ async fn a_client_delegation_without_a_done_ends_when_the_client_goes_quiet() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_ping_before_the_opening_is_no_opening() {
+    let h = harness().await;
+    let mut c = LiveClient::connect(h.addr, "/v1/live").await;
+    c.ws.send(Message::Ping(vec![1, 2, 3].into()))
+        .await
+        .expect("ping");
+    c.send(json!({"type": "session.update", "session": {}}))
+        .await;
+    let started = c.next().await.expect("open");
+    assert_eq!(started["type"], "session.started", "{started}");
+}

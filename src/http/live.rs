@@ -83,7 +83,15 @@ async fn serve(
     permit: crate::auth::SessionPermit,
 ) {
     let wait = Duration::from_secs(app.cfg.server.request_timeout_secs.max(1));
-    let first = match tokio::time::timeout(wait, socket.next()).await {
+    // The opening within the deadline; pings and pongs before it are no opening.
+    let deadline = tokio::time::Instant::now() + wait;
+    let first = loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            other => break other,
+        }
+    };
+    let first = match first {
         Ok(Some(Ok(Message::Text(t)))) => t,
         Ok(Some(Ok(Message::Binary(_)))) => {
             let e = LiveError {
