@@ -35,11 +35,9 @@ async fn demo_page_call_shows_transcript_and_delegated_work_in_chromium() {
     if tools().is_none() {
         return;
     }
-    let h = harness_with(
-        |sim| sim.audio_transcript = "please delegate: check the build".into(),
-        |_| {},
-    )
-    .await;
+    // Default settings: the simulator's spoken script (a greeting, then a delegated task)
+    // tells the whole story, as it does for a newcomer's first `serve`.
+    let h = harness_with(|_| {}, |_| {}).await;
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let wav = dir.join("demo-speech.wav");
     write_speech_wav(&wav);
@@ -64,13 +62,20 @@ async fn demo_page_call_shows_transcript_and_delegated_work_in_chromium() {
     assert_eq!(s["title"], "voxgate demo");
     let transcript = s["transcript"].as_str().unwrap_or_default();
     assert!(
-        transcript.contains("You: please delegate: check the build"),
+        transcript.contains("You: hello from the microphone"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("You: delegate: summarize the project README"),
         "{transcript}"
     );
     assert!(transcript.contains("Model:"), "{transcript}");
     let agent = s["agent"].as_str().unwrap_or_default();
-    assert!(agent.contains("▶ check the build"), "{agent}");
-    assert!(agent.contains("• Done: check the build"), "{agent}");
+    assert!(agent.contains("▶ summarize the project README"), "{agent}");
+    assert!(
+        agent.contains("• Done: summarize the project README"),
+        "{agent}"
+    );
     assert!(agent.contains("■ Completed"), "{agent}");
     assert_eq!(s["status"], "Hung up.");
     let audio = s["audio"].as_str().unwrap_or_default();

@@ -42,6 +42,10 @@ async fn openai_python_sdk_runs_a_session_through_voxgate() {
         "every server event parses into the SDK's typed models"
     );
     assert!(s["audio_bytes"].as_u64().unwrap_or(0) > 0, "{s}");
+    // As on the service: an item and a response.create get one reply (no error for a second
+    // response.create racing an automatic one), and a delegation shows no empty response.
+    assert_eq!(s["errors"], json!([]), "{s}");
+    assert_eq!(s["empty_responses"], json!([]), "{s}");
     let transcripts: Vec<&str> = s["transcripts"]
         .as_array()
         .expect("transcripts")
@@ -128,6 +132,9 @@ async fn with_delegation_off_tools_and_calls_pass_through_untouched() {
     ))
     .await
     .expect("send");
+    ws.send(Message::text(r#"{"type":"response.create"}"#))
+        .await
+        .expect("send");
     // The model's background_agent call reaches the client, and voxgate does not answer it.
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
@@ -150,6 +157,7 @@ async fn with_delegation_off_tools_and_calls_pass_through_untouched() {
         next.contains("conversation.item.create") && next.contains("delegate:"),
         "{next}"
     );
+    assert_eq!(frames.next_frame().await, r#"{"type":"response.create"}"#);
     let after = frames.next_frame().await;
     assert_eq!(
         after, r#"{"type":"input_audio_buffer.clear"}"#,

@@ -97,6 +97,9 @@ async fn no_secret_appears_in_trace_logs() {
     ))
     .await
     .expect("send");
+    rt.send(Message::text(r#"{"type":"response.create"}"#))
+        .await
+        .expect("send");
     loop {
         let msg = tokio::time::timeout(WAIT, rt.next())
             .await

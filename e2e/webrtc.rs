@@ -567,7 +567,11 @@ async fn rollover_during_a_spoken_conversation_keeps_the_callers_audio_continuou
         return;
     }
     let h = harness_with(
-        |sim| sim.max_session_ms = 5000,
+        |sim| {
+            sim.max_session_ms = 5000;
+            // Every turn a plain one (the default script delegates on the second).
+            sim.spoken_script = vec!["hello from the microphone".into()];
+        },
         |cfg| cfg.upstream.max_session_secs = 3,
     )
     .await;

@@ -85,6 +85,9 @@ async fn an_openai_client_is_told_why_its_session_ended() {
     ws.send(Message::text(item.to_string()))
         .await
         .expect("send");
+    ws.send(Message::text(r#"{"type":"response.create"}"#))
+        .await
+        .expect("send");
     let (code, reason) = close_frame(&mut ws)
         .await
         .expect("a close frame with a code");
@@ -122,6 +125,9 @@ async fn a_bogus_client_event_gets_an_error_and_the_openai_conversation_goes_on(
     let item = json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
         "content": [{"type": "input_text", "text": "are you still there"}]}});
     ws.send(Message::text(item.to_string()))
+        .await
+        .expect("send");
+    ws.send(Message::text(r#"{"type":"response.create"}"#))
         .await
         .expect("send");
     let done = next_of(&mut ws, "response.output_audio_transcript.done").await;

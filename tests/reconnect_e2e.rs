@@ -151,6 +151,9 @@ async fn an_openai_client_that_opted_in_is_told_the_model_session_changed_and_go
     ws.send(Message::text(item("drop: going away")))
         .await
         .expect("send");
+    ws.send(Message::text(r#"{"type":"response.create"}"#))
+        .await
+        .expect("send");
     let seen = std::cell::RefCell::new(Vec::<Value>::new());
     let next_of = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, ty: &str| -> Value {
         loop {
@@ -172,6 +175,9 @@ async fn an_openai_client_that_opted_in_is_told_the_model_session_changed_and_go
     let resumed = next_of(&mut ws, "voxgate.session.resumed").await;
     assert!(resumed["realtime_session_id"].is_string(), "{resumed}");
     ws.send(Message::text(item("still here")))
+        .await
+        .expect("send");
+    ws.send(Message::text(r#"{"type":"response.create"}"#))
         .await
         .expect("send");
     loop {

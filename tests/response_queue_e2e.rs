@@ -23,6 +23,9 @@ async fn a_deferred_response_create_reaches_the_model_exactly_as_sent() {
     ws.send(Message::text(item.to_string()))
         .await
         .expect("send");
+    ws.send(Message::text(r#"{"type":"response.create"}"#))
+        .await
+        .expect("send");
     // Wait until the model is answering, then ask for an out-of-band response.
     tokio::time::timeout(WAIT, async {
         while let Some(Ok(msg)) = ws.next().await {
@@ -39,6 +42,12 @@ async fn a_deferred_response_create_reaches_the_model_exactly_as_sent() {
     .expect("response.created in time");
     let create = r#"{"type":"response.create","event_id":"evt_9","response":{"conversation":"none","instructions":"Classify the topic in one word.","metadata":{"purpose":"topic"},"output_modalities":["text"]}}"#;
     ws.send(Message::text(create)).await.expect("send");
+    let asked = frames.frames_until_type("response.create").await;
+    assert_eq!(
+        asked.last().map(String::as_str),
+        Some(r#"{"type":"response.create"}"#),
+        "the client's own first response.create"
+    );
     let seen = frames.frames_until_type("response.create").await;
     assert_eq!(seen.last().map(String::as_str), Some(create));
 }

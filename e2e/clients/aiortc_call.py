@@ -267,6 +267,7 @@ async def main():
     if args.delegate:
         channel.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
                      "content": [{"type": "input_text", "text": args.delegate}]}}))
+        channel.send(json.dumps({"type": "response.create"}))
         summary["delegated_reply"] = await wait_for(
             lambda e: e.get("type") == "response.output_audio_transcript.done" and "Here is what I found" in e.get("transcript", ""))
     if args.end:
@@ -282,6 +283,7 @@ async def main():
         else:
             channel.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
                          "content": [{"type": "input_text", "text": "close: now"}]}}))
+            channel.send(json.dumps({"type": "response.create"}))
         told = await wait_for(lambda e: e.get("type") == "voxgate.session.closed")
         summary["end_told"] = told
         summary["end_told_after_s"] = round(time.time() - t0, 3) if told else None

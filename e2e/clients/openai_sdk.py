@@ -33,7 +33,10 @@ async def main():
     args = ap.parse_args()
     client = AsyncOpenAI(api_key="sk-client-test", websocket_base_url=args.ws)
     summary = SUMMARY
-    summary.update({"types": [], "invalid": [], "transcripts": [], "audio_bytes": 0})
+    summary.update({"types": [], "invalid": [], "transcripts": [], "audio_bytes": 0,
+                    "empty_responses": [], "errors": []})
+    # Events seen per open response: a response.done with none is an empty response.
+    open_responses = {}
     async with client.realtime.connect(model="gpt-realtime") as conn:
         async def until(pred):
             while True:
@@ -45,6 +48,15 @@ async def main():
                     summary["invalid"].append({"type": data.get("type"), "error": str(e)[:300]})
                     continue
                 summary["types"].append(event.type)
+                if event.type == "response.created":
+                    open_responses[event.response.id] = 0
+                elif event.type == "response.done":
+                    if open_responses.pop(event.response.id, 1) == 0:
+                        summary["empty_responses"].append(event.response.id)
+                elif getattr(event, "response_id", None) in open_responses:
+                    open_responses[event.response_id] += 1
+                if event.type == "error":
+                    summary["errors"].append(event.error.message)
                 if event.type == "response.output_audio.delta":
                     summary["audio_bytes"] += len(base64.b64decode(event.delta))
                 if event.type == "response.output_audio_transcript.done":
@@ -70,10 +82,12 @@ async def main():
         # A delegated request: voxgate answers background_agent server-side.
         await conn.conversation.item.create(item={"type": "message", "role": "user",
                                                   "content": [{"type": "input_text", "text": "delegate: count the files"}]})
+        await conn.response.create()
         await until(lambda e: e.type == "response.output_audio_transcript.done" and "Here is what I found" in e.transcript)
         # The client's own tool: the call reaches the client, the client answers it.
         await conn.conversation.item.create(item={"type": "message", "role": "user",
                                                   "content": [{"type": "input_text", "text": "call: lookup_order 42"}]})
+        await conn.response.create()
         call = await until(lambda e: e.type == "conversation.item.done" and e.item.type == "function_call")
         summary["client_call"] = {"name": call.item.name, "arguments": call.item.arguments}
         await conn.conversation.item.create(item={"type": "function_call_output", "call_id": call.item.call_id,

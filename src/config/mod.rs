@@ -330,8 +330,12 @@ pub struct SimulatorConfig {
     pub vad_threshold: u32,
     /// Silence that ends a speech turn.
     pub silence_ms: u64,
-    /// Transcript the simulator reports for any spoken turn.
-    pub audio_transcript: String,
+    /// What the simulator "heard" on each spoken turn, in order (it does not recognise
+    /// speech): turn n gets line n, the last line repeats. The default tells the whole story
+    /// offline: a greeting, a `delegate:` turn the agent works on, a thank-you. One string
+    /// (the former `audio_transcript`) is a script of one line.
+    #[serde(alias = "audio_transcript", deserialize_with = "one_or_many")]
+    pub spoken_script: Vec<String>,
     /// Duration of each audio delta it sends.
     pub chunk_ms: u64,
     /// Pace audio deltas in real time instead of sending them as fast as possible.
@@ -350,13 +354,44 @@ pub struct SimulatorConfig {
     pub drop_after_ms: u64,
 }
 
+/// The simulator's default spoken turns (`[simulator] spoken_script`).
+pub const DEFAULT_SPOKEN_SCRIPT: [&str; 3] = [
+    "hello from the microphone",
+    "delegate: summarize the project README",
+    "thank you, that is all",
+];
+
+impl SimulatorConfig {
+    /// What the simulator hears on spoken turn `turn` (0-based).
+    pub fn spoken_line(&self, turn: usize) -> &str {
+        self.spoken_script
+            .get(turn)
+            .or(self.spoken_script.last())
+            .map_or("", String::as_str)
+    }
+}
+
+/// A list of strings, or one string as a list of one.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 impl Default for SimulatorConfig {
     fn default() -> Self {
         Self {
             echo: false,
             vad_threshold: 600,
             silence_ms: 500,
-            audio_transcript: "hello from the microphone".into(),
+            spoken_script: DEFAULT_SPOKEN_SCRIPT.map(str::to_owned).to_vec(),
             chunk_ms: 100,
             realtime: false,
             sideband_delay_ms: 0,
@@ -415,6 +450,13 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "server.max_frame_bytes",
                 message: "must be at least server.max_message_bytes, which must be > 0".into(),
+            });
+        }
+        if self.simulator.spoken_script.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "simulator.spoken_script",
+                message: "needs at least one line (what the simulator hears on a spoken turn)"
+                    .into(),
             });
         }
         if self.server.outbound_queue == 0 {

@@ -45,10 +45,23 @@ impl RecentIds {
     }
 }
 
+/// A `response.created` held back until the response shows something the client may see: a
+/// response that only calls voxgate's own tools is hidden whole, as if it never was.
+#[derive(Debug)]
+struct HeldResponse {
+    id: String,
+    raw: String,
+    /// The response carried plumbing (so, if nothing else, it is hidden whole).
+    had_hidden: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct PlumbingFilter {
     hidden_items: RecentIds,
     hidden_calls: RecentIds,
+    held: Option<HeldResponse>,
+    /// A held `response.created` to forward before the event just filtered.
+    released: Option<String>,
     /// Audio deltas travel by RTP for WebRTC clients; drop them from the event stream.
     pub drop_audio: bool,
     /// Hide delegation plumbing (off when the client delegates on its own).
@@ -114,7 +127,30 @@ impl PlumbingFilter {
         by_id || output_of_hidden
     }
 
-    /// The text to forward to the client, or `None` to drop the event.
+    /// A held-back `response.created` that must reach the client before the event the last
+    /// [`filter`](Self::filter) call returned (check after every call, whatever it returned).
+    pub fn take_released(&mut self) -> Option<String> {
+        self.released.take()
+    }
+
+    fn release_held(&mut self) {
+        if let Some(held) = self.held.take() {
+            self.released = Some(held.raw);
+        }
+    }
+
+    /// A hidden event: if it belongs to the held response, that response carried plumbing.
+    fn hidden(&mut self) -> Option<String> {
+        if let Some(held) = &mut self.held {
+            held.had_hidden = true;
+        }
+        None
+    }
+
+    /// The text to forward to the client, or `None` to drop the event. A `response.created`
+    /// is held until its response shows something visible (then [`take_released`]
+    /// (Self::take_released) gives it back first); a response made only of plumbing is
+    /// dropped whole, `response.created` to `response.done`.
     pub fn filter(&mut self, raw: &str) -> Option<String> {
         if !self.hide && !self.drop_audio {
             return Some(raw.to_owned());
@@ -124,8 +160,20 @@ impl PlumbingFilter {
         if head.starts_with(r#"{"type":"response.output_audio.delta""#)
             || head.starts_with(r#"{"type":"response.audio.delta""#)
         {
-            return (!self.drop_audio).then(|| raw.to_owned());
+            if self.drop_audio {
+                return None;
+            }
+            self.release_held();
+            return Some(raw.to_owned());
         }
+        let forwarded = self.filter_event(raw);
+        if forwarded.is_some() {
+            self.release_held();
+        }
+        forwarded
+    }
+
+    fn filter_event(&mut self, raw: &str) -> Option<String> {
         let Ok(Value::Object(mut ev)) = serde_json::from_str::<Value>(raw) else {
             return Some(raw.to_owned());
         };
@@ -140,10 +188,24 @@ impl PlumbingFilter {
         if !self.hide {
             return Some(raw.to_owned());
         }
+        if ty == "response.created"
+            && let Some(id) = ev
+                .get("response")
+                .and_then(|r| r.get("id"))
+                .and_then(Value::as_str)
+        {
+            self.release_held();
+            self.held = Some(HeldResponse {
+                id: id.to_owned(),
+                raw: raw.to_owned(),
+                had_hidden: false,
+            });
+            return None;
+        }
         if let Some(item) = ev.get("item") {
             let item = item.clone();
             if self.item_is_hidden(&item) {
-                return None;
+                return self.hidden();
             }
         }
         let refs_hidden = ["item_id", "call_id"].iter().any(|k| {
@@ -152,7 +214,7 @@ impl PlumbingFilter {
                 .is_some_and(|v| self.hidden_items.contains(v) || self.hidden_calls.contains(v))
         });
         if refs_hidden {
-            return None;
+            return self.hidden();
         }
         let mut changed = false;
         if (ty == "session.created" || ty == "session.updated")
@@ -179,12 +241,27 @@ impl PlumbingFilter {
             for item in &hidden {
                 self.remember(item);
             }
+            let mut visible = 0;
             if let Some(Value::Array(out)) =
                 ev.get_mut("response").and_then(|r| r.get_mut("output"))
             {
                 let before = out.len();
                 out.retain(|i| !is_hidden_item(i));
                 changed |= out.len() != before;
+                visible = out.len();
+            }
+            let id = ev
+                .get("response")
+                .and_then(|r| r.get("id"))
+                .and_then(Value::as_str);
+            if let Some(held) = &self.held
+                && Some(held.id.as_str()) == id
+                && (held.had_hidden || !hidden.is_empty())
+                && visible == 0
+            {
+                // Nothing but plumbing: the client never hears of this response.
+                self.held = None;
+                return None;
             }
         }
         if changed {
@@ -269,6 +346,86 @@ mod tests {
         let out: Value =
             serde_json::from_str(&f.filter(&done.to_string()).expect("kept")).expect("json");
         assert_eq!(out["response"]["output"], json!([]));
+    }
+
+    /// What the client receives for `events`, released `response.created`s included.
+    fn seen(f: &mut PlumbingFilter, events: &[Value]) -> Vec<String> {
+        let mut out = Vec::new();
+        for ev in events {
+            let t = f.filter(&ev.to_string());
+            out.extend(f.take_released());
+            out.extend(t);
+        }
+        out.iter()
+            .map(|t| {
+                let v: Value = serde_json::from_str(t).expect("json");
+                v["type"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_response_that_only_delegates_is_hidden_whole() {
+        let mut f = PlumbingFilter::new(false);
+        let call = json!({"id": "fc1", "type": "function_call", "name": "background_agent", "call_id": "c1"});
+        let got = seen(
+            &mut f,
+            &[
+                json!({"type": "response.created", "response": {"id": "r1", "output": []}}),
+                json!({"type": "response.output_item.added", "response_id": "r1", "item": call}),
+                json!({"type": "response.function_call_arguments.done", "response_id": "r1", "item_id": "fc1"}),
+                json!({"type": "response.done", "response": {"id": "r1", "output": [call]}}),
+                json!({"type": "response.created", "response": {"id": "r2", "output": []}}),
+                json!({"type": "response.output_audio_transcript.delta", "response_id": "r2", "item_id": "m2", "delta": "On it"}),
+                json!({"type": "response.done", "response": {"id": "r2", "output": []}}),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                "response.created",
+                "response.output_audio_transcript.delta",
+                "response.done"
+            ]
+        );
+    }
+
+    #[test]
+    fn responses_with_something_visible_keep_their_created_first() {
+        let mut f = PlumbingFilter::new(false);
+        let own = json!({"id": "fc2", "type": "function_call", "name": "lookup", "call_id": "c2"});
+        let got = seen(
+            &mut f,
+            &[
+                json!({"type": "response.created", "response": {"id": "r1", "output": []}}),
+                json!({"type": "response.output_item.added", "response_id": "r1", "item": own}),
+                json!({"type": "response.done", "response": {"id": "r1", "output": [own]}}),
+                // A response cancelled before it said anything is still the client's to see.
+                json!({"type": "response.created", "response": {"id": "r2", "output": []}}),
+                json!({"type": "response.done", "response": {"id": "r2", "status": "cancelled", "output": []}}),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                "response.created",
+                "response.output_item.added",
+                "response.done",
+                "response.created",
+                "response.done"
+            ]
+        );
+        assert_eq!(
+            seen(
+                &mut PlumbingFilter::new(false),
+                &[
+                    json!({"type": "response.created", "response": {"id": "r3"}}),
+                    json!({"type": "response.output_audio.delta", "response_id": "r3", "delta": "AAAA"}),
+                ]
+            ),
+            ["response.created", "response.output_audio.delta"],
+            "the audio hot path releases a held response.created too"
+        );
     }
 
     #[test]

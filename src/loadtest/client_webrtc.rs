@@ -183,6 +183,7 @@ impl Call {
                         let item = json!({"type": "conversation.item.create", "item": {"type": "message",
                             "role": "user", "content": [{"type": "input_text", "text": text}]}});
                         self.send_text(&item.to_string());
+                        self.send_text(r#"{"type":"response.create"}"#);
                     }
                     ticks += 1;
                     if ticks.is_multiple_of(REPORT_EVERY_TICKS) {

@@ -45,6 +45,8 @@ impl WsFace for OpenAiWs {
             let item = json!({"type": "conversation.item.create", "item": {"type": "message",
                 "role": "user", "content": [{"type": "input_text", "text": text}]}});
             msgs.push(item.to_string());
+            // An item is context; the reply is asked for (as the OpenAI SDKs do).
+            msgs.push(r#"{"type":"response.create"}"#.to_owned());
         }
         msgs
     }

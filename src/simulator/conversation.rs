@@ -80,12 +80,16 @@ pub struct SimConversation {
     /// Drop the socket right after the next audio delta (`drop:`).
     drop_mid_response: bool,
     in_speech: bool,
+    /// Spoken turns heard so far (the next one's transcript is the script's next line).
+    spoken_turns: usize,
     speech_ms: u64,
     silence_ms: u64,
     input_item: Option<String>,
     /// [BACKEND] messages and tool outputs since the last response (what it will talk about).
     backend_notes: Vec<String>,
     last_tool_output: Option<String>,
+    /// A user message item no response has answered yet: the next `response.create` answers it.
+    unanswered_text: Option<String>,
     echo_offset: u64,
     /// Input audio received so far (the service's audio_start_ms/audio_end_ms clock).
     input_ms: u64,
@@ -112,11 +116,13 @@ impl SimConversation {
             sent_samples: HashMap::new(),
             drop_mid_response: false,
             in_speech: false,
+            spoken_turns: 0,
             speech_ms: 0,
             silence_ms: 0,
             input_item: None,
             backend_notes: Vec::new(),
             last_tool_output: None,
+            unanswered_text: None,
             echo_offset: 0,
             input_ms: 0,
             out: VecDeque::new(),
@@ -350,7 +356,8 @@ impl SimConversation {
         self.speech_ms = 0;
         self.silence_ms = 0;
         let item_id = self.input_item.take().unwrap_or_else(|| self.id("item"));
-        let transcript = self.cfg.audio_transcript.clone();
+        let transcript = self.cfg.spoken_line(self.spoken_turns).to_owned();
+        self.spoken_turns += 1;
         self.emit(json!({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": self.input_ms, "item_id": item_id}));
         self.emit(json!({"type": "input_audio_buffer.committed", "item_id": item_id}));
         self.emit(json!({"type": "conversation.item.added", "item": {
@@ -373,6 +380,7 @@ impl SimConversation {
             "item_id": item_id, "content_index": 0, "transcript": transcript,
             "usage": {"type": "duration", "seconds": 1.0}
         }));
+        self.unanswered_text = None;
         let plan = self.plan_for_user_text(&transcript);
         if let Some(plan) = plan {
             self.request(plan, now);
@@ -470,8 +478,14 @@ impl SimConversation {
                     .unwrap_or("")
                     .to_owned();
                 if role == "user" && !text.starts_with("[BACKEND]") {
-                    if let Some(plan) = self.plan_for_user_text(&text) {
-                        self.request(plan, now);
+                    if self.answers_items_itself(&text) {
+                        if let Some(plan) = self.plan_for_user_text(&text) {
+                            self.request(plan, now);
+                        }
+                    } else {
+                        // Like the service: an item is context; `response.create` asks for
+                        // the reply (the OpenAI SDKs send both).
+                        self.unanswered_text = Some(text);
                     }
                 } else if let Some(note) = text.strip_prefix("[BACKEND]") {
                     self.backend_notes.push(note.trim().to_owned());
@@ -479,6 +493,15 @@ impl SimConversation {
             }
             _ => {}
         }
+    }
+
+    /// Whether a user message item gets its reply without a `response.create`: on a v1
+    /// (quicksilver) socket, which has no `response.create`; on a GPT-Live socket, whose model
+    /// decides by itself when to speak; and for codex's typed turns (the `[USER] ` marker),
+    /// which codex sends without a `response.create`. A plain GA item waits for one, as on
+    /// the service.
+    fn answers_items_itself(&self, text: &str) -> bool {
+        self.version == ModelVersion::V1 || self.live.is_some() || text.starts_with("[USER]")
     }
 
     fn on_response_create(&mut self, now: Instant) {
@@ -489,6 +512,12 @@ impl SimConversation {
                     "Conversation already has an active response in progress: {active}. Wait until the response is finished before creating a new one."
                 ),
             );
+            return;
+        }
+        if let Some(text) = self.unanswered_text.take() {
+            if let Some(plan) = self.plan_for_user_text(&text) {
+                self.start(plan, now);
+            }
             return;
         }
         let notes = std::mem::take(&mut self.backend_notes);
@@ -770,3 +799,7 @@ fn split_words(text: &str) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "conversation_tests.rs"]
+mod tests;

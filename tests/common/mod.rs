@@ -494,6 +494,9 @@ pub async fn slow_reader_asking_for(
     slow.send(Message::text(item.to_string()))
         .await
         .expect("send");
+    slow.send(Message::text(r#"{"type":"response.create"}"#))
+        .await
+        .expect("send");
     slow
 }
 

@@ -570,7 +570,11 @@ impl SessionCore {
         match &mut self.client {
             _ if hidden => {}
             ClientSide::OpenAi(filter) => {
-                if let Some(t) = filter.filter(text) {
+                let forwarded = filter.filter(text);
+                if let Some(created) = filter.take_released() {
+                    self.client_out.push(self.now, created, FrameClass::Control);
+                }
+                if let Some(t) = forwarded {
                     let class = if is_audio {
                         FrameClass::Audio
                     } else {
@@ -588,7 +592,11 @@ impl SessionCore {
             }
             // Audio travels by RTP: the data channel never carries it.
             ClientSide::Relay(call) if !is_audio => {
-                if let Some(t) = call.filter.filter(text) {
+                let forwarded = call.filter.filter(text);
+                if let Some(created) = call.filter.take_released() {
+                    call.media.send_text(created);
+                }
+                if let Some(t) = forwarded {
                     call.media.send_text(t);
                 }
             }
