@@ -116,6 +116,13 @@ async fn serve_runs_on_the_embedded_simulator_with_no_api_key() {
     rpc_session(&addr).await;
     let health = reqwest_get(&addr, "/healthz").await;
     assert_eq!(health, "ok\n");
+    // The demo page knows it talks to the simulator (and says so), and that no key is needed.
+    let page = reqwest_get(&addr, "/").await;
+    assert!(
+        page.contains(r#"<body data-upstream="simulator" data-auth="none">"#),
+        "{page}"
+    );
+    assert!(page.contains("built-in <b>simulator</b>"));
 }
 
 /// A standalone `voxgate simulate` process, and `voxgate serve` pointed at it through env

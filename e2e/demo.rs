@@ -77,13 +77,82 @@ async fn demo_page_call_shows_transcript_and_delegated_work_in_chromium() {
         "{agent}"
     );
     assert!(agent.contains("■ Completed"), "{agent}");
+    assert!(
+        transcript.contains("You (typed): what is the weather"),
+        "{transcript}"
+    );
     assert_eq!(s["status"], "Hung up.");
     let audio = s["audio"].as_str().unwrap_or_default();
     assert!(
-        audio.starts_with("Model audio: "),
+        audio.starts_with("Model audio: ") && audio.ends_with("s of speech received."),
         "the page shows the model's audio arriving: {audio}"
     );
+    assert_eq!(s["levelMoved"], true, "the microphone meter moved: {s}");
+    assert_eq!(
+        s["simulatorNotice"], false,
+        "the harness talks to a model service"
+    );
+    assert_eq!(s["keyField"], false, "no key needed: no key field");
+    assert_eq!(s["micReleasedOnHangup"], true, "{s}");
+    assert_eq!(s["levelAfterHangup"], 0, "{s}");
+    assert_eq!(
+        s["transcriptAtNextCall"], "",
+        "a new call starts clean: {s}"
+    );
+    assert_eq!(s["agentAtNextCall"], "", "{s}");
+    assert_eq!(s["micReleasedAfterSecondCall"], true, "{s}");
     assert!(shot.exists());
+}
+
+/// Keys mode: the page shows a field for an API key or `ek_` secret; a call without one is
+/// refused with a message that says so and the microphone is released; with the key typed in,
+/// the call goes through and is hung up.
+#[cfg_attr(
+    not(voxgate_e2e_chromium),
+    ignore = "needs Debian chromium and npm ci --prefix e2e"
+)]
+#[tokio::test]
+async fn demo_page_in_keys_mode_takes_a_key_and_releases_the_mic_on_refusal() {
+    if tools().is_none() {
+        return;
+    }
+    let h = harness_with(|_| {}, |cfg| one_key(cfg, "demo", "sk-demo-page-key")).await;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let wav = dir.join("demo-speech-keys.wav");
+    write_speech_wav(&wav);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/demo_page.mjs");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("node")
+            .arg(script)
+            .arg(format!("http://{}", h.addr))
+            .arg(&wav)
+            .arg("")
+            .arg("sk-demo-page-key")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("chromium run finishes in time")
+    .expect("run node");
+    let s = client_summary(&out);
+    assert!(s.get("error").is_none(), "{s}");
+    assert_eq!(s["keyField"], true, "{s}");
+    assert_eq!(
+        s["refused"],
+        "Call refused: this gateway needs an API key or an ek_ client secret (field above).",
+        "{s}"
+    );
+    assert_eq!(s["micReleasedOnRefusal"], true, "{s}");
+    assert!(
+        s["transcript"]
+            .as_str()
+            .is_some_and(|t| t.contains("Model:")),
+        "{s}"
+    );
+    assert_eq!(s["status"], "Hung up.");
+    assert_eq!(s["micReleasedOnHangup"], true, "{s}");
 }
 
 /// A browser caller restarts ICE on its live call (`pc.restartIce()`, the new offer sent with

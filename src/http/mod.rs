@@ -99,8 +99,23 @@ async fn metrics(
 }
 
 /// The demo page: a call with the microphone, the live transcript, the agent's work, hang-up.
-async fn demo_page() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("static/index.html"))
+/// It is told what it talks to (the simulator or a model service) and whether calls need a key.
+async fn demo_page(
+    axum::extract::State(app): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Html<String> {
+    let upstream = match app.cfg.upstream.kind {
+        crate::config::UpstreamKind::Simulator => "simulator",
+        crate::config::UpstreamKind::Openai => "openai",
+    };
+    let auth = match app.auth.mode() {
+        crate::config::AuthMode::Keys => "keys",
+        _ => "none",
+    };
+    axum::response::Html(
+        include_str!("static/index.html")
+            .replacen("{{UPSTREAM}}", upstream, 1)
+            .replacen("{{AUTH}}", auth, 1),
+    )
 }
 
 /// Serve `app` on `listener` until `shutdown` resolves.
