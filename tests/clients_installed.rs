@@ -17,6 +17,10 @@ fn every_e2e_client_is_installed_in_ci() {
         ("jsonschema (pip)", cfg!(voxgate_e2e_jsonschema)),
         ("codex CLI (npm ci --prefix e2e)", cfg!(voxgate_e2e_codex)),
         (
+            "openai JS SDK + Node 22 (npm ci --prefix e2e)",
+            cfg!(voxgate_e2e_openai_js),
+        ),
+        (
             "Debian chromium + playwright-core",
             cfg!(voxgate_e2e_chromium),
         ),

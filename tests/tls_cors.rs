@@ -10,39 +10,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A gateway serving TLS with a fresh self-signed certificate; the certificate's PEM.
-async fn tls_gateway(
-    tweak: impl FnOnce(&mut voxgate::config::Config),
-) -> (Harness, String, std::net::SocketAddr) {
-    let h = harness_with(|_| {}, tweak).await;
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "tls-{}-{}",
-        std::process::id(),
-        rand_u64()
-    ));
-    let (id, path) =
-        voxgate::http::tls::dev_self_signed(&["localhost".into(), "127.0.0.1".into()], &dir)
-            .expect("certificate");
-    let pem = std::fs::read_to_string(path).expect("pem");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = h.app.clone();
-    tokio::spawn(async move {
-        let _ = voxgate::http::serve_with(listener, Some(id.acceptor), app, std::future::pending())
-            .await;
-    });
-    (h, pem, addr)
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
-}
-
 fn https_client(pem: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).expect("cert")])
@@ -68,7 +35,7 @@ fn rustls_connector(pem: &str) -> tokio_tungstenite::Connector {
 
 #[tokio::test]
 async fn https_and_wss_work_with_a_trusted_certificate_and_plain_http_is_refused() {
-    let (_h, pem, addr) = tls_gateway(|_| {}).await;
+    let (_h, pem, _, addr) = tls_gateway(|_| {}).await;
     let http = https_client(&pem);
     let ok = http
         .get(format!("https://localhost:{}/healthz", addr.port()))
@@ -138,7 +105,7 @@ async fn https_and_wss_work_with_a_trusted_certificate_and_plain_http_is_refused
 
 #[tokio::test]
 async fn a_silent_connection_does_not_hold_up_tls_handshakes_of_others() {
-    let (_h, pem, addr) = tls_gateway(|_| {}).await;
+    let (_h, pem, _, addr) = tls_gateway(|_| {}).await;
     // Ten connections that never say hello: handshakes run off the accept loop.
     let mut idle = Vec::new();
     for _ in 0..10 {

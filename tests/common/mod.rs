@@ -504,3 +504,37 @@ pub async fn slow_reader_asking_for(
 pub fn rss_kb() -> u64 {
     voxgate::loadtest::sysmon::rss_kb(std::process::id()).unwrap_or(0)
 }
+
+/// A gateway serving TLS with a fresh self-signed certificate (for localhost and 127.0.0.1):
+/// the harness, the certificate's PEM and its file, and the TLS address.
+pub async fn tls_gateway(
+    tweak: impl FnOnce(&mut voxgate::config::Config),
+) -> (Harness, String, std::path::PathBuf, std::net::SocketAddr) {
+    let h = harness_with(|_| {}, tweak).await;
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "tls-{}-{}",
+        std::process::id(),
+        rand_u64()
+    ));
+    let (id, path) =
+        voxgate::http::tls::dev_self_signed(&["localhost".into(), "127.0.0.1".into()], &dir)
+            .expect("certificate");
+    let pem = std::fs::read_to_string(&path).expect("pem");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = h.app.clone();
+    tokio::spawn(async move {
+        let _ = voxgate::http::serve_with(listener, Some(id.acceptor), app, std::future::pending())
+            .await;
+    });
+    (h, pem, path, addr)
+}
+
+pub fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
+}
