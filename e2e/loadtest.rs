@@ -129,7 +129,30 @@ async fn twenty_sessions_pass_their_thresholds(transport: &str) {
     );
     let html = std::fs::read_to_string(out.join("report.html")).expect("report.html written");
     assert!(html.contains("<svg"), "the report has no plot");
-    assert!(html.contains("voxgate CPU") && html.contains("voxgate RSS"));
+    assert!(html.contains("voxgate CPU") && html.contains("voxgate memory (RSS)"));
+    // Latency and sessions over time, in results.json and drawn.
+    assert!(html.contains("sessions up") && html.contains("first audio over time"));
+    let timeline = r["timeline"].as_array().expect("timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|p| p["active_sessions"].as_u64() >= Some(20)),
+        "{timeline:?}"
+    );
+    assert!(
+        timeline.iter().any(|p| p["latency_p99_ms"].is_number()),
+        "{timeline:?}"
+    );
+    // Figures have human labels and say what they count; no raw keys.
+    assert!(
+        html.contains("<td>truncations</td>"),
+        "labelled gateway rows"
+    );
+    assert!(html.contains("replies cut where the caller stopped hearing them"));
+    assert!(
+        !html.contains("gateway.") && !html.contains("_bucket"),
+        "raw keys in the report"
+    );
     assert!(stdout.contains("verdict: PASSED"), "{stdout}");
     // Counts are whole numbers, as a person writes them.
     let frames = stdout
@@ -267,4 +290,100 @@ async fn without_thresholds_the_verdict_says_so_and_a_dead_target_is_connection_
         stderr.contains("connection refused: nothing listens at"),
         "{stderr}"
     );
+}
+
+/// `loadtest compare` on two real runs' results, and the report as a person sees it: rendered
+/// by Chromium, every chart's text at least 14 px (a screenshot is left in target/tmp).
+#[tokio::test]
+async fn two_runs_compare_and_the_report_reads_at_a_glance() {
+    let (_gw, addr) = gateway(None).await;
+    let target = format!("http://{addr}");
+    let (a, b) = (out_dir("compare-a"), out_dir("compare-b"));
+    for (out, sessions) in [(&a, 5), (&b, 8)] {
+        let (code, _, stdout) = loadtest(
+            out,
+            &format!("--target {target} --transport ws --sessions {sessions} --duration 3"),
+        )
+        .await;
+        assert_eq!(code, 0, "{stdout}");
+    }
+    let out = tokio::time::timeout(
+        WAIT,
+        voxgate()
+            .args(["loadtest", "compare"])
+            .arg(&a)
+            .arg(b.join("results.json"))
+            .output(),
+    )
+    .await
+    .expect("compare in time")
+    .expect("run compare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("A: ") && text.contains("(ws 5 sessions × 3 s)"),
+        "{text}"
+    );
+    assert!(text.contains("not set up alike"), "5 vs 8 sessions: {text}");
+    for row in [
+        "sessions established",
+        "first audio p99 (ms)",
+        "voxgate memory max (KiB)",
+    ] {
+        assert!(text.contains(row), "{row}: {text}");
+    }
+    assert!(
+        text.contains("better,") && text.contains("worse (by 5 % or more)"),
+        "{text}"
+    );
+    let bad = voxgate()
+        .args(["loadtest", "compare"])
+        .arg(&a)
+        .arg(a.join("nothing-here.json"))
+        .output()
+        .await
+        .expect("run compare");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("nothing-here.json"),
+        "names the file it could not read"
+    );
+
+    if !std::path::Path::new("/usr/bin/chromium").exists()
+        || !std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/e2e/node_modules/playwright-core"
+        ))
+        .exists()
+    {
+        assert!(std::env::var("CI").is_err(), "chromium missing in CI");
+        eprintln!("SKIPPING the report screenshot: needs Debian chromium and npm ci --prefix e2e");
+        return;
+    }
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("loadtest-report.png");
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new("node")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/e2e/clients/screenshot.mjs"
+            ))
+            .arg(format!("file://{}", b.join("report.html").display()))
+            .arg(&shot)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("chromium in time")
+    .expect("run node");
+    let s = common::client_summary(&out);
+    assert!(s.get("error").is_none(), "{s}");
+    assert!(s["charts"].as_u64() >= Some(5), "{s}");
+    assert!(
+        s["minSvgFontPx"].as_f64() >= Some(14.0),
+        "chart text too small: {s}"
+    );
+    assert!(s["minTableFontPx"].as_f64() >= Some(14.0), "{s}");
+    assert!(shot.exists());
 }

@@ -8,6 +8,7 @@
 pub mod client_rpc;
 pub mod client_webrtc;
 pub mod client_ws;
+pub mod compare;
 mod gateway_metrics;
 pub mod report;
 mod results;
@@ -29,11 +30,26 @@ use std::time::{Duration, Instant};
 /// Exit code when the run finished but a threshold was exceeded.
 pub const EXIT_THRESHOLD: i32 = 3;
 
+/// `voxgate loadtest` subcommands (a run itself needs none).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum LoadtestAction {
+    /// Compare two runs: each headline figure of A and B, the change, better or worse.
+    Compare {
+        /// The first run's results.json (or its --out directory).
+        a: PathBuf,
+        /// The second run's results.json (or its --out directory).
+        b: PathBuf,
+    },
+}
+
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct LoadtestArgs {
+    #[command(subcommand)]
+    pub action: Option<LoadtestAction>,
     /// The voxgate to load, e.g. http://127.0.0.1:8080.
-    #[arg(long)]
-    pub target: String,
+    #[arg(long, required = true)]
+    pub target: Option<String>,
     #[arg(long, value_enum)]
     pub transport: Option<Transport>,
     /// Concurrent sessions.
@@ -154,6 +170,7 @@ fn base_url(s: &str) -> anyhow::Result<String> {
 pub(crate) struct Phase {
     agg: Aggregate,
     monitor: Option<sysmon::Monitor>,
+    timeline: Vec<stats::TimePoint>,
 }
 
 struct PhasePlan<'a> {
@@ -238,11 +255,13 @@ async fn run_phase(
     let bar = progress_bar(args.quiet, plan.duration, plan.label);
     let mut every = tokio::time::interval(sysmon::SAMPLE_EVERY);
     let hard_stop = end + Duration::from_secs_f64(sc.setup_timeout_secs) + Duration::from_secs(10);
+    let mut timeline = stats::Timeline::default();
     loop {
         tokio::select! {
             _ = every.tick() => {
                 let (active, line) = {
                     let a = shared.lock();
+                    timeline.sample(started.elapsed().as_secs_f64(), &a, echo);
                     (a.sessions_active, progress_line(&a, sc.sessions))
                 };
                 if let Some(m) = monitor.as_mut() {
@@ -259,7 +278,11 @@ async fn run_phase(
     }
     bar.finish_and_clear();
     let agg = shared.lock().clone();
-    Ok(Phase { agg, monitor })
+    Ok(Phase {
+        agg,
+        monitor,
+        timeline: timeline.points,
+    })
 }
 
 /// Fail fast when nothing listens at `base` (an `http://host:port` URL).
@@ -317,8 +340,12 @@ fn progress_line(a: &Aggregate, n: usize) -> String {
 
 /// Run the load test; returns the process exit code (0, or [`EXIT_THRESHOLD`]).
 pub async fn run(args: LoadtestArgs) -> anyhow::Result<i32> {
+    if let Some(LoadtestAction::Compare { a, b }) = &args.action {
+        compare::run(a, b)?;
+        return Ok(0);
+    }
     let sc = args.scenario()?;
-    let target = base_url(&args.target)?;
+    let target = base_url(args.target.as_deref().unwrap_or_default())?;
     let direct = args.direct.as_deref().map(base_url).transpose()?;
     // Nothing listening is said as such, at once, not as a failed load test minutes later.
     for base in std::iter::once(&target).chain(direct.as_ref()) {

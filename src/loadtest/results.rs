@@ -120,6 +120,8 @@ pub(super) fn results_json(
             "delegations_requested": s.delegations_requested, "delegations_done": s.delegations_done,
         },
         "gateway": gateway,
+        "timeline_latency": if sc.echo { "echo round trip" } else { "first audio" },
+        "timeline": phase.timeline,
         "resources": {
             "steady_cpu_pct": stats::round3(cpu_avg),
             "steady_cpu_pct_per_session": stats::round3(cpu_avg / steady_sessions),
@@ -165,12 +167,87 @@ pub(super) fn verdict(r: &serde_json::Value) -> (&'static str, Vec<String>) {
     }
 }
 
+/// How a person reads a figure of `results.json`'s count sections: a label and what it counts.
+pub(super) fn figure_label(section: &str, key: &str) -> (String, &'static str) {
+    let known: Option<(&str, &'static str)> = match (section, key) {
+        ("sessions", "attempted") => Some(("sessions attempted", "sessions the load test opened")),
+        ("sessions", "established") => Some(("sessions established", "sessions that got ready")),
+        ("sessions", "failed") => Some(("sessions failed", "refused, timed out or ended in error")),
+        ("sessions", "error_rate") => Some((
+            "error rate",
+            "the worse of failed sessions and unanswered turns (0–1)",
+        )),
+        ("sessions", "setups_per_sec") => {
+            Some(("setups per second", "sessions established / run length"))
+        }
+        ("frames", "sent") => Some(("audio frames sent", "20 ms frames the callers sent")),
+        ("frames", "received") => Some((
+            "audio frames received",
+            "model audio frames the callers got",
+        )),
+        ("frames", "lost") => Some((
+            "audio frames lost",
+            "echoed frames that never came back (--echo)",
+        )),
+        ("frames", "late") => Some(("audio frames late", "echoed frames later than --late-ms")),
+        ("turns", "turns") => Some(("turns", "spoken turns the callers took")),
+        ("turns", "barge_ins") => Some(("barge-ins", "turns that interrupted the model's reply")),
+        ("turns", "delegations_requested") => {
+            Some(("delegations asked", "turns asking for delegated work"))
+        }
+        ("turns", "delegations_done") => Some(("delegations done", "delegated results heard")),
+        ("gateway", "truncations") => Some((
+            "truncations",
+            "replies cut where the caller stopped hearing them (barge-ins into audio still playing)",
+        )),
+        ("gateway", "audio_frames_in") => Some((
+            "audio frames in",
+            "caller audio voxgate passed to the model",
+        )),
+        ("gateway", "audio_frames_out") => {
+            Some(("audio frames out", "model audio voxgate passed to callers"))
+        }
+        ("gateway", "audio_frames_dropped") => Some((
+            "audio frames dropped",
+            "model audio dropped for callers that did not keep up",
+        )),
+        ("gateway", "sessions_started") => {
+            Some(("sessions started", "conversations voxgate started"))
+        }
+        ("gateway", "sessions_closed") => Some(("sessions closed", "conversations voxgate ended")),
+        ("gateway", "response_create_deferred") => Some((
+            "response.create deferred",
+            "held back until the active response ended (one-active-response rule)",
+        )),
+        ("gateway", "handoffs_started") => {
+            Some(("delegations started", "background_agent calls voxgate ran"))
+        }
+        ("gateway", "processing_p99_ms_to_model_bucket") => Some((
+            "voxgate processing p99, to the model (ms)",
+            "voxgate's own time per frame toward the model (histogram bucket bound)",
+        )),
+        ("gateway", "processing_p99_ms_to_client_bucket") => Some((
+            "voxgate processing p99, to callers (ms)",
+            "voxgate's own time per frame toward the caller (histogram bucket bound)",
+        )),
+        _ => None,
+    };
+    match known {
+        Some((label, what)) => (label.to_owned(), what),
+        None if section == "errors" => (
+            format!("errors: {}", key.replace('_', " ")),
+            "errors of this kind",
+        ),
+        None => (key.replace('_', " "), ""),
+    }
+}
+
 /// The latency rows: label, what it measures, and the results key.
 pub(super) const LATENCY_ROWS: &[(&str, &str, &str)] = &[
     ("setup", "connect to session ready", "setup_ms"),
     (
         "first audio",
-        "end of speech to the model's first audio",
+        "end of speech to the model's first audio (includes its end-of-turn silence: 500 ms on the simulator)",
         "first_audio_ms",
     ),
     (

@@ -63,6 +63,45 @@ impl Aggregate {
     }
 }
 
+/// One point of the run over time: sessions up, and the main latency (echo round trip with
+/// `--echo`, else first audio) of the samples that arrived since the point before.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct TimePoint {
+    /// Seconds since the phase started.
+    pub t: f64,
+    pub active_sessions: u64,
+    pub latency_samples: usize,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+/// Builds the run's [`TimePoint`]s from the growing aggregate.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    pub points: Vec<TimePoint>,
+    seen: usize,
+}
+
+impl Timeline {
+    pub fn sample(&mut self, t: f64, a: &Aggregate, echo: bool) {
+        let all = if echo {
+            &a.s.rtt_ms
+        } else {
+            &a.s.first_audio_ms
+        };
+        let fresh = all.get(self.seen..).unwrap_or_default();
+        self.seen = all.len();
+        let d = Dist::of(fresh);
+        self.points.push(TimePoint {
+            t: round3(t),
+            active_sessions: a.sessions_active,
+            latency_samples: d.count,
+            latency_p50_ms: (d.count > 0).then_some(d.p50),
+            latency_p99_ms: (d.count > 0).then_some(d.p99),
+        });
+    }
+}
+
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
 }
@@ -120,6 +159,24 @@ mod tests {
         let d = Dist::of(&v);
         assert_eq!((d.p50, d.p90, d.p99, d.max), (50.0, 90.0, 99.0, 100.0));
         assert_eq!(Dist::of(&[]).count, 0);
+    }
+
+    #[test]
+    fn the_timeline_reports_each_windows_own_latency_and_sessions_up() {
+        let mut a = Aggregate::default();
+        let mut tl = Timeline::default();
+        a.sessions_active = 2;
+        a.s.first_audio_ms.extend([100.0, 300.0]);
+        tl.sample(0.5, &a, false);
+        tl.sample(1.0, &a, false);
+        a.sessions_active = 1;
+        a.s.first_audio_ms.push(50.0);
+        tl.sample(1.5, &a, false);
+        let p = &tl.points;
+        assert_eq!((p[0].active_sessions, p[0].latency_samples), (2, 2));
+        assert_eq!(p[0].latency_p99_ms, Some(300.0));
+        assert_eq!((p[1].latency_samples, p[1].latency_p50_ms), (0, None));
+        assert_eq!((p[2].active_sessions, p[2].latency_p50_ms), (1, Some(50.0)));
     }
 
     #[test]
