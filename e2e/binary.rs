@@ -467,3 +467,40 @@ async fn check_config_prints_the_effective_config_without_secrets() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.outbound_queue"), "{stderr}");
 }
+
+/// `--help` offers only what a command uses, with its defaults: `loadtest` reads no gateway
+/// config (no --config/--log-json there), `serve` does; defaults are shown.
+#[tokio::test]
+async fn help_shows_each_commands_own_options_with_defaults() {
+    let help = |args: &'static [&'static str]| async move {
+        let out = voxgate().args(args).output().await.expect("run --help");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let loadtest = help(&["loadtest", "--help"]).await;
+    assert!(
+        !loadtest.contains("--config") && !loadtest.contains("--log-json"),
+        "{loadtest}"
+    );
+    assert!(
+        loadtest.contains("Concurrent sessions [default: 10]"),
+        "{loadtest}"
+    );
+    assert!(loadtest.contains("compare"), "{loadtest}");
+    let serve = help(&["serve", "--help"]).await;
+    assert!(
+        serve.contains("--config") && serve.contains("--log-json"),
+        "{serve}"
+    );
+    assert!(serve.contains("default 127.0.0.1:8080"), "{serve}");
+    let simulate = help(&["simulate", "--help"]).await;
+    assert!(simulate.contains("[default: 127.0.0.1:8090]"), "{simulate}");
+    let top = help(&["--help"]).await;
+    assert!(!top.contains("--config"), "{top}");
+    assert!(top.contains("voxgate serve"), "{top}");
+    let rpc = voxgate().arg("rpc").output().await.expect("run rpc");
+    assert!(
+        !rpc.status.success(),
+        "rpc without --stdio is a usage error"
+    );
+}

@@ -159,7 +159,7 @@ async fn node_with(config: Option<&Path>, redis: Option<&str>, id: &str) -> Node
     let bin = std::env::var("VOXGATE_NODE_BIN").unwrap_or(env!("CARGO_BIN_EXE_voxgate").into());
     let mut c = voxgate_bin(&bin);
     if let Some(config) = config {
-        c.arg("--config").arg(config);
+        c.env("VOXGATE_CONFIG", config);
     }
     c.env("RUST_LOG", "info,voxgate::cluster=debug")
         .env("VOXGATE_CLUSTER__SECRET", CLUSTER_SECRET)

@@ -11,22 +11,35 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "voxgate", version, about = "A realtime voice gateway")]
+#[command(
+    name = "voxgate",
+    version,
+    about = "A realtime voice gateway: one server between voice clients and a realtime speech model",
+    after_help = "Start with `voxgate serve` (offline, on the built-in simulator) and open                   http://127.0.0.1:8080/. Every config key also reads from VOXGATE_<SECTION>__<KEY>."
+)]
 pub struct Cli {
-    /// Config file (TOML); every key is optional.
-    #[arg(long, global = true, env = "VOXGATE_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Log as JSON lines instead of pretty text.
-    #[arg(long, global = true)]
-    pub log_json: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The options of the commands that read voxgate's configuration (not `loadtest`, which only
+/// talks to the addresses it is given).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigOpts {
+    /// Config file (TOML); every key is optional (defaults: config/voxgate.toml documents them).
+    #[arg(long, env = "VOXGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log as JSON lines instead of text (same as [server] log_format = "json").
+    #[arg(long)]
+    pub log_json: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway (HTTP + websocket faces).
     Serve {
+        #[command(flatten)]
+        opts: ConfigOpts,
         /// Listen address, overriding `[server] listen` (default 127.0.0.1:8080; a host name
         /// with a port works too, e.g. localhost:8080).
         #[arg(long)]
@@ -37,8 +50,11 @@ pub enum Command {
         #[arg(long)]
         dev_tls: bool,
     },
-    /// Run the embedded realtime model simulator on its own.
+    /// Run the embedded realtime model simulator on its own (its [simulator] settings apply).
     Simulate {
+        #[command(flatten)]
+        opts: ConfigOpts,
+        /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
         /// Echo input audio straight back (latency measurement).
@@ -49,11 +65,16 @@ pub enum Command {
     Loadtest(Box<crate::loadtest::LoadtestArgs>),
     /// Check the configuration (file, VOXGATE_ variables, defaults) and print the effective one
     /// as TOML with secrets redacted; exits non-zero naming the key when it is invalid.
-    CheckConfig,
-    /// Speak JSON-RPC on stdin/stdout.
+    CheckConfig {
+        #[command(flatten)]
+        opts: ConfigOpts,
+    },
+    /// Speak JSON-RPC on stdin/stdout (websocket JSON-RPC is `serve`'s /rpc).
     Rpc {
-        /// Use stdio (the only transport of this command).
-        #[arg(long)]
+        #[command(flatten)]
+        opts: ConfigOpts,
+        /// Use stdio: newline-delimited JSON-RPC on stdin/stdout, logs on stderr (required).
+        #[arg(long, required = true)]
         stdio: bool,
     },
 }
@@ -101,8 +122,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut cfg = Config::load(cli.config.as_deref(), std::env::vars())?;
-    if cli.log_json {
+    let opts = match &cli.command {
+        Command::Serve { opts, .. }
+        | Command::Simulate { opts, .. }
+        | Command::CheckConfig { opts }
+        | Command::Rpc { opts, .. } => opts.clone(),
+        Command::Loadtest(_) => ConfigOpts::default(),
+    };
+    let mut cfg = Config::load(opts.config.as_deref(), std::env::vars())?;
+    if opts.log_json {
         cfg.server.log_format = LogFormat::Json;
     }
     init_logging(cfg.server.log_format);
@@ -110,14 +138,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     match cli.command {
-        Command::Serve { listen, dev_tls } => {
+        Command::Serve {
+            listen, dev_tls, ..
+        } => {
             if let Some(l) = listen {
                 cfg.server.listen = l;
                 cfg.validate()?;
             }
             serve(cfg, dev_tls).await
         }
-        Command::Simulate { listen, echo } => {
+        Command::Simulate { listen, echo, .. } => {
             let mut sim_cfg = cfg.simulator.clone();
             sim_cfg.echo |= echo;
             let sim = Simulator::start(listen, sim_cfg)
@@ -129,14 +159,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Loadtest(_) => Ok(()),
-        Command::CheckConfig => {
+        Command::CheckConfig { .. } => {
             let text = crate::config::effective_toml(&cfg).map_err(anyhow::Error::msg)?;
             say(&format!(
                 "# voxgate: the configuration is valid; in effect (secrets redacted):\n{text}"
             ));
             Ok(())
         }
-        Command::Rpc { stdio } => {
+        Command::Rpc { stdio, .. } => {
             if !stdio {
                 anyhow::bail!(
                     "`voxgate rpc` needs --stdio (websocket JSON-RPC is served by `voxgate serve` at /rpc)"

@@ -50,12 +50,13 @@ pub struct LoadtestArgs {
     /// The voxgate to load, e.g. http://127.0.0.1:8080.
     #[arg(long, required = true)]
     pub target: Option<String>,
+    /// The face the callers use [default: ws].
     #[arg(long, value_enum)]
     pub transport: Option<Transport>,
-    /// Concurrent sessions.
+    /// Concurrent sessions [default: 10].
     #[arg(long)]
     pub sessions: Option<usize>,
-    /// Run length in seconds.
+    /// Run length in seconds [default: 30].
     #[arg(long)]
     pub duration: Option<f64>,
     /// Directory for results.json and report.html.
@@ -64,27 +65,28 @@ pub struct LoadtestArgs {
     /// TOML scenario file (keys as the long flags, with `_`); flags win over it.
     #[arg(long)]
     pub scenario: Option<PathBuf>,
-    /// Sessions started per second while ramping up.
+    /// Sessions started per second while ramping up [default: 50].
     #[arg(long)]
     pub ramp: Option<f64>,
     /// Length of each session; a slot starts a new session when one ends (default: the whole run).
     #[arg(long)]
     pub session_secs: Option<f64>,
-    /// Speech per turn (ms, ±20 %).
+    /// Speech per turn (ms, ±20 %) [default: 1200].
     #[arg(long)]
     pub speech_ms: Option<u64>,
-    /// Pause between turns (ms, ±20 %).
+    /// Pause between turns (ms, ±20 %) [default: 800].
     #[arg(long)]
     pub pause_ms: Option<u64>,
-    /// Audio per message on rpc and ws (a multiple of 20 ms; default 20).
+    /// Audio per message on rpc and ws (a multiple of 20 ms) [default: 20].
     #[arg(long)]
     pub frame_ms: Option<u64>,
-    /// Probability a turn barges in on the model's reply at a random offset.
+    /// Probability a turn barges in on the model's reply at a random offset [default: 0].
     #[arg(long)]
     pub barge_in: Option<f64>,
-    /// Probability a turn asks for delegated work instead of speaking.
+    /// Probability a turn asks for delegated work instead of speaking [default: 0].
     #[arg(long)]
     pub delegation: Option<f64>,
+    /// Seed of the callers' random choices (same seed, same run) [default: 1].
     #[arg(long)]
     pub seed: Option<u64>,
     /// The model echoes input audio (`voxgate simulate --echo`): time per-frame round trips.
@@ -105,7 +107,7 @@ pub struct LoadtestArgs {
         hide_env_values = true
     )]
     pub api_key: String,
-    /// An echoed frame slower than this counts as late (ms).
+    /// An echoed frame slower than this counts as late (ms) [default: 100].
     #[arg(long)]
     pub late_ms: Option<f64>,
     /// Fail (exit 3) when the error rate exceeds this fraction.
