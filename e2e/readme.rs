@@ -68,6 +68,7 @@ const BLOCKS: &[(&str, &str)] = &[
         "the_loadtest_command_runs_and_reports",
     ),
     ("[cluster]", "every_voxgate_toml_block_is_a_valid_config"),
+    ("[telemetry]", "every_voxgate_toml_block_is_a_valid_config"),
     ("src/protocol/", "the_source_map_names_real_directories"),
 ];
 
@@ -271,7 +272,7 @@ async fn every_voxgate_toml_block_is_a_valid_config() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 6, "every voxgate TOML block");
+    assert_eq!(checked, 7, "every voxgate TOML block");
 }
 
 #[test]

@@ -92,7 +92,16 @@ const HEADER_LOGGING_TARGETS: &[&str] = &[
     "str0m",
 ];
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr (text or JSON lines) and, when `[telemetry] otlp_endpoint` is set, spans to
+/// an OTLP collector; the exporter is returned so that it can be flushed at the end.
+fn init_logging(
+    format: LogFormat,
+    telemetry: Option<&crate::config::TelemetryConfig>,
+) -> anyhow::Result<Option<crate::telemetry::Telemetry>> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    type Base = tracing_subscriber::Registry;
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     for target in HEADER_LOGGING_TARGETS {
@@ -102,20 +111,35 @@ fn init_logging(format: LogFormat) {
     }
     // Colours only for a person at a terminal: a log file or a pipe gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let text = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
+    // RUST_LOG filters the logs only: exported spans do not depend on the log level.
+    let mut layers: Vec<Box<dyn tracing_subscriber::Layer<Base> + Send + Sync>> =
+        vec![match format {
+            LogFormat::Json => text.json().with_filter(filter).boxed(),
+            LogFormat::Pretty => text.with_filter(filter).boxed(),
+        }];
+    let mut exporter = None;
+    if let Some((layer, t)) = telemetry
+        .map(crate::telemetry::layer::<Base>)
+        .transpose()?
+        .flatten()
+    {
+        // voxgate's own spans (requests, conversations) and the events inside them.
+        let ours =
+            tracing_subscriber::filter::Targets::new().with_target("voxgate", tracing::Level::INFO);
+        layers.push(layer.with_filter(ours).boxed());
+        exporter = Some(t);
+    }
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    Ok(exporter)
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Loadtest(args) = cli.command {
         // The load generator needs no gateway config; it only talks to the addresses it is given.
-        init_logging(LogFormat::Pretty);
+        init_logging(LogFormat::Pretty, None)?;
         let code = crate::loadtest::run(*args).await?;
         if code != 0 {
             std::process::exit(code);
@@ -133,11 +157,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if opts.log_json {
         cfg.server.log_format = LogFormat::Json;
     }
-    init_logging(cfg.server.log_format);
+    let telemetry = init_logging(cfg.server.log_format, Some(&cfg.telemetry))?;
+    if let Some(url) = cfg.telemetry.traces_url() {
+        tracing::info!(%url, "telemetry: exporting spans over OTLP/HTTP");
+    }
+    let result = run_command(cli.command, cfg).await;
+    if let Some(t) = telemetry {
+        // The spans of the last moments go out before the process ends.
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
+    result
+}
+
+async fn run_command(command: Command, mut cfg: Config) -> anyhow::Result<()> {
     for warning in crate::config::env_warnings(std::env::vars()) {
         tracing::warn!("{warning}");
     }
-    match cli.command {
+    match command {
         Command::Serve {
             listen, dev_tls, ..
         } => {

@@ -20,4 +20,5 @@ pub mod protocol;
 pub mod rpc;
 pub mod session;
 pub mod simulator;
+pub mod telemetry;
 pub mod upstream;

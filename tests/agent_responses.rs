@@ -27,6 +27,7 @@ fn task(thread: &str, handoff: &str, text: &str) -> AgentTask {
         thread_id: thread.into(),
         handoff_id: handoff.into(),
         text: text.into(),
+        traceparent: None,
     }
 }
 #[tokio::test]

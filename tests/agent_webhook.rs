@@ -127,6 +127,7 @@ fn task(text: &str) -> AgentTask {
         thread_id: "thread-1".into(),
         handoff_id: "call_1".into(),
         text: text.into(),
+        traceparent: None,
     }
 }
 fn msg(t: &str) -> String {

@@ -189,13 +189,27 @@ impl Conn {
     }
 
     async fn request(&self, method: &str, params: Value) -> Result<Value, String> {
+        self.request_traced(method, params, None).await
+    }
+
+    /// A request carrying the W3C trace it belongs to (codex's `trace` field), if any.
+    async fn request_traced(
+        &self,
+        method: &str,
+        params: Value,
+        traceparent: Option<&str>,
+    ) -> Result<Value, String> {
         if !self.alive.load(Ordering::Acquire) {
             return Err(CONNECTION_LOST.into());
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id, tx);
-        if !self.send(json!({"id": id, "method": method, "params": params})) {
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(tp) = traceparent {
+            msg["trace"] = json!({"traceparent": tp});
+        }
+        if !self.send(msg) {
             lock(&self.pending).remove(&id);
             return Err(CONNECTION_LOST.into());
         }
@@ -434,12 +448,13 @@ async fn run_turn(
     notices: &mut mpsc::Receiver<Notice>,
 ) -> TaskOutcome {
     let started = conn
-        .request(
+        .request_traced(
             "turn/start",
             json!({"threadId": thread, "input": text_input(&task.text),
                 // Carried into codex's Responses requests (`x-codex-turn-metadata`).
                 "responsesapiClientMetadata": {"origin": "voxgate",
                     "voxgate_thread_id": task.thread_id, "voxgate_handoff_id": task.handoff_id}}),
+            task.traceparent.as_deref(),
         )
         .await;
     let turn_id = match started

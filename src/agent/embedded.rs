@@ -84,6 +84,7 @@ mod tests {
             thread_id: "t".into(),
             handoff_id: "h".into(),
             text: text.into(),
+            traceparent: None,
         }
     }
 

@@ -17,6 +17,9 @@ pub struct AgentTask {
     pub thread_id: String,
     pub handoff_id: String,
     pub text: String,
+    /// The conversation's W3C `traceparent` when telemetry is on: backends carry it on
+    /// (codex's `trace`, HTTP `traceparent`) so the agent's work joins the trace.
+    pub traceparent: Option<String>,
 }
 
 /// Steers queued for a task before more are dropped.

@@ -104,7 +104,10 @@ impl Run {
                 break TaskOutcome::Completed;
             };
             let input = self.history_with(&task.thread_id, user_item(&text));
-            match self.one_response(&task.thread_id, input, &mut io).await {
+            match self
+                .one_response(&task.thread_id, input, task.traceparent.as_deref(), &mut io)
+                .await
+            {
                 StreamEnd::Completed => {}
                 StreamEnd::Failed(m) => break TaskOutcome::Failed(m),
                 StreamEnd::Cancelled => break TaskOutcome::Cancelled,
@@ -121,7 +124,13 @@ impl Run {
         let _ = io.updates.send(AgentUpdate::End(outcome)).await;
     }
 
-    async fn one_response(&self, thread: &str, input: Vec<Value>, io: &mut TaskIo) -> StreamEnd {
+    async fn one_response(
+        &self,
+        thread: &str,
+        input: Vec<Value>,
+        traceparent: Option<&str>,
+        io: &mut TaskIo,
+    ) -> StreamEnd {
         let url = format!("{}/responses", self.cfg.base_url.trim_end_matches('/'));
         let mut body =
             json!({"model": self.cfg.model, "input": input, "stream": true, "store": false});
@@ -131,6 +140,9 @@ impl Run {
         let mut req = self.http.post(&url).json(&body);
         if let Some(key) = &self.api_key {
             req = req.bearer_auth(key);
+        }
+        if let Some(tp) = traceparent {
+            req = req.header("traceparent", tp);
         }
         let resp = tokio::select! {
             _ = &mut io.cancel => return StreamEnd::Cancelled,

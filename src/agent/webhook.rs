@@ -105,6 +105,9 @@ impl Poster {
         if let Some(secret) = &self.secret {
             req = req.header(SIGNATURE_HEADER, signature(secret, body.as_bytes()));
         }
+        if let Some(tp) = &task.traceparent {
+            req = req.header("traceparent", tp);
+        }
         let resp = req
             .body(body)
             .send()

@@ -13,9 +13,11 @@ mod cluster;
 mod env;
 mod ice;
 mod show;
+mod telemetry;
 pub use env::env_warnings;
 pub use ice::IceServerConfig;
 pub use show::effective_toml;
+pub use telemetry::TelemetryConfig;
 mod web;
 
 pub use agent::*;
@@ -47,6 +49,7 @@ pub struct Config {
     pub openai: OpenaiFaceConfig,
     pub auth: AuthConfig,
     pub cluster: ClusterConfig,
+    pub telemetry: TelemetryConfig,
 }
 
 /// The OpenAI-compatible face (`GET /v1/realtime`).
@@ -517,6 +520,7 @@ impl Config {
             })?;
         }
         self.server.validate_web()?;
+        self.telemetry.validate()?;
         self.webrtc.validate_ice()?;
         self.validate_agent()?;
         self.validate_auth()?;

@@ -13,7 +13,7 @@ fn redact(value: &mut toml::Value) {
             for (k, v) in t.iter_mut() {
                 if SECRET_KEYS.contains(&k.as_str()) && !matches!(v, toml::Value::Table(_)) {
                     *v = toml::Value::String("<redacted>".into());
-                } else if k == "redis_url"
+                } else if (k == "redis_url" || k == "otlp_endpoint")
                     && let toml::Value::String(url) = v
                     && let Some((scheme, rest)) = url.split_once("://")
                     && let Some((_, host)) = rest.split_once('@')

@@ -19,6 +19,10 @@ use tracing::Instrument;
 
 pub struct RpcConnection {
     id: u64,
+    /// `websocket` or `stdio`, for the request spans.
+    transport: &'static str,
+    /// The client's name from `initialize` (bounded), for the request spans.
+    client: String,
     app: Arc<AppState>,
     out: mpsc::Sender<Outbound>,
     kill: Arc<Notify>,
@@ -42,9 +46,12 @@ impl RpcConnection {
         app: Arc<AppState>,
         out: mpsc::Sender<Outbound>,
         principal: crate::auth::Principal,
+        transport: &'static str,
     ) -> Self {
         Self {
             id: app.next_conn_id(),
+            transport,
+            client: String::new(),
             app,
             out,
             kill: Arc::new(Notify::new()),
@@ -104,13 +111,22 @@ impl RpcConnection {
                 if self.forwarded_to_owner(&method, &params, text).await {
                     return;
                 }
-                let span = trace::request_span(&method, trace.as_ref());
-                let result = self.dispatch(&method, params).instrument(span).await;
+                let meta = trace::RequestMeta {
+                    transport: self.transport,
+                    connection: self.id,
+                    client: &self.client,
+                };
+                let span = trace::request_span(&method, trace.as_ref(), &meta);
+                let result = self
+                    .dispatch(&method, params)
+                    .instrument(span.clone())
+                    .await;
                 match result {
                     Ok((value, after)) => {
                         self.reply(&id, Ok(value)).await;
                         if let Some(after) = after {
-                            self.after_reply(after).await;
+                            // Still the request's work (a start's conversation is its child).
+                            self.after_reply(after).instrument(span).await;
                         }
                     }
                     Err(e) => self.reply(&id, Err(e)).await,
@@ -257,7 +273,21 @@ impl RpcConnection {
                 self.experimental = caps.experimental_api;
                 self.opt_out = Arc::new(caps.opt_out_notification_methods.into_iter().collect());
                 self.initialized = true;
-                tracing::info!(client = %init.client_info.name, version = %init.client_info.version, "rpc client initialized");
+                self.client = init
+                    .client_info
+                    .name
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(64)
+                    .collect();
+                let version: String = init
+                    .client_info
+                    .version
+                    .chars()
+                    .take(32)
+                    .flat_map(char::escape_debug)
+                    .collect();
+                tracing::info!(client = %self.client.escape_debug(), %version, "rpc client initialized");
                 Ok((p::initialize_result(&codex_home()), None))
             }
             ClientRequest::Start(params) => {

@@ -31,7 +31,7 @@ pub async fn serve(app: Arc<AppState>) -> std::io::Result<()> {
         via_secret: false,
         admin: false,
     };
-    let mut conn = RpcConnection::new(app.clone(), out_tx, principal);
+    let mut conn = RpcConnection::new(app.clone(), out_tx, principal, "stdio");
     let kill = conn.kill_signal();
     // A line longer than the message limit is read no further than the limit (plus one byte to
     // know it is longer): the rest up to its newline is skipped.

@@ -40,8 +40,25 @@ pub fn parse_traceparent(s: &str) -> Option<TraceParent> {
     })
 }
 
-/// The span for one request, child of the caller's trace when one is given.
-pub fn request_span(method: &str, trace: Option<&TraceContext>) -> tracing::Span {
+/// Who a request came over: what the span of each request records.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestMeta<'a> {
+    /// `websocket` or `stdio`.
+    pub transport: &'static str,
+    /// The connection's number (as in the logs).
+    pub connection: u64,
+    /// The client's name from `initialize` (`clientInfo.name`), bounded; empty before it.
+    pub client: &'a str,
+}
+
+/// The span for one request, child of the caller's trace when one is given: `rpc.request` in
+/// the logs, exported to OpenTelemetry under the method's name with the transport, connection
+/// and client.
+pub fn request_span(
+    method: &str,
+    trace: Option<&TraceContext>,
+    meta: &RequestMeta<'_>,
+) -> tracing::Span {
     let parent = trace
         .and_then(|t| parse_traceparent(&t.traceparent))
         .or_else(|| {
@@ -49,15 +66,24 @@ pub fn request_span(method: &str, trace: Option<&TraceContext>) -> tracing::Span
                 .ok()
                 .and_then(|t| parse_traceparent(&t))
         });
-    match parent {
-        Some(p) => tracing::info_span!(
-            "rpc.request",
-            method = %method,
-            trace_id = %p.trace_id,
-            parent_span_id = %p.parent_id,
-        ),
-        None => tracing::info_span!("rpc.request", method = %method),
+    let span = tracing::info_span!(
+        "rpc.request",
+        otel.name = %method,
+        otel.kind = "server",
+        rpc.system = "jsonrpc",
+        method = %method,
+        transport = meta.transport,
+        connection = meta.connection,
+        client = %meta.client,
+        trace_id = tracing::field::Empty,
+        parent_span_id = tracing::field::Empty,
+    );
+    if let Some(p) = parent {
+        span.record("trace_id", tracing::field::display(&p.trace_id));
+        span.record("parent_span_id", tracing::field::display(&p.parent_id));
+        crate::telemetry::join_remote_trace(&span, &p);
     }
+    span
 }
 
 #[cfg(test)]
@@ -115,6 +141,23 @@ mod tests {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push((name, fields.0));
             }
+            fn on_record(
+                &self,
+                _: &tracing::span::Id,
+                values: &tracing::span::Record<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                let mut fields = Fields(Vec::new());
+                values.record(&mut fields);
+                if let Some(last) = self
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .last_mut()
+                {
+                    last.1.extend(fields.0);
+                }
+            }
         }
         let capture = Capture::default();
         let subscriber = tracing_subscriber::registry().with(capture.clone());
@@ -126,6 +169,12 @@ mod tests {
             .clone()
     }
 
+    const META: RequestMeta<'static> = RequestMeta {
+        transport: "websocket",
+        connection: 7,
+        client: "codex",
+    };
+
     #[test]
     fn a_requests_trace_field_becomes_its_spans_parent() {
         let trace = TraceContext {
@@ -133,12 +182,15 @@ mod tests {
             tracestate: None,
         };
         let spans = spans_during(|| {
-            let _span = request_span("thread/realtime/start", Some(&trace));
+            let _span = request_span("thread/realtime/start", Some(&trace), &META);
         });
         let (name, fields) = &spans[0];
         assert_eq!(name, "rpc.request");
         let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(field("method").as_deref(), Some("thread/realtime/start"));
+        assert_eq!(field("transport").as_deref(), Some("\"websocket\""));
+        assert_eq!(field("connection").as_deref(), Some("7"));
+        assert_eq!(field("client").as_deref(), Some("codex"));
         assert_eq!(
             field("trace_id").as_deref(),
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -150,7 +202,7 @@ mod tests {
             tracestate: None,
         };
         let spans = spans_during(|| {
-            let _span = request_span("x", Some(&bad));
+            let _span = request_span("x", Some(&bad), &META);
         });
         assert!(spans[0].1.iter().all(|(n, _)| n != "trace_id"), "{spans:?}");
     }

@@ -63,7 +63,7 @@ async fn serve(app: Arc<AppState>, socket: WebSocket, principal: crate::auth::Pr
         }
         let _ = sink.close().await;
     });
-    let mut conn = RpcConnection::new(app, out_tx, principal);
+    let mut conn = RpcConnection::new(app, out_tx, principal, "websocket");
     let kill = conn.kill_signal();
     let closing = slot.closing();
     tokio::pin!(closing);

@@ -73,9 +73,17 @@ pub struct SessionControl {
     pub generation: u64,
 }
 
-pub async fn run(core: SessionCore, io: SessionIo, control: SessionControl) {
-    let span = tracing::info_span!("session", thread_id = %io.thread_id,
-        version = %core.engine().version());
+pub async fn run(
+    core: SessionCore,
+    io: SessionIo,
+    control: SessionControl,
+    started_by: &tracing::Span,
+) {
+    // Not nested under the starting request in the logs (it ends long before), but its child
+    // in the exported trace.
+    let span = tracing::info_span!(parent: None, "session", thread_id = %io.thread_id,
+        version = %core.engine().version(), otel.name = "realtime.session");
+    crate::telemetry::follow(&span, started_by);
     Reactor::new(core, io, control)
         .drive()
         .instrument(span)
@@ -540,6 +548,7 @@ impl Reactor {
                         thread_id: self.thread_id.clone(),
                         handoff_id,
                         text,
+                        traceparent: crate::telemetry::traceparent(&tracing::Span::current()),
                     }));
                 }
                 Output::Agent(AgentCommand::Steer { text }) => {

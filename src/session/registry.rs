@@ -404,6 +404,8 @@ impl Sessions {
         };
         entry.record.open_inbox(generation, commands_tx.downgrade());
         let registry: Weak<Sessions> = Arc::downgrade(self);
+        // The request that starts a conversation (if any) is its trace parent.
+        let started_by = tracing::Span::current();
         let task = tokio::spawn(async move {
             if let Some(mut old) = replaced
                 && tokio::time::timeout(REPLACED_CLOSE_WITHIN, &mut old)
@@ -413,7 +415,7 @@ impl Sessions {
                 tracing::warn!("a replaced conversation did not close in time; aborting it");
                 old.abort();
             }
-            reactor::run(core, io, control).await;
+            reactor::run(core, io, control, &started_by).await;
             if let Some(reg) = registry.upgrade() {
                 reg.finished(&thread_key, generation);
             }
