@@ -549,3 +549,80 @@ async fn turns_carry_voxgate_metadata_and_an_ended_conversation_unsubscribes_its
         Some(codex_thread)
     );
 }
+
+/// With telemetry on, a delegated task's `turn/start` carries the conversation's W3C trace in
+/// codex's `trace` field: the client's trace id, voxgate's conversation span as the parent.
+#[cfg_attr(
+    not(voxgate_e2e_codex),
+    ignore = "needs the codex CLI: npm ci --prefix e2e"
+)]
+#[tokio::test]
+async fn a_codex_turn_carries_the_conversations_trace() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let Some(bin) = require_codex() else { return };
+    // This test's process exports its spans to a collector that is not there: what matters is
+    // the trace context voxgate hands on, not the export.
+    let telemetry = voxgate::config::TelemetryConfig {
+        otlp_endpoint: Some("http://127.0.0.1:9".into()),
+        ..Default::default()
+    };
+    let (layer, _exporter) = voxgate::telemetry::layer::<tracing_subscriber::Registry>(&telemetry)
+        .expect("telemetry layer")
+        .expect("an endpoint is set");
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+    let responses = ResponsesServer::start(vec![Reply::Messages(vec!["Done.".into()])]).await;
+    let codex = spawn_codex(&bin, &responses.base_url()).await;
+    let wire = tap(&codex.url).await;
+    let url = wire.url.clone();
+    let h = harness_with(
+        |_| {},
+        move |cfg| {
+            cfg.agent.kind = voxgate::config::AgentKind::Codex;
+            cfg.agent.codex.url = url;
+            cfg.agent.task_timeout_secs = 120;
+        },
+    )
+    .await;
+    let mut c = RpcClient::ready(h.addr).await;
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    c.send_raw(
+        json!({"id": 900, "method": "thread/realtime/start",
+            "params": {"threadId": "traced", "outputModality": "audio"},
+            "trace": {"traceparent": format!("00-{trace_id}-b7ad6b7169203331-01")}})
+        .to_string(),
+    )
+    .await;
+    c.notification("thread/realtime/started").await;
+    say(&mut c, "traced", "delegate: tidy up").await;
+    let turn = wire.first("turn/start").await;
+    let tp = turn["trace"]["traceparent"].as_str().unwrap_or_default();
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!(parts.len(), 4, "{turn}");
+    assert_eq!(
+        parts[1], trace_id,
+        "codex's turn is in the client's trace: {turn}"
+    );
+    assert_ne!(
+        parts[2], "b7ad6b7169203331",
+        "its parent is voxgate's span: {turn}"
+    );
+    assert!(
+        wire.sent("thread/start")
+            .iter()
+            .chain(wire.sent("thread/resume").iter())
+            .all(|m| m.get("trace").is_none()),
+        "only the task's turn carries it"
+    );
+    // codex takes the traced request: the turn runs and its answer comes back.
+    loop {
+        let m = c.next_message().await;
+        if m["method"] == "thread/realtime/transcript/done"
+            && m["params"]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Done."))
+        {
+            break;
+        }
+    }
+}
