@@ -881,7 +881,7 @@ async fn aiortc_and_the_openai_sdk_work_through_a_round_robin_balancer() {
     write_speech_wav(&wav);
     let out = tokio::time::timeout(
         Duration::from_secs(90),
-        tokio::process::Command::new("python3")
+        tokio::process::Command::new(PYTHON)
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/e2e/clients/aiortc_call.py"
@@ -902,7 +902,7 @@ async fn aiortc_and_the_openai_sdk_work_through_a_round_robin_balancer() {
 
     let out = tokio::time::timeout(
         Duration::from_secs(90),
-        tokio::process::Command::new("python3")
+        tokio::process::Command::new(PYTHON)
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/e2e/clients/openai_sdk.py"

@@ -323,7 +323,7 @@ fn check(bin: &std::path::Path, name: &str, log: &[Value]) {
     let transcript = schema.with_extension("jsonl");
     let lines: Vec<String> = log.iter().map(Value::to_string).collect();
     std::fs::write(&transcript, lines.join("\n") + "\n").expect("write transcript");
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(PYTHON)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/e2e/clients/codex_schema_check.py"

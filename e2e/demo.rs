@@ -10,8 +10,6 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-use std::time::Duration;
-
 fn tools() -> Option<PathBuf> {
     let driver = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e/node_modules/playwright-core");
     let chromium = Path::new("/usr/bin/chromium");
@@ -42,22 +40,15 @@ async fn demo_page_call_shows_transcript_and_delegated_work_in_chromium() {
     let wav = dir.join("demo-speech.wav");
     write_speech_wav(&wav);
     let shot = dir.join("demo-page.png");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/demo_page.mjs");
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .arg(script)
-            .arg(format!("http://{}", h.addr))
-            .arg(&wav)
-            .arg(&shot)
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e"))
-            .kill_on_drop(true)
-            .output(),
+    let s = node_client(
+        "demo_page.mjs",
+        &[
+            format!("http://{}", h.addr).as_ref(),
+            wav.as_ref(),
+            shot.as_ref(),
+        ],
     )
-    .await
-    .expect("chromium run finishes in time")
-    .expect("run node");
-    let s = client_summary(&out);
+    .await;
     assert!(s.get("error").is_none(), "{s}");
     assert_eq!(s["title"], "voxgate demo");
     let transcript = s["transcript"].as_str().unwrap_or_default();
@@ -120,23 +111,16 @@ async fn demo_page_in_keys_mode_takes_a_key_and_releases_the_mic_on_refusal() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let wav = dir.join("demo-speech-keys.wav");
     write_speech_wav(&wav);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/demo_page.mjs");
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .arg(script)
-            .arg(format!("http://{}", h.addr))
-            .arg(&wav)
-            .arg("")
-            .arg("sk-demo-page-key")
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e"))
-            .kill_on_drop(true)
-            .output(),
+    let s = node_client(
+        "demo_page.mjs",
+        &[
+            format!("http://{}", h.addr).as_ref(),
+            wav.as_ref(),
+            "".as_ref(),
+            "sk-demo-page-key".as_ref(),
+        ],
     )
-    .await
-    .expect("chromium run finishes in time")
-    .expect("run node");
-    let s = client_summary(&out);
+    .await;
     assert!(s.get("error").is_none(), "{s}");
     assert_eq!(s["keyField"], true, "{s}");
     assert_eq!(
@@ -168,20 +152,7 @@ async fn a_browser_caller_restarts_ice_on_its_live_call_and_keeps_talking() {
         return;
     }
     let h = harness_with(|_| {}, |_| {}).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/ice_restart.mjs");
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .arg(script)
-            .arg(format!("http://{}", h.addr))
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e"))
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("chromium run finishes in time")
-    .expect("run node");
-    let s = client_summary(&out);
+    let s = node_client("ice_restart.mjs", &[format!("http://{}", h.addr).as_ref()]).await;
     eprintln!("chromium ICE restart: {s}");
     assert!(s.get("error").is_none(), "{s}");
     assert_eq!(s["createStatus"], 201, "{s}");
@@ -295,24 +266,15 @@ async fn a_page_on_another_origin_calls_with_a_client_secret_and_cors() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let wav = dir.join("cross-origin-speech.wav");
     write_speech_wav(&wav);
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/e2e/clients/cross_origin_call.mjs"
-            ))
-            .arg(&wav)
-            .arg(format!("{origin}/#{hash}"))
-            .arg(format!("{stranger_origin}/#{hash}"))
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e"))
-            .kill_on_drop(true)
-            .output(),
+    let s = node_client(
+        "cross_origin_call.mjs",
+        &[
+            wav.as_ref(),
+            format!("{origin}/#{hash}").as_ref(),
+            format!("{stranger_origin}/#{hash}").as_ref(),
+        ],
     )
-    .await
-    .expect("chromium run finishes in time")
-    .expect("run node");
-    let s = client_summary(&out);
+    .await;
     assert!(s.get("error").is_none(), "{s}");
     let listed = &s["pages"][0];
     assert_eq!(listed["status"], 201, "{s}");

@@ -320,7 +320,7 @@ async fn a_webrtc_caller_is_told_at_once_when_the_drain_ends_its_call() {
     let ready = tmp.join(format!("drain-ready-{}", std::process::id()));
     let _ = std::fs::remove_file(&ready);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/aiortc_call.py");
-    let caller = tokio::process::Command::new("python3")
+    let caller = tokio::process::Command::new(PYTHON)
         .arg(script)
         .args(["--base", &format!("http://{addr}"), "--end", "drain"])
         .arg("--wav")

@@ -366,23 +366,8 @@ async fn the_report_reads_at_a_glance_in_chromium() {
     .await;
     assert_eq!(code, 0, "{stdout}");
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("loadtest-report.png");
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new("node")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/e2e/clients/screenshot.mjs"
-            ))
-            .arg(format!("file://{}", b.join("report.html").display()))
-            .arg(&shot)
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e"))
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("chromium in time")
-    .expect("run node");
-    let s = common::client_summary(&out);
+    let page = format!("file://{}", b.join("report.html").display());
+    let s = common::node_client("screenshot.mjs", &[page.as_ref(), shot.as_ref()]).await;
     assert!(s.get("error").is_none(), "{s}");
     assert!(s["charts"].as_u64() >= Some(5), "{s}");
     assert!(

@@ -26,7 +26,7 @@ async fn openai_python_sdk_runs_a_session_through_voxgate() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/clients/openai_sdk.py");
     let out = tokio::time::timeout(
         Duration::from_secs(90),
-        tokio::process::Command::new("python3")
+        tokio::process::Command::new(PYTHON)
             .arg(script)
             .args(["--ws", &format!("ws://{}/v1", h.addr)])
             .kill_on_drop(true)

@@ -361,7 +361,7 @@ async fn the_stdio_session_runs_as_pasted() {
 async fn the_python_sdk_snippet_runs() {
     let h = harness().await;
     let b = block("import asyncio");
-    let mut child = Command::new("python3")
+    let mut child = Command::new(PYTHON)
         .arg("-c")
         .arg(at(&b.text, &h.addr.to_string()))
         .stdout(Stdio::piped())

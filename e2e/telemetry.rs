@@ -100,6 +100,11 @@ async fn otlp_receiver() -> (String, Spans) {
             }
         }),
     );
+    (format!("http://{}", serve_here(app).await), spans)
+}
+
+/// Serve `app` on an ephemeral loopback port; its address.
+async fn serve_here(app: axum::Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -107,7 +112,7 @@ async fn otlp_receiver() -> (String, Spans) {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (format!("http://{addr}"), spans)
+    addr
 }
 
 /// A webhook agent that answers every task at once and records each call's `traceparent`.
@@ -132,14 +137,7 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Option<String>>>>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/agent"), calls)
+    (format!("http://{}/agent", serve_here(app).await), calls)
 }
 
 #[tokio::test]

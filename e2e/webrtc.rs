@@ -20,7 +20,7 @@ async fn run_client(base: &str, extra: &[&str]) -> Value {
     }
     let out = tokio::time::timeout(
         Duration::from_secs(90),
-        tokio::process::Command::new("python3")
+        tokio::process::Command::new(PYTHON)
             .arg(script)
             .args(["--base", base])
             .arg("--wav")
@@ -51,7 +51,7 @@ impl HeldCaller {
         let _ = std::fs::remove_file(&release);
         let wav = dir.join(format!("aiortc-speech-{name}.wav"));
         write_speech_wav(&wav);
-        let mut child = tokio::process::Command::new("python3")
+        let mut child = tokio::process::Command::new(PYTHON)
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/e2e/clients/aiortc_call.py"

@@ -424,10 +424,13 @@ pub fn voxgate_bin(exe: &str) -> tokio::process::Command {
     c
 }
 
-/// Whether python3 can import `module` (an e2e client's dependency). Missing locally: a SKIPPING
-/// note and false; missing in CI (`CI` set): a failure, since `.ci/run` installs it.
+/// The Python the e2e clients run on: python3, or the project venv build.rs set up (e2e/.venv).
+pub const PYTHON: &str = env!("VOXGATE_E2E_PYTHON");
+
+/// Whether the e2e Python can import `module` (an e2e client's dependency). Missing locally: a
+/// SKIPPING note and false; missing in CI (`CI` set): a failure, since `.ci/run` installs it.
 pub fn python_module(module: &str, suite: &str) -> bool {
-    let ok = std::process::Command::new("python3")
+    let ok = std::process::Command::new(PYTHON)
         .args(["-c", &format!("import {module}")])
         .output()
         .map(|o| o.status.success())
@@ -537,4 +540,23 @@ pub fn rand_u64() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0);
     h.finish()
+}
+
+/// Run the Node client `e2e/clients/<script>` (from e2e/, where its packages are) with `args`,
+/// within two minutes; its JSON summary line.
+pub async fn node_client(script: &str, args: &[&std::ffi::OsStr]) -> Value {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("node")
+            .arg(format!("{root}/e2e/clients/{script}"))
+            .args(args)
+            .current_dir(format!("{root}/e2e"))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the node client finishes in time")
+    .expect("run node");
+    client_summary(&out)
 }
