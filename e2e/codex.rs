@@ -503,19 +503,7 @@ impl WireTap {
 #[tokio::test]
 async fn turns_carry_voxgate_metadata_and_an_ended_conversation_unsubscribes_its_codex_thread() {
     let Some(bin) = require_codex() else { return };
-    let responses = ResponsesServer::start(vec![Reply::Messages(vec!["Done.".into()])]).await;
-    let codex = spawn_codex(&bin, &responses.base_url()).await;
-    let wire = tap(&codex.url).await;
-    let url = wire.url.clone();
-    let h = harness_with(
-        |_| {},
-        move |cfg| {
-            cfg.agent.kind = voxgate::config::AgentKind::Codex;
-            cfg.agent.codex.url = url;
-            cfg.agent.task_timeout_secs = 120;
-        },
-    )
-    .await;
+    let (responses, _codex, wire, h) = tapped_codex_gateway(&bin).await;
     let mut c = RpcClient::ready(h.addr).await;
     start(&mut c, "meta").await;
     say(&mut c, "meta", "delegate: tidy up").await;
@@ -530,16 +518,7 @@ async fn turns_carry_voxgate_metadata_and_an_ended_conversation_unsubscribes_its
     assert!(metadata["voxgate_handoff_id"].is_string(), "{turn}");
     let codex_thread = turn["params"]["threadId"].clone();
     // The task ends; then the conversation.
-    loop {
-        let m = c.next_message().await;
-        if m["method"] == "thread/realtime/transcript/done"
-            && m["params"]["text"]
-                .as_str()
-                .is_some_and(|t| t.contains("Done."))
-        {
-            break;
-        }
-    }
+    model_says(&mut c, "Done.").await;
     c.request("thread/realtime/stop", json!({"threadId": "meta"}))
         .await;
     c.notification("thread/realtime/closed").await;
@@ -571,19 +550,7 @@ async fn a_codex_turn_carries_the_conversations_trace() {
         .expect("telemetry layer")
         .expect("an endpoint is set");
     let _ = tracing_subscriber::registry().with(layer).try_init();
-    let responses = ResponsesServer::start(vec![Reply::Messages(vec!["Done.".into()])]).await;
-    let codex = spawn_codex(&bin, &responses.base_url()).await;
-    let wire = tap(&codex.url).await;
-    let url = wire.url.clone();
-    let h = harness_with(
-        |_| {},
-        move |cfg| {
-            cfg.agent.kind = voxgate::config::AgentKind::Codex;
-            cfg.agent.codex.url = url;
-            cfg.agent.task_timeout_secs = 120;
-        },
-    )
-    .await;
+    let (_responses, _codex, wire, h) = tapped_codex_gateway(&bin).await;
     let mut c = RpcClient::ready(h.addr).await;
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     c.send_raw(
@@ -615,14 +582,38 @@ async fn a_codex_turn_carries_the_conversations_trace() {
         "only the task's turn carries it"
     );
     // codex takes the traced request: the turn runs and its answer comes back.
+    model_says(&mut c, "Done.").await;
+}
+
+/// A codex app-server answering "Done." from a scripted Responses provider, behind a wire tap,
+/// and a gateway delegating to it through the tap.
+async fn tapped_codex_gateway(bin: &PathBuf) -> (ResponsesServer, CodexServer, WireTap, Harness) {
+    let responses = ResponsesServer::start(vec![Reply::Messages(vec!["Done.".into()])]).await;
+    let codex = spawn_codex(bin, &responses.base_url()).await;
+    let wire = tap(&codex.url).await;
+    let url = wire.url.clone();
+    let h = harness_with(
+        |_| {},
+        move |cfg| {
+            cfg.agent.kind = voxgate::config::AgentKind::Codex;
+            cfg.agent.codex.url = url;
+            cfg.agent.task_timeout_secs = 120;
+        },
+    )
+    .await;
+    (responses, codex, wire, h)
+}
+
+/// Read notifications until the model's transcript contains `text`.
+async fn model_says(c: &mut RpcClient, text: &str) {
     loop {
         let m = c.next_message().await;
         if m["method"] == "thread/realtime/transcript/done"
             && m["params"]["text"]
                 .as_str()
-                .is_some_and(|t| t.contains("Done."))
+                .is_some_and(|t| t.contains(text))
         {
-            break;
+            return;
         }
     }
 }
