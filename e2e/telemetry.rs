@@ -3,7 +3,7 @@
 //! the OpenTelemetry protocol's own types), a JSON-RPC client that sends a W3C `trace` with its
 //! start, and a webhook agent that records the `traceparent` it is called with. The request span
 //! joins the client's trace, the conversation's span is its child, and the agent is called inside
-//! that trace.
+//! that trace. Without an exporter, the agent is called with the client's own `traceparent`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -140,19 +140,17 @@ async fn webhook() -> (String, Arc<Mutex<Vec<Option<String>>>>) {
     (format!("http://{}/agent", serve_here(app).await), calls)
 }
 
-#[tokio::test]
-async fn spans_reach_an_otlp_receiver_in_the_callers_trace_and_the_agent_is_called_in_it() {
-    let (otlp, spans) = otlp_receiver().await;
+/// The real binary (with `env` added) and a webhook agent: a JSON-RPC client starts a
+/// conversation with a W3C `trace`, has it delegate once and stops it. The gateway (still
+/// running) and the `traceparent` of each call the webhook got.
+async fn traced_delegation(env: &[(&str, &str)]) -> (tokio::process::Child, Vec<Option<String>>) {
     let (hook, calls) = webhook().await;
-    let mut gw = voxgate_bin(env!("CARGO_BIN_EXE_voxgate"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("VOXGATE_TELEMETRY__OTLP_ENDPOINT", &otlp)
-        .env("VOXGATE_TELEMETRY__EXPORT_INTERVAL_MS", "100")
-        .env("VOXGATE_TELEMETRY__SERVICE_NAME", "voxgate-e2e")
+    let mut gw = voxgate_bin(env!("CARGO_BIN_EXE_voxgate"));
+    gw.args(["serve", "--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
         .env("VOXGATE_AGENT__KIND", "webhook")
-        .env("VOXGATE_AGENT__WEBHOOK__URL", &hook)
-        .spawn()
-        .expect("spawn voxgate");
+        .env("VOXGATE_AGENT__WEBHOOK__URL", &hook);
+    let mut gw = gw.spawn().expect("spawn voxgate");
     let mut lines = BufReader::new(gw.stdout.take().expect("stdout")).lines();
     let addr = loop {
         let line = tokio::time::timeout(WAIT, lines.next_line())
@@ -219,6 +217,22 @@ async fn spans_reach_an_otlp_receiver_in_the_callers_trace_and_the_agent_is_call
     .await;
     until(&mut ws, &|v| v["method"] == "thread/realtime/closed").await;
 
+    let calls = calls
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    (gw, calls)
+}
+
+#[tokio::test]
+async fn spans_reach_an_otlp_receiver_in_the_callers_trace_and_the_agent_is_called_in_it() {
+    let (otlp, spans) = otlp_receiver().await;
+    let (_gw, calls) = traced_delegation(&[
+        ("VOXGATE_TELEMETRY__OTLP_ENDPOINT", &otlp),
+        ("VOXGATE_TELEMETRY__EXPORT_INTERVAL_MS", "100"),
+        ("VOXGATE_TELEMETRY__SERVICE_NAME", "voxgate-e2e"),
+    ])
+    .await;
     // The exporter sends batches every 100 ms: wait (bounded) for both spans.
     let find = |name: &str| {
         spans
@@ -277,13 +291,21 @@ async fn spans_reach_an_otlp_receiver_in_the_callers_trace_and_the_agent_is_call
         "a request without a trace starts its own"
     );
     // The agent was called inside the conversation's trace.
-    let calls = calls
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
     assert_eq!(
         calls,
         vec![Some(format!("00-{CLIENT_TRACE}-{}-01", session.span_id))],
         "the webhook got the conversation's traceparent"
+    );
+}
+
+#[tokio::test]
+async fn without_an_exporter_the_agent_is_called_in_the_callers_own_trace() {
+    // No `[telemetry]`: voxgate takes no part in the trace, so it hands the caller's
+    // `traceparent` on unchanged (W3C Trace Context), and the agent's work still joins it.
+    let (_gw, calls) = traced_delegation(&[]).await;
+    assert_eq!(
+        calls,
+        vec![Some(format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))],
+        "the webhook got the caller's traceparent"
     );
 }

@@ -2,7 +2,9 @@
 //! spans (one per JSON-RPC request, named after its method; one per conversation) are exported
 //! over OTLP/HTTP (protobuf) in batches, a request's span joins the caller's trace (its W3C
 //! `trace`), a conversation's span is the child of the request that started it, and delegated
-//! work carries the trace on (codex's `trace`, HTTP `traceparent`). Unset: nothing of this runs.
+//! work carries the trace on (codex's `trace`, HTTP `traceparent`). Unset: nothing is exported,
+//! and delegated work carries on the caller's own `traceparent` unchanged, as W3C Trace Context
+//! asks of a service that takes no part in the trace.
 
 use opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState, TracerProvider as _,
@@ -135,6 +137,28 @@ pub fn follow(child: &tracing::Span, parent: &tracing::Span) {
     if cx.span().span_context().is_valid() {
         let _ = child.set_parent(cx);
     }
+}
+
+tokio::task_local! {
+    /// The `traceparent` of the request being handled on this task, when its caller sent one.
+    static CALLER_TRACE: Option<String>;
+}
+
+/// Run `work` (a request's handling) as done for a caller that sent `traceparent`: what it
+/// starts can hand the trace on (`caller_traceparent`) even with no exporter.
+pub async fn for_caller<F: std::future::Future>(traceparent: Option<String>, work: F) -> F::Output {
+    CALLER_TRACE.scope(traceparent, work).await
+}
+
+/// The `traceparent` the request being handled on this task came with, if any.
+pub fn caller_traceparent() -> Option<String> {
+    CALLER_TRACE.try_with(Clone::clone).ok().flatten()
+}
+
+/// What work handed on by `span` is to carry: `span`'s own W3C `traceparent` when voxgate
+/// exports traces, else the caller's (`caller`) unchanged, else `None`.
+pub fn handed_on(span: &tracing::Span, caller: Option<&str>) -> Option<String> {
+    traceparent(span).or_else(|| caller.map(str::to_owned))
 }
 
 /// `span`'s W3C `traceparent`, for work it hands on; `None` when telemetry is off.

@@ -117,16 +117,22 @@ impl RpcConnection {
                     client: &self.client,
                 };
                 let span = trace::request_span(&method, trace.as_ref(), &meta);
-                let result = self
-                    .dispatch(&method, params)
-                    .instrument(span.clone())
-                    .await;
+                let caller = trace::caller_trace(trace.as_ref()).map(|t| t.header());
+                let result = crate::telemetry::for_caller(
+                    caller.clone(),
+                    self.dispatch(&method, params).instrument(span.clone()),
+                )
+                .await;
                 match result {
                     Ok((value, after)) => {
                         self.reply(&id, Ok(value)).await;
                         if let Some(after) = after {
                             // Still the request's work (a start's conversation is its child).
-                            self.after_reply(after).instrument(span).await;
+                            crate::telemetry::for_caller(
+                                caller,
+                                self.after_reply(after).instrument(span),
+                            )
+                            .await;
                         }
                     }
                     Err(e) => self.reply(&id, Err(e)).await,

@@ -1,6 +1,7 @@
 //! W3C trace context for JSON-RPC requests: a valid `traceparent` (from the request's `trace`
 //! field, else env `TRACEPARENT`) becomes the parent of the request's span, recorded as its
-//! `trace_id` and `parent_span_id` fields.
+//! `trace_id` and `parent_span_id` fields, and is what the request's work hands on when
+//! voxgate exports no trace of its own (`crate::telemetry::for_caller`).
 
 use crate::protocol::rpc::TraceContext;
 
@@ -9,6 +10,25 @@ pub struct TraceParent {
     pub trace_id: String,
     pub parent_id: String,
     pub flags: String,
+}
+
+impl TraceParent {
+    /// As a `traceparent` header value (version 00).
+    pub fn header(&self) -> String {
+        format!("00-{}-{}-{}", self.trace_id, self.parent_id, self.flags)
+    }
+}
+
+/// The caller's trace for a request: its `trace` field when valid, else env `TRACEPARENT`
+/// (a stdio client's parent process).
+pub fn caller_trace(trace: Option<&TraceContext>) -> Option<TraceParent> {
+    trace
+        .and_then(|t| parse_traceparent(&t.traceparent))
+        .or_else(|| {
+            std::env::var("TRACEPARENT")
+                .ok()
+                .and_then(|t| parse_traceparent(&t))
+        })
 }
 
 /// Parse `version-traceid-parentid-flags` (version 00; ids lowercase hex, not all zero).
@@ -59,13 +79,7 @@ pub fn request_span(
     trace: Option<&TraceContext>,
     meta: &RequestMeta<'_>,
 ) -> tracing::Span {
-    let parent = trace
-        .and_then(|t| parse_traceparent(&t.traceparent))
-        .or_else(|| {
-            std::env::var("TRACEPARENT")
-                .ok()
-                .and_then(|t| parse_traceparent(&t))
-        });
+    let parent = caller_trace(trace);
     let span = tracing::info_span!(
         "rpc.request",
         otel.name = %method,

@@ -78,16 +78,16 @@ pub async fn run(
     io: SessionIo,
     control: SessionControl,
     started_by: &tracing::Span,
+    caller_trace: Option<String>,
 ) {
     // Not nested under the starting request in the logs (it ends long before), but its child
     // in the exported trace.
     let span = tracing::info_span!(parent: None, "session", thread_id = %io.thread_id,
         version = %core.engine().version(), otel.name = "realtime.session");
     crate::telemetry::follow(&span, started_by);
-    Reactor::new(core, io, control)
-        .drive()
-        .instrument(span)
-        .await;
+    let mut reactor = Reactor::new(core, io, control);
+    reactor.caller_trace = caller_trace;
+    reactor.drive().instrument(span).await;
 }
 
 type ModelSink = futures_util::stream::SplitSink<ModelSocket, ModelMessage>;
@@ -219,6 +219,9 @@ struct Reactor {
     switch_to_successor: bool,
     /// A task outlived the conversation: the agent is told the conversation ended when it does.
     released: bool,
+    /// The `traceparent` the starting request came with: delegated work carries it on when
+    /// voxgate exports no trace of its own.
+    caller_trace: Option<String>,
 }
 
 /// What woke the reactor.
@@ -268,6 +271,7 @@ impl Reactor {
             successor: None,
             switch_to_successor: false,
             released: false,
+            caller_trace: None,
         }
     }
 
@@ -548,7 +552,10 @@ impl Reactor {
                         thread_id: self.thread_id.clone(),
                         handoff_id,
                         text,
-                        traceparent: crate::telemetry::traceparent(&tracing::Span::current()),
+                        traceparent: crate::telemetry::handed_on(
+                            &tracing::Span::current(),
+                            self.caller_trace.as_deref(),
+                        ),
                     }));
                 }
                 Output::Agent(AgentCommand::Steer { text }) => {

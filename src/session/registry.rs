@@ -406,6 +406,7 @@ impl Sessions {
         let registry: Weak<Sessions> = Arc::downgrade(self);
         // The request that starts a conversation (if any) is its trace parent.
         let started_by = tracing::Span::current();
+        let caller_trace = crate::telemetry::caller_traceparent();
         let task = tokio::spawn(async move {
             if let Some(mut old) = replaced
                 && tokio::time::timeout(REPLACED_CLOSE_WITHIN, &mut old)
@@ -415,7 +416,7 @@ impl Sessions {
                 tracing::warn!("a replaced conversation did not close in time; aborting it");
                 old.abort();
             }
-            reactor::run(core, io, control, &started_by).await;
+            reactor::run(core, io, control, &started_by, caller_trace).await;
             if let Some(reg) = registry.upgrade() {
                 reg.finished(&thread_key, generation);
             }
