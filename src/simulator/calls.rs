@@ -20,11 +20,17 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Server events queued for a sideband socket: one that falls this far behind is closed (the
+/// call goes on without it).
+const SIDEBAND_BACKLOG: usize = 1024;
+/// Client events read from a sideband socket ahead of the call: past this, reading waits.
+const SIDEBAND_INBOUND: usize = 64;
+
 /// A sideband socket handed to a call's task.
 pub struct Sideband {
     pub conn: u64,
-    pub out: mpsc::UnboundedSender<String>,
-    pub inbound: mpsc::UnboundedReceiver<String>,
+    pub out: mpsc::Sender<String>,
+    pub inbound: mpsc::Receiver<String>,
 }
 
 pub(crate) async fn create(
@@ -114,7 +120,7 @@ fn open_call(
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(4096);
     let (evt_tx, evt_rx) = mpsc::channel(1024);
-    let (attach_tx, attach_rx) = mpsc::unbounded_channel();
+    let (attach_tx, attach_rx) = mpsc::channel(4);
     state
         .calls
         .lock()
@@ -235,20 +241,21 @@ pub(crate) async fn hangup(
 /// Serve a sideband socket: hand its two directions to the call's task.
 pub(crate) async fn sideband(
     socket: WebSocket,
-    attach: mpsc::UnboundedSender<Sideband>,
+    attach: mpsc::Sender<Sideband>,
     conn: u64,
     records: tokio::sync::broadcast::Sender<SimRecord>,
 ) {
     use futures_util::{SinkExt, StreamExt};
     let (mut sink, mut stream) = socket.split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
-    let (in_tx, in_rx) = mpsc::unbounded_channel::<String>();
+    let (out_tx, mut out_rx) = mpsc::channel::<String>(SIDEBAND_BACKLOG);
+    let (in_tx, in_rx) = mpsc::channel::<String>(SIDEBAND_INBOUND);
     if attach
         .send(Sideband {
             conn,
             out: out_tx,
             inbound: in_rx,
         })
+        .await
         .is_err()
     {
         return;
@@ -267,7 +274,7 @@ pub(crate) async fn sideband(
                 conn,
                 text: t.to_string(),
             });
-            if in_tx.send(t.to_string()).is_err() {
+            if in_tx.send(t.to_string()).await.is_err() {
                 break;
             }
         }
@@ -284,7 +291,7 @@ async fn run_call(
     session: Option<Value>,
     peer_tx: mpsc::Sender<PeerCommand>,
     mut peer_rx: mpsc::Receiver<PeerEvent>,
-    mut attach: mpsc::UnboundedReceiver<Sideband>,
+    mut attach: mpsc::Receiver<Sideband>,
     hangup: std::sync::Arc<tokio::sync::Notify>,
 ) {
     let mut sim = SimConversation::new(version, state.cfg.clone(), conn);
@@ -309,8 +316,18 @@ async fn run_call(
                         }
                         continue;
                     }
-                    if let Some(s) = &side {
-                        let _ = s.out.send(t.clone());
+                    if let Some(s) = &side
+                        && let Err(e) = s.out.try_send(t.clone())
+                    {
+                        // Gone, or SIDEBAND_BACKLOG behind: dropping it ends its writer, which
+                        // closes the socket.
+                        if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                            tracing::warn!(
+                                conn = s.conn,
+                                "simulator: closing a sideband that fell behind"
+                            );
+                        }
+                        side = None;
                     }
                     let _ = peer_tx.try_send(PeerCommand::Text(t));
                 }

@@ -59,10 +59,7 @@ pub(crate) struct SimState {
         std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
     /// Live WebRTC calls: call id → where to hand a sideband socket.
     pub(crate) calls: std::sync::Mutex<
-        std::collections::HashMap<
-            String,
-            tokio::sync::mpsc::UnboundedSender<super::calls::Sideband>,
-        >,
+        std::collections::HashMap<String, tokio::sync::mpsc::Sender<super::calls::Sideband>>,
     >,
 }
 
