@@ -684,6 +684,54 @@ async fn a_killed_node_takes_its_calls_and_frees_its_leases() {
     ignore = "needs redis-server (apt-get install redis-server)"
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_rpc_client_hears_that_a_thread_on_a_killed_node_ended() {
+    let dir = tmpdir("rpc-node-death");
+    let redis = Redis::start(&dir).await;
+    let config = open_config(&dir);
+    let mut nodes = three_nodes(Some(&config), &redis).await;
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    // The thread runs on A; B's client uses it through B's link to A.
+    let mut starter = RpcClient::ready(a).await;
+    starter
+        .start(json!({"threadId": "doomed", "outputModality": "text"}))
+        .await;
+    starter.notification("thread/realtime/started").await;
+    let mut talker = RpcClient::ready(b).await;
+    let r = talker
+        .request(
+            "thread/realtime/appendText",
+            json!({"threadId": "doomed", "text": "are you there"}),
+        )
+        .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    talker.notification("thread/realtime/transcript/done").await;
+
+    nodes[0].child.start_kill().expect("SIGKILL node A");
+    let _ = nodes[0].child.wait().await;
+
+    let error = talker.notification("thread/realtime/error").await;
+    assert_eq!(error["threadId"], "doomed", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("went away")),
+        "{error}"
+    );
+    let closed = talker.notification("thread/realtime/closed").await;
+    assert_eq!(closed["threadId"], "doomed", "{closed}");
+    assert_eq!(closed["reason"], "error", "{closed}");
+    // B's connection goes on: a thread of its own runs there.
+    talker
+        .start(json!({"threadId": "survivor", "outputModality": "text"}))
+        .await;
+    talker.notification("thread/realtime/started").await;
+}
+
+#[cfg_attr(
+    not(voxgate_e2e_redis),
+    ignore = "needs redis-server (apt-get install redis-server)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_leaves_sessions_running_and_refuses_new_ones_meanwhile() {
     let (_dir, mut redis, nodes) = keyed_cluster("redis-restart").await;
     let (b, c) = (nodes[1].addr, nodes[2].addr);

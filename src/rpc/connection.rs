@@ -201,7 +201,7 @@ impl RpcConnection {
             }
         };
         match self.links.get(&node) {
-            Some(link) => link.send(text).await,
+            Some(link) => link.send(thread_id, text).await,
             None => false,
         }
     }
