@@ -685,10 +685,7 @@ async fn a_killed_node_takes_its_calls_and_frees_its_leases() {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_json_rpc_client_hears_that_a_thread_on_a_killed_node_ended() {
-    let dir = tmpdir("rpc-node-death");
-    let redis = Redis::start(&dir).await;
-    let config = open_config(&dir);
-    let mut nodes = three_nodes(Some(&config), &redis).await;
+    let (_dir, _redis, mut nodes) = open_cluster("rpc-node-death").await;
     let (a, b) = (nodes[0].addr, nodes[1].addr);
     // The thread runs on A; B's client uses it through B's link to A.
     let mut starter = RpcClient::ready(a).await;
@@ -845,12 +842,18 @@ async fn keyed_cluster(name: &str) -> (PathBuf, Redis, Vec<Node>) {
     (dir, redis, nodes)
 }
 
-/// A Redis, three open-auth nodes and HAProxy round-robin over them.
-async fn balanced_cluster(name: &str) -> (PathBuf, Redis, Vec<Node>, Haproxy) {
+/// A Redis and three open-auth nodes.
+async fn open_cluster(name: &str) -> (PathBuf, Redis, Vec<Node>) {
     let dir = tmpdir(name);
     let redis = Redis::start(&dir).await;
     let config = open_config(&dir);
     let nodes = three_nodes(Some(&config), &redis).await;
+    (dir, redis, nodes)
+}
+
+/// A Redis, three open-auth nodes and HAProxy round-robin over them.
+async fn balanced_cluster(name: &str) -> (PathBuf, Redis, Vec<Node>, Haproxy) {
+    let (dir, redis, nodes) = open_cluster(name).await;
     let lb = Haproxy::start(&dir, &nodes.iter().map(|n| n.addr).collect::<Vec<_>>()).await;
     (dir, redis, nodes, lb)
 }
